@@ -1,0 +1,42 @@
+"""Synthetic far- and near-field datasets with known ground truth, the catalogue, and CXI files.
+
+    >>> from ptybench.datasets import load
+    >>> data = load("farfield-64-256")          # a catalogue name or a .cxi path
+    >>> block = data.frames(0, 64)              # uint32 (64, 64, 64), made on demand
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ptybench.engines.validation import ProblemShape, validate_inputs
+
+from .cache import cache_dir
+from .catalogue import DETECTOR_LADDER, FRAME_LADDER, describe, get_spec, ladder, names
+from .cxi import CXIDataset, open_cxi, write_cxi
+from .spec import DatasetSpec, human_bytes
+from .synthetic import SyntheticDataset
+
+
+def load(name_or_path: str | os.PathLike | DatasetSpec, threads: int | None = None
+         ) -> SyntheticDataset | CXIDataset:
+    """A dataset from a catalogue name, a DatasetSpec, or a path to a CXI file."""
+    if isinstance(name_or_path, DatasetSpec):
+        return SyntheticDataset(name_or_path, threads=threads)
+    text = str(name_or_path)
+    if text.endswith((".cxi", ".h5", ".hdf5")) or Path(text).is_file():
+        return open_cxi(text)
+    return SyntheticDataset(get_spec(text), threads=threads)
+
+
+def default_cxi_path(name: str) -> Path:
+    """Where `ptybench datasets make NAME` puts a file when no --out is given."""
+    return cache_dir() / f"{name}.cxi"
+
+
+__all__ = [
+    "DETECTOR_LADDER", "FRAME_LADDER", "CXIDataset", "DatasetSpec", "ProblemShape", "SyntheticDataset",
+    "cache_dir", "default_cxi_path", "describe", "get_spec", "human_bytes", "ladder", "load", "names",
+    "open_cxi", "validate_inputs", "write_cxi",
+]

@@ -1,0 +1,77 @@
+"""The catalogue: every named dataset spec, and the size ladders benchmarks climb.
+
+Names read ``{kind}-{detector}-{frames}`` (``farfield-128-4096``: 4096 far-field frames of 128²),
+plus a few named sets: the small test sets, a two-mode set, a masked set and the seed workload.
+"""
+
+from __future__ import annotations
+
+from .spec import DatasetSpec
+
+FRAME_LADDER = (256, 1024, 4096, 16384, 65536)
+DETECTOR_LADDER = (64, 128, 256, 512, 1024, 2048)
+
+
+def ladder_photons(kind: str, detector: int) -> float:
+    """Photons per frame grow with detector area (about 250 per pixel far field, 2500 near field)."""
+    per_64 = 1e6 if kind == "farfield" else 1e7
+    return per_64 * (detector / 64) ** 2
+
+
+def ladder_spec(kind: str, detector: int, n_frames: int, **changes: object) -> DatasetSpec:
+    return DatasetSpec(kind=kind, n_frames=n_frames, frame_shape=(detector, detector),
+                       photons=ladder_photons(kind, detector), **changes)
+
+
+def _build() -> dict[str, tuple[DatasetSpec, str]]:
+    entries: dict[str, tuple[DatasetSpec, str]] = {
+        "farfield-64-256": (ladder_spec("farfield", 64, 256),
+                            "small far-field test set (engine correctness bars)"),
+        "nearfield-64-64": (ladder_spec("nearfield", 64, 64),
+                            "small near-field test set, 1e7 photons/frame"),
+        "farfield-64-256-2modes": (ladder_spec("farfield", 64, 256, probe_modes=2),
+                                   "two probe modes (partial coherence)"),
+        "farfield-64-256-masked": (ladder_spec("farfield", 64, 256, beamstop_radius=3.0,
+                                               dead_pixel_fraction=0.02),
+                                   "beam stop and 2% dead pixels"),
+        "seed-2552x768": (DatasetSpec(kind="farfield", n_frames=2552, frame_shape=(768, 768),
+                                      photons=ladder_photons("farfield", 768)),
+                          "the seed workload: one tomography projection, 2552 x 768² (12 GB as complex64)"),
+    }
+    for kind in ("farfield", "nearfield"):
+        for detector in DETECTOR_LADDER:
+            for n_frames in FRAME_LADDER:
+                name = f"{kind}-{detector}-{n_frames}"
+                entries.setdefault(name, (ladder_spec(kind, detector, n_frames), "ladder"))
+    return entries
+
+
+_CATALOGUE = _build()
+
+
+def names() -> list[str]:
+    return list(_CATALOGUE)
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The spec of a catalogue name; a ValueError lists near names when it is unknown."""
+    try:
+        return _CATALOGUE[name][0]
+    except KeyError:
+        close = [n for n in _CATALOGUE if n.split("-")[:2] == name.split("-")[:2]][:8]
+        hint = f"; similar names: {close}" if close else "; see `ptybench datasets list`"
+        raise ValueError(f"dataset: unknown name {name!r}{hint}") from None
+
+
+def describe(name: str) -> str:
+    return _CATALOGUE[name][1]
+
+
+def ladder(kind: str = "farfield", detector: int | None = None,
+           n_frames: int | None = None) -> list[tuple[str, DatasetSpec]]:
+    """A size ladder: fix the detector to climb N, or fix N to climb the detector."""
+    if (detector is None) == (n_frames is None):
+        raise ValueError("ladder: give exactly one of detector= (climb N) or n_frames= (climb the detector)")
+    if detector is not None:
+        return [(f"{kind}-{detector}-{n}", get_spec(f"{kind}-{detector}-{n}")) for n in FRAME_LADDER]
+    return [(f"{kind}-{d}-{n_frames}", get_spec(f"{kind}-{d}-{n_frames}")) for d in DETECTOR_LADDER]

@@ -1,0 +1,112 @@
+"""The backend interface: the few operations the array API lacks or that are hot.
+
+An engine is written once against ``backend.xp`` (an array-api-compat namespace) plus this
+interface; a backend supplies unitary FFTs, gather/scatter-add of frame views, synchronisation,
+memory statistics and host<->device transfers. Everything else is shared algorithm code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class BackendUnavailable(RuntimeError):
+    """Raised when a backend's library is not installed or has no device; the message says why."""
+
+
+@dataclass(frozen=True)
+class MemoryStats:
+    """Device memory of a backend in bytes; ``None`` where the backend cannot measure it (host arrays)."""
+
+    in_use_bytes: int | None
+    peak_bytes: int | None
+
+
+class Backend:
+    """Base class; subclasses set ``name``, ``device`` and ``xp`` and implement the abstract methods."""
+
+    name: str = "abstract"
+    device: str = "cpu"
+    xp: Any = None
+    #: True when arrays live in memory separate from the host (a GPU); streaming only pays then.
+    is_device_memory: bool = False
+
+    # --- transfers -------------------------------------------------------------------------
+    def asarray(self, host_array: np.ndarray) -> Any:
+        """Copy a host array onto the backend's device (always a copy: engines own their state)."""
+        raise NotImplementedError
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        """Copy a backend array to a host NumPy array."""
+        raise NotImplementedError
+
+    def index_array(self, host_indices: np.ndarray) -> Any:
+        """Integer index array usable to index this backend's arrays."""
+        return self.asarray(np.ascontiguousarray(host_indices, dtype=np.int64))
+
+    def pinned_empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """Host buffer for streaming blocks to the device (page-locked where the backend can)."""
+        return np.empty(shape, dtype=dtype)
+
+    # --- arrays ----------------------------------------------------------------------------
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        return self.xp.empty(shape, dtype=dtype)
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        return self.xp.zeros(shape, dtype=dtype)
+
+    # --- hot operations ----------------------------------------------------------------------
+    def fft2(self, array: Any, overwrite: bool = False) -> Any:
+        """Unitary 2-D FFT over the last two axes; may reuse ``array``'s memory when ``overwrite``."""
+        raise NotImplementedError
+
+    def ifft2(self, array: Any, overwrite: bool = False) -> Any:
+        """Unitary inverse 2-D FFT over the last two axes."""
+        raise NotImplementedError
+
+    def gather_views(self, obj: Any, rows: Any, cols: Any, frame_shape: tuple[int, int]) -> Any:
+        """Views O[:, r_j:r_j+Y, c_j:c_j+X] of an (M_o, A, B) object as an (n, M_o, Y, X) array."""
+        raise NotImplementedError
+
+    def scatter_add_views(self, target: Any, rows: Any, cols: Any, patches: Any) -> None:
+        """target[:, r_j:r_j+Y, c_j:c_j+X] += patches[j] for every j; overlapping patches add up."""
+        raise NotImplementedError
+
+    @property
+    def kernels(self) -> Any:
+        """The engines' shared hot steps; a backend overrides ``_kernel_class`` to fuse some."""
+        if self._kernels is None:
+            from ..kernels import Kernels
+            self._kernels = (self._kernel_class or Kernels)(self.xp)
+        return self._kernels
+
+    _kernels: Any = None
+    _kernel_class: Any = None
+
+    # --- bookkeeping -----------------------------------------------------------------------
+    def sync(self) -> None:
+        """Wait for queued device work, so a clock read afterwards measures it."""
+
+    def memory_stats(self) -> MemoryStats:
+        return MemoryStats(None, None)
+
+    def reset_peak_memory(self) -> None:
+        """Start a new peak-memory window."""
+
+    def free_memory(self) -> None:
+        """Return cached device memory to the driver (between runs)."""
+
+    def thread_limit(self, threads: int | None) -> contextlib.AbstractContextManager:
+        """Context in which the backend's CPU work uses at most ``threads`` threads."""
+        return contextlib.nullcontext()
+
+    def describe(self) -> dict[str, Any]:
+        """Name, device and library versions, for result records."""
+        return {"backend": self.name, "device": self.device}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} device={self.device!r}>"

@@ -1,0 +1,28 @@
+"""Reductions over frames, the only thing that crosses MPI ranks (DESIGN.md, "Distributed runs").
+
+Engines call ``comm.allreduce_sum`` on partial sums over their own frames; serially that is the
+identity. The MPI implementation (ptybench.engines.mpi) stages device buffers through the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SerialCommunicator:
+    """One process owns every frame: reductions return their input."""
+
+    rank = 0
+    size = 1
+
+    def allreduce_sum(self, array: Any) -> Any:
+        return array
+
+    def allreduce_scalars(self, values: list[float]) -> list[float]:
+        return list(values)
+
+    def frame_range(self, n_frames: int) -> tuple[int, int]:
+        return 0, n_frames
+
+    def barrier(self) -> None:
+        """Nothing to wait for."""

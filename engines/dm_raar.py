@@ -1,0 +1,125 @@
+"""DM and RAAR: one update rule, two sets of coefficients (ALGORITHMS.md, "Engines").
+
+    ψ ← ψ + b·Π_M(c·Π_Oψ + (1 − c)·ψ) + a·Π_Oψ − (a + b)·ψ
+    DM: (a, b, c) = (−α, 1, 1 + α)        RAAR: (a, b, c) = (1 − 2β, β, 2)
+
+Π_Oψ is represented by the current object and probe (ψ_jkl = P_k·O_l,j), which the overlap
+projection recomputes from all exit waves after each Fourier step (Thibault et al. 2009).
+The per-iteration Fourier errors are those of the Fourier projection's input, as in PtyPy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .metrics import FourierErrorSums
+from .options import ProjectionOptions
+from .problem import FrameStore, Problem
+
+
+class ProjectionEngine:
+    """Keeps every exit wave (N·M_p·M_o·Y·X complex64): the memory term that makes big data not fit."""
+
+    def __init__(self, problem: Problem, options: ProjectionOptions) -> None:
+        self.problem = problem
+        self.options = options
+        self.a, self.b, self.c = options.update_coefficients()
+        self.kernels = problem.backend.kernels
+        shape = problem.shape
+        waves_shape = (problem.n_frames, shape.probe_modes, shape.object_modes, *problem.frame_shape)
+        self.exit_waves = FrameStore(problem.backend, None, waves_shape, np.complex64,
+                                     resident=not problem.streaming)
+        self._illumination: Any = None
+        for start, stop in problem.blocks():
+            waves = self.exit_waves.read(start, stop)
+            waves[...] = self.kernels.exit_waves(problem.probe, problem.views(start, stop))
+            self.exit_waves.write(start, stop, waves)
+
+    # --- one iteration -----------------------------------------------------------------------
+    def iterate(self, iteration: int) -> FourierErrorSums:
+        problem, kernels, timer = self.problem, self.kernels, self.problem.timer
+        errors = FourierErrorSums()
+        numerator = problem.backend.zeros(problem.object.shape, problem.xp.complex64)
+        for start, stop in problem.blocks():
+            with timer("transfer"):
+                waves = self.exit_waves.read(start, stop)
+                intensities = problem.intensities.read(start, stop)
+            with timer("exit_waves"):
+                overlap = kernels.exit_waves(problem.probe, problem.views(start, stop))
+                mix = kernels.linear_mix(overlap, waves, self.c)
+            with timer("propagation"):
+                detector = problem.propagator.forward(mix, overwrite=True)
+            with timer("fourier_projection"):
+                squared, absolute = kernels.fourier_projection(detector, intensities, problem.mask,
+                                                               self.options.pbound)
+            with timer("propagation"):
+                projected = problem.propagator.backward(detector, overwrite=True)
+            with timer("exit_waves"):
+                kernels.difference_map_update(waves, projected, overlap, self.a, self.b)
+            with timer("overlap_update"):
+                self._add_object_terms(numerator, waves, start, stop)
+            with timer("transfer"):
+                self.exit_waves.write(start, stop, waves)
+            errors.add(problem.xp.sum(squared), problem.xp.sum(absolute))
+        with timer("overlap_update"):
+            self._overlap_projection(iteration, numerator)
+        return errors
+
+    # --- overlap projection Π_O ---------------------------------------------------------------
+    def _add_object_terms(self, numerator: Any, waves: Any, start: int, stop: int) -> None:
+        problem = self.problem
+        problem.backend.scatter_add_views(numerator, problem.rows[start:stop], problem.cols[start:stop],
+                                          self.kernels.object_update_terms(problem.probe, waves))
+
+    def _object_numerator(self) -> Any:
+        problem = self.problem
+        numerator = problem.backend.zeros(problem.object.shape, problem.xp.complex64)
+        for start, stop in problem.blocks():
+            self._add_object_terms(numerator, self.exit_waves.read(start, stop), start, stop)
+        return numerator
+
+    def _illumination_map(self) -> Any:
+        """Σ_j Σ_k |P_k(r − r_j)|², (1, A, B); recomputed only after the probe changes."""
+        if self._illumination is None:
+            problem, xp = self.problem, self.problem.xp
+            power = xp.sum(xp.real(problem.probe) ** 2 + xp.imag(problem.probe) ** 2, axis=0)
+            illumination = problem.backend.zeros((1, *problem.object.shape[1:]), xp.float32)
+            for start, stop in problem.blocks():
+                patches = xp.broadcast_to(power, (stop - start, 1, *power.shape))
+                problem.backend.scatter_add_views(illumination, problem.rows[start:stop],
+                                                  problem.cols[start:stop], patches)
+            self._illumination = problem.comm.allreduce_sum(illumination)
+        return self._illumination
+
+    def _update_object(self, numerator: Any) -> None:
+        problem, xp = self.problem, self.problem.xp
+        numerator = problem.comm.allreduce_sum(numerator)
+        illumination = self._illumination_map()
+        inertia = self.options.object_inertia * float(xp.max(illumination))
+        problem.object = (inertia * problem.object + numerator) / (inertia + illumination)
+
+    def _update_probe(self) -> None:
+        problem, xp = self.problem, self.problem.xp
+        numerator = xp.zeros_like(problem.probe)
+        denominator = problem.backend.zeros(problem.frame_shape, xp.float32)
+        for start, stop in problem.blocks():
+            block_numerator, block_denominator = self.kernels.probe_update_terms(
+                problem.views(start, stop), self.exit_waves.read(start, stop))
+            numerator += block_numerator
+            denominator += block_denominator
+        numerator = problem.comm.allreduce_sum(numerator)
+        denominator = problem.comm.allreduce_sum(denominator)
+        inertia = self.options.probe_inertia * float(xp.max(denominator))
+        problem.probe = (inertia * problem.probe + numerator) / (inertia + denominator)
+        self._illumination = None
+
+    def _overlap_projection(self, iteration: int, numerator: Any) -> None:
+        """Alternate object and probe updates ``overlap_updates`` times; probe fixed before its start."""
+        update_probe = iteration >= self.options.probe_update_start
+        for round_index in range(self.options.overlap_updates):
+            self._update_object(numerator if round_index == 0 else self._object_numerator())
+            if not update_probe:
+                break
+            self._update_probe()

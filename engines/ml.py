@@ -1,0 +1,271 @@
+"""Maximum likelihood by non-linear conjugate gradients (Thibault & Guizar-Sicairos 2012).
+
+    Gaussian: L = Σ_j Σ M w (Î_j − I_j)², w = 1/(I + 1);   Poisson: L = Σ M (Î − I ln Î)
+    g_O = Σ_jk P_k* D⁻¹[2 (∂L/∂Î) D ψ_jk],   g_P = Σ_jl O_l,j* D⁻¹[2 (∂L/∂Î) D ψ_jl]
+
+Directions by Polak–Ribière with restart, the probe gradient scaled to the object's (PtyPy's
+scale_precond). Along (h_O, h_P) the exit wave (P + t h_P)(O + t h_O) is quadratic in t, so Î(t)
+is a quartic per pixel and the Gaussian L(t) a degree-8 polynomial whose 9 coefficients come from
+one pass over D(P·O), D(P·h_O + h_P·O), D(h_P·h_O): it is minimised exactly. For the Poisson
+likelihood the step is one Newton step on L(t) from the same quartic (as in PtyPy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .metrics import FourierErrorSums
+from .options import MLOptions
+from .problem import Problem
+
+#: Memory of the probe/object gradient scale between iterations (PtyPy's scale_p_o_memory).
+SCALE_MEMORY = 0.9
+#: Model intensities are floored here in the Poisson likelihood (counts), so ln Î stays finite.
+POISSON_FLOOR = 1e-6
+
+
+class MaximumLikelihoodEngine:
+    """Keeps gradients and directions (≈ 3× object + 3× probe) and one block of exit waves."""
+
+    def __init__(self, problem: Problem, options: MLOptions) -> None:
+        self.problem = problem
+        self.options = options
+        self.kernels = problem.backend.kernels
+        self.previous_gradient: tuple[Any, Any] | None = None
+        self.direction: tuple[Any, Any] | None = None
+        self.scale: float | None = None
+        self.regularizer_amplitude = self._regularizer_amplitude() if options.regularizer > 0 else 0.0
+
+    # --- likelihood and its gradient ----------------------------------------------------------
+    def _loss_derivative(self, model: Any, intensities: Any) -> tuple[Any, Any]:
+        """(∂L/∂Î per pixel, L summed over the block); masked pixels contribute nothing."""
+        xp, mask = self.problem.xp, self.problem.mask
+        zeros = xp.zeros_like(model)
+        if self.options.noise == "gaussian":
+            weights = xp.where(mask, 1.0 / (intensities + 1.0), zeros)
+            residual = model - intensities
+            return 2.0 * weights * residual, xp.sum(weights * residual**2)
+        floored = xp.maximum(model, xp.full_like(model, POISSON_FLOOR))
+        derivative = xp.where(mask, 1.0 - intensities / floored, zeros)
+        return derivative, xp.sum(xp.where(mask, floored - intensities * xp.log(floored), zeros))
+
+    def gradients(self, errors: FourierErrorSums | None = None) -> tuple[Any, Any, float]:
+        """(g_O, g_P, L) summed over every frame and rank, plus the regulariser."""
+        problem, kernels, timer, xp = self.problem, self.kernels, self.problem.timer, self.problem.xp
+        gradient_object = xp.zeros_like(problem.object)
+        gradient_probe = xp.zeros_like(problem.probe)
+        loss = 0.0
+        for start, stop in problem.blocks():
+            with timer("transfer"):
+                intensities = problem.intensities.read(start, stop)
+            with timer("exit_waves"):
+                views = problem.views(start, stop)
+                waves = kernels.exit_waves(problem.probe, views)
+            with timer("propagation"):
+                detector = problem.propagator.forward(waves, overwrite=True)
+            with timer("fourier_projection"):
+                model = kernels.mode_intensity(detector)
+                derivative, block_loss = self._loss_derivative(model, intensities)
+                loss += float(block_loss)
+                if errors is not None:
+                    squared, absolute = kernels.amplitude_errors(model, intensities, problem.mask)
+                    errors.add(xp.sum(squared), xp.sum(absolute))
+                detector *= xp.astype(2.0 * derivative, detector.dtype)[:, None, None]
+            with timer("propagation"):
+                chi = problem.propagator.backward(detector, overwrite=True)
+            with timer("overlap_update"):
+                problem.backend.scatter_add_views(gradient_object, problem.rows[start:stop],
+                                                  problem.cols[start:stop],
+                                                  kernels.object_update_terms(problem.probe, chi))
+                gradient_probe += kernels.probe_update_terms(views, chi)[0]
+        with timer("communication"):
+            gradient_object = problem.comm.allreduce_sum(gradient_object)
+            gradient_probe = problem.comm.allreduce_sum(gradient_probe)
+            loss = problem.comm.allreduce_scalars([loss])[0]
+        if self.regularizer_amplitude:
+            loss += self._add_regularizer_gradient(gradient_object)
+        return gradient_object, gradient_probe, loss
+
+    # --- conjugate directions ------------------------------------------------------------------
+    def _dot(self, a: Any, b: Any) -> float:
+        """Re⟨a, b⟩, accumulated in float64."""
+        xp = self.problem.xp
+        return float(xp.sum(xp.real(xp.conj(a) * b), dtype=xp.float64))
+
+    def iterate(self, iteration: int) -> FourierErrorSums:
+        xp = self.problem.xp
+        errors = FourierErrorSums()
+        gradient_object, gradient_probe, _ = self.gradients(errors)
+        update_probe = iteration >= self.options.probe_update_start
+        if not update_probe:
+            gradient_probe = xp.zeros_like(gradient_probe)
+        with self.problem.timer("line_search"):
+            direction_object, direction_probe = self._next_direction(gradient_object, gradient_probe, update_probe)
+        step = self.line_search(direction_object, direction_probe, gradient_object, gradient_probe)
+        if step is None:  # not a descent direction: restart along the (scaled) gradient
+            self.previous_gradient = None
+            direction_object, direction_probe = self._next_direction(gradient_object, gradient_probe,
+                                                                     update_probe)
+            step = self.line_search(direction_object, direction_probe, gradient_object, gradient_probe) or 0.0
+        self.problem.object = self.problem.object + step * direction_object
+        if update_probe:
+            self.problem.probe = self.problem.probe + step * direction_probe
+        return errors
+
+    def _next_direction(self, gradient_object: Any, gradient_probe: Any, update_probe: bool) -> tuple[Any, Any]:
+        """h = −M g + β h_prev, M = diag(1, s): Polak–Ribière with restart (β ≥ 0)."""
+        object_norm = self._dot(gradient_object, gradient_object)
+        probe_norm = self._dot(gradient_probe, gradient_probe)
+        if update_probe and self.options.scale_precond and probe_norm > 0:
+            scale = object_norm / probe_norm
+            self.scale = scale if self.scale is None else self.scale**SCALE_MEMORY * scale ** (1 - SCALE_MEMORY)
+        elif self.scale is None:
+            self.scale = 1.0
+        scale = self.scale
+        beta = 0.0
+        if self.previous_gradient is not None and self.direction is not None:
+            old_object, old_probe = self.previous_gradient
+            numerator = (object_norm - self._dot(gradient_object, old_object)
+                         + scale * (probe_norm - self._dot(gradient_probe, old_probe)))
+            denominator = self._dot(old_object, old_object) + scale * self._dot(old_probe, old_probe)
+            beta = max(0.0, numerator / denominator) if denominator > 0 else 0.0
+        direction_object = -gradient_object
+        direction_probe = -scale * gradient_probe
+        if beta > 0.0:
+            direction_object = direction_object + beta * self.direction[0]
+            direction_probe = direction_probe + beta * self.direction[1]
+        self.previous_gradient = (gradient_object, gradient_probe)
+        self.direction = (direction_object, direction_probe)
+        return direction_object, direction_probe
+
+    # --- exact line search -----------------------------------------------------------------------
+    def line_search_coefficients(self, direction_object: Any, direction_probe: Any) -> np.ndarray:
+        """Polynomial coefficients (ascending powers of t) of L(O + t h_O, P + t h_P)."""
+        problem, kernels, timer, xp = self.problem, self.kernels, self.problem.timer, self.problem.xp
+        moving_probe = bool(xp.any(direction_probe != 0))
+        gaussian = self.options.noise == "gaussian"
+        total = np.zeros(9 if gaussian else 3)
+        for start, stop in problem.blocks():
+            with timer("transfer"):
+                intensities = problem.intensities.read(start, stop)
+            with timer("exit_waves"):
+                views = problem.views(start, stop)
+                direction_views = problem.views(start, stop, direction_object)
+                linear = kernels.exit_waves(problem.probe, direction_views)
+                if moving_probe:
+                    linear += kernels.exit_waves(direction_probe, views)
+            with timer("propagation"):
+                a = problem.propagator.forward(kernels.exit_waves(problem.probe, views), overwrite=True)
+                b = problem.propagator.forward(linear, overwrite=True)
+                c = (problem.propagator.forward(kernels.exit_waves(direction_probe, direction_views),
+                                                overwrite=True) if moving_probe else None)
+            with timer("line_search"):
+                quartic = self._quartic(a, b, c)
+                total += self._block_coefficients(quartic, intensities) if gaussian else \
+                    self._poisson_derivatives(quartic, intensities)
+        with timer("communication"):
+            total = np.array(problem.comm.allreduce_scalars(total.tolist()))
+        if self.regularizer_amplitude:
+            total[:3] += self._regularizer_coefficients(direction_object)
+        return total
+
+    def _quartic(self, a: Any, b: Any, c: Any | None) -> list[Any]:
+        """Î(t) = q0 + q1 t + q2 t² + q3 t³ + q4 t⁴ per pixel, summed over modes."""
+        xp = self.problem.xp
+
+        def modes_sum(x: Any) -> Any:
+            return xp.sum(x, axis=(1, 2))
+
+        q0 = modes_sum(xp.real(a) ** 2 + xp.imag(a) ** 2)
+        q1 = 2.0 * modes_sum(xp.real(xp.conj(a) * b))
+        q2 = modes_sum(xp.real(b) ** 2 + xp.imag(b) ** 2)
+        if c is None:
+            return [q0, q1, q2]
+        q2 = q2 + 2.0 * modes_sum(xp.real(xp.conj(a) * c))
+        q3 = 2.0 * modes_sum(xp.real(xp.conj(b) * c))
+        q4 = modes_sum(xp.real(c) ** 2 + xp.imag(c) ** 2)
+        return [q0, q1, q2, q3, q4]
+
+    def _block_coefficients(self, quartic: list[Any], intensities: Any) -> np.ndarray:
+        """Σ M w (Σ_i r_i t^i)², r_0 = q0 − I: coefficient n is Σ_{i+j=n} Σ M w r_i r_j."""
+        xp, mask = self.problem.xp, self.problem.mask
+        weights = xp.where(mask, 1.0 / (intensities + 1.0), xp.zeros_like(intensities))
+        residual = [quartic[0] - intensities, *quartic[1:]]
+        coefficients = np.zeros(9)
+        for i, r_i in enumerate(residual):
+            weighted = weights * r_i
+            for j in range(i, len(residual)):
+                value = float(xp.sum(weighted * residual[j], dtype=xp.float64))
+                coefficients[i + j] += value if i == j else 2.0 * value
+        return coefficients
+
+    def _poisson_derivatives(self, quartic: list[Any], intensities: Any) -> np.ndarray:
+        """(0, L'(0), L''(0)) of Σ M (Î − I ln Î): one Newton step's worth of the curve."""
+        xp, mask = self.problem.xp, self.problem.mask
+        zeros = xp.zeros_like(intensities)
+        q0 = xp.maximum(quartic[0], xp.full_like(quartic[0], POISSON_FLOOR))
+        ratio = xp.where(mask, intensities / q0, zeros)
+        first = xp.where(mask, (1.0 - ratio) * quartic[1], zeros)
+        second = xp.where(mask, (1.0 - ratio) * 2.0 * quartic[2] + ratio * quartic[1] ** 2 / q0, zeros)
+        return np.array([0.0, float(xp.sum(first, dtype=xp.float64)), float(xp.sum(second, dtype=xp.float64))])
+
+    def line_search(self, direction_object: Any, direction_probe: Any, gradient_object: Any,
+                    gradient_probe: Any) -> float | None:
+        """The step t minimising L along the direction, or None when it is not a descent direction."""
+        slope = self._dot(gradient_object, direction_object) + self._dot(gradient_probe, direction_probe)
+        if not slope < 0:
+            return None
+        # Gradients scale with the photon count; a direction as long as the object keeps the
+        # quartic's float32 terms in range. The step is rescaled back at the end.
+        length = np.sqrt(self._dot(direction_object, direction_object) / self._dot(self.problem.object,
+                                                                                   self.problem.object))
+        coefficients = self.line_search_coefficients(direction_object / length, direction_probe / length)
+        if self.options.noise == "poisson":
+            curvature = coefficients[2]
+            return -coefficients[1] / curvature / length if curvature > 0 else None
+        return minimise_polynomial(coefficients) / length
+
+    # --- object smoothness regulariser (PtyPy's Regul_del2) --------------------------------------
+    def _regularizer_amplitude(self) -> float:
+        """λ rescaled like PtyPy: λ·(N·ΣM)/(8·A·B·(A·B/ΣI)), so one value fits any data size."""
+        problem, xp = self.problem, self.problem.xp
+        total_power = sum(float(xp.sum(problem.intensities.read(start, stop))) for start, stop in problem.blocks())
+        total_power = problem.comm.allreduce_scalars([total_power])[0]
+        measured_points = problem.n_frames_total * problem.valid_pixels
+        object_pixels = float(np.prod(problem.object.shape))
+        return self.options.regularizer * measured_points / (8.0 * object_pixels * object_pixels / total_power)
+
+    def _differences(self, obj: Any) -> tuple[Any, Any]:
+        return obj[:, 1:, :] - obj[:, :-1, :], obj[:, :, 1:] - obj[:, :, :-1]
+
+    def _add_regularizer_gradient(self, gradient_object: Any) -> float:
+        """Adds 2∂R/∂O* of R = λ Σ |∇O|² to the gradient; returns R."""
+        amplitude = self.regularizer_amplitude
+        rows, cols = self._differences(self.problem.object)
+        gradient_object[:, 1:, :] += 2.0 * amplitude * rows
+        gradient_object[:, :-1, :] -= 2.0 * amplitude * rows
+        gradient_object[:, :, 1:] += 2.0 * amplitude * cols
+        gradient_object[:, :, :-1] -= 2.0 * amplitude * cols
+        return amplitude * (self._dot(rows, rows) + self._dot(cols, cols))
+
+    def _regularizer_coefficients(self, direction_object: Any) -> np.ndarray:
+        amplitude = self.regularizer_amplitude
+        rows, cols = self._differences(self.problem.object)
+        step_rows, step_cols = self._differences(direction_object)
+        return amplitude * np.array([self._dot(rows, rows) + self._dot(cols, cols),
+                                     2.0 * (self._dot(rows, step_rows) + self._dot(cols, step_cols)),
+                                     self._dot(step_rows, step_rows) + self._dot(step_cols, step_cols)])
+
+
+def minimise_polynomial(coefficients: np.ndarray) -> float:
+    """The real t minimising Σ c_n tⁿ (ascending): compare the real roots of its derivative."""
+    coefficients = np.trim_zeros(np.asarray(coefficients, dtype=np.float64), "b")
+    derivative = np.arange(1, len(coefficients)) * coefficients[1:]
+    roots = np.roots(derivative[::-1]) if len(derivative) > 1 else np.array([])
+    real = roots[np.abs(roots.imag) <= 1e-9 * np.maximum(1.0, np.abs(roots.real))].real
+    if real.size == 0:
+        return 0.0
+    values = np.polynomial.polynomial.polyval(real, coefficients)
+    return float(real[np.argmin(values)])

@@ -1,0 +1,211 @@
+"""Engine options: one frozen dataclass per engine, built from a plain ``parameters`` mapping.
+
+``parameters`` can come from JSON or TOML. Top-level keys that apply to the whole run (backend,
+device, propagation, ...) are in RunOptions; ``engine`` is a name or a list of stages, each stage a
+name or a mapping with ``engine``, ``iterations`` and that engine's options. Unknown keys and bad
+values raise a ValueError that names the key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .propagation import PROPAGATIONS
+
+
+class ParameterError(ValueError):
+    """A bad key or value in ``parameters``; the message names the key."""
+
+
+def option(default: Any, doc: str, check: Callable[[Any], bool] | None = None, expected: str = "") -> Any:
+    return field(default=default, metadata={"doc": doc, "check": check, "expected": expected})
+
+
+def _integer(minimum: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+def _number(minimum: float = -math.inf, maximum: float = math.inf, open_min: bool = False) -> Callable[[Any], bool]:
+    def check(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return False
+        return (v > minimum if open_min else v >= minimum) and v <= maximum
+    return check
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _one_of(*choices: Any) -> Callable[[Any], bool]:
+    return lambda v: v in choices
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Keys for the whole reconstruction (every stage)."""
+
+    backend: str = option("numpy", "array backend", _one_of("numpy", "torch", "cupy"),
+                          "'numpy', 'torch' or 'cupy'")
+    device: Any = option(None, "device: 'cpu', 'cuda', 'cuda:k' (torch) or k (cupy); None = default")
+    propagation: str = option("farfield", "propagator", _one_of(*PROPAGATIONS), f"one of {list(PROPAGATIONS)}")
+    fresnel_number: float | None = option(None, "Fresnel number of one pixel (near field)",
+                                          _optional(_number(0, open_min=True)), "a positive number")
+    frames_per_block: int | None = option(None, "frames processed at once (bounds temporary and device "
+                                          "memory); None = backend default", _optional(_integer(1)),
+                                          "an integer >= 1 or None")
+    threads: int | None = option(None, "CPU threads (FFT workers, BLAS, numba); None = all available",
+                                 _optional(_integer(1)), "an integer >= 1 or None")
+    seed: int = option(0, "seed of every random choice (ePIE frame order)", _integer(0), "an integer >= 0")
+    stage_timings: bool = option(True, "time stages (adds a device sync per stage on GPUs)",
+                                 _one_of(True, False), "true or false")
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """Keys every engine stage takes."""
+
+    iterations: int = option(100, "iterations of this stage", _integer(0), "an integer >= 0")
+    probe_update_start: int = option(2, "the probe is held fixed until this (global) iteration",
+                                     _integer(0), "an integer >= 0")
+
+
+@dataclass(frozen=True)
+class ProjectionOptions(StageOptions):
+    """Shared by DM and RAAR (ALGORITHMS.md, "The two projections")."""
+
+    pbound: float | None = option(0.25, "Fourier power bound per pixel (None: exact projection)",
+                                  _optional(_number(0, open_min=True)), "a positive number or None")
+    object_inertia: float = option(1e-4, "c_O relative to the largest illumination", _number(0, open_min=True),
+                                   "a positive number")
+    probe_inertia: float = option(1e-3, "c_P relative to the largest object power", _number(0, open_min=True),
+                                  "a positive number")
+    overlap_updates: int = option(1, "alternating object/probe updates per iteration", _integer(1),
+                                  "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class DMOptions(ProjectionOptions):
+    alpha: float = option(1.0, "difference-map α", _number(0, 2), "a number in [0, 2]")
+
+    def update_coefficients(self) -> tuple[float, float, float]:
+        """(a, b, c) of ψ ← ψ + bΠ_M(cΠ_Oψ + (1−c)ψ) + aΠ_Oψ − (a+b)ψ (ALGORITHMS.md)."""
+        return -self.alpha, 1.0, 1.0 + self.alpha
+
+
+@dataclass(frozen=True)
+class RAAROptions(ProjectionOptions):
+    beta: float = option(0.75, "RAAR β", _number(0, 1, open_min=True), "a number in (0, 1]")
+
+    def update_coefficients(self) -> tuple[float, float, float]:
+        return 1.0 - 2.0 * self.beta, self.beta, 2.0
+
+
+@dataclass(frozen=True)
+class EPIEOptions(StageOptions):
+    alpha: float = option(1.0, "object step size α", _number(0, 2, open_min=True), "a number in (0, 2]")
+    beta: float = option(1.0, "probe step size β", _number(0, 2, open_min=True), "a number in (0, 2]")
+
+
+@dataclass(frozen=True)
+class RPIEOptions(EPIEOptions):
+    rpie_alpha: float = option(0.25, "rPIE weight a in (1−a)|P|² + a·max|P|²", _number(0, 1),
+                               "a number in [0, 1]")
+
+
+@dataclass(frozen=True)
+class MLOptions(StageOptions):
+    probe_update_start: int = option(0, "the probe is held fixed until this (global) iteration",
+                                     _integer(0), "an integer >= 0")
+    noise: str = option("gaussian", "noise model of the likelihood", _one_of("gaussian", "poisson"),
+                        "'gaussian' or 'poisson'")
+    regularizer: float = option(0.0, "object smoothness regulariser amplitude (0 = off)", _number(0),
+                                "a number >= 0")
+    scale_precond: bool = option(True, "rescale the probe gradient to the object's (PtyPy's scale_precond)",
+                                 _one_of(True, False), "true or false")
+
+
+ENGINE_OPTIONS: dict[str, type[StageOptions]] = {
+    "DM": DMOptions, "RAAR": RAAROptions, "ePIE": EPIEOptions, "rPIE": RPIEOptions, "ML": MLOptions,
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    engine: str
+    options: StageOptions
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A parsed ``parameters`` mapping: run-wide options and the engine stages in order."""
+
+    run: RunOptions
+    stages: tuple[Stage, ...]
+
+    @property
+    def total_iterations(self) -> int:
+        return sum(stage.options.iterations for stage in self.stages)
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ParameterError(f"parameters{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+    for key, value in values.items():
+        check = known[key].metadata.get("check")
+        if check is not None and not check(value):
+            raise ParameterError(f"parameters{where}[{key!r}]: expected {known[key].metadata['expected']}, "
+                                 f"got {value!r}")
+    return cls(**values)
+
+
+def _stage(entry: Any, defaults: Mapping[str, Any], where: str) -> Stage:
+    values = dict(defaults)
+    if isinstance(entry, str):
+        name = entry
+    elif isinstance(entry, Mapping):
+        values.update(entry)
+        name = values.pop("engine", None)
+    else:
+        raise ParameterError(f"parameters{where}: expected an engine name or a mapping, got {entry!r}")
+    if name not in ENGINE_OPTIONS:
+        raise ParameterError(f"parameters{where}['engine']: expected one of {list(ENGINE_OPTIONS)}, got {name!r}")
+    return Stage(name, _build(ENGINE_OPTIONS[name], values, where))
+
+
+def parse_parameters(parameters: Mapping[str, Any] | None) -> Plan:
+    """``parameters`` -> Plan; raises ParameterError naming the bad key."""
+    if parameters is None:
+        parameters = {}
+    if not isinstance(parameters, Mapping):
+        raise TypeError(f"parameters: expected a mapping, got {type(parameters).__name__}")
+    run_keys = {f.name for f in fields(RunOptions)}
+    run = _build(RunOptions, {k: v for k, v in parameters.items() if k in run_keys}, "")
+    if run.propagation == "nearfield" and run.fresnel_number is None:
+        raise ParameterError("parameters['fresnel_number']: expected a positive number for near field, got None")
+    rest = {k: v for k, v in parameters.items() if k not in run_keys}
+    engine = rest.pop("engine", "DM")
+    if isinstance(engine, (list, tuple)):
+        if not engine:
+            raise ParameterError("parameters['engine']: expected at least one stage, got an empty list")
+        iterations = {"iterations": rest.pop("iterations")} if "iterations" in rest else {}
+        if rest:
+            raise ParameterError(f"parameters: unknown key(s) {sorted(rest)}; with a list of stages, engine "
+                                 f"options go inside each stage")
+        stages = tuple(_stage(entry, iterations, f"['engine'][{i}]") for i, entry in enumerate(engine))
+    else:
+        stages = (_stage(engine, rest, ""),)
+    return Plan(run, stages)
+
+
+def describe_options() -> dict[str, list[tuple[str, Any, str]]]:
+    """Every engine's keys with default and meaning, for --help and the README."""
+    table = {"run": [(f.name, f.default, f.metadata["doc"]) for f in fields(RunOptions)]}
+    for name, cls in ENGINE_OPTIONS.items():
+        table[name] = [(f.name, f.default, f.metadata["doc"]) for f in fields(cls)]
+    return table

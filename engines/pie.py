@@ -1,0 +1,86 @@
+"""ePIE and rPIE: frame-by-frame updates in a seeded random order (ALGORITHMS.md, "Engines").
+
+    ψ = P·O_j;  Δ = Π_Mψ − ψ
+    O_j += α Σ_k P_k* Δ_k / w_O,   P_k += β Σ_l O_l,j* Δ_l / w_P
+ePIE: w_O = max Σ_k|P_k|², w_P = max Σ_l|O_l,j|² (Maiden & Rodenburg 2009).
+rPIE: w = (1 − a)|·|² + a·max|·|² per pixel (Maiden, Johnson & Li 2017).
+Both updates use the object and probe from before the frame's update. Under MPI each rank sweeps its
+own frames and ranks merge object and probe by an illumination-weighted average every iteration:
+a different algorithm from serial ePIE, measured as such.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .metrics import FourierErrorSums
+from .options import EPIEOptions, RPIEOptions
+from .problem import Problem
+
+
+class PIEEngine:
+    """Keeps no exit waves: one frame's worth of temporaries at a time."""
+
+    def __init__(self, problem: Problem, options: EPIEOptions) -> None:
+        self.problem = problem
+        self.options = options
+        self.kernels = problem.backend.kernels
+        self.rpie_alpha = options.rpie_alpha if isinstance(options, RPIEOptions) else None
+        # One stream per rank: frame orders differ between ranks but repeat for the same seed.
+        self._rng = np.random.default_rng([problem.run.seed, problem.comm.rank])
+
+    def frame_order(self) -> np.ndarray:
+        return self._rng.permutation(self.problem.n_frames)
+
+    def iterate(self, iteration: int) -> FourierErrorSums:
+        problem = self.problem
+        update_probe = iteration >= self.options.probe_update_start
+        errors = FourierErrorSums()
+        order = self.frame_order()
+        with problem.timer("transfer"):
+            block_intensities = problem.intensities.read(0, problem.n_frames) if not problem.streaming else None
+        for frame in order.tolist():
+            with problem.timer("transfer"):
+                intensity = (block_intensities[frame:frame + 1] if block_intensities is not None
+                             else problem.intensities.read(frame, frame + 1))
+            squared, absolute = self._update_frame(frame, intensity, update_probe)
+            errors.add(squared, absolute)
+        problem.comm.merge_weighted(problem) if problem.comm.size > 1 else None
+        return errors
+
+    def _weights(self, power: Any, update_shape: Any) -> Any:
+        """ePIE: the maximum of |·|²; rPIE: (1 − a)|·|² + a·max|·|² per pixel."""
+        xp = self.problem.xp
+        largest = xp.max(power)
+        if self.rpie_alpha is None:
+            return largest
+        return (1.0 - self.rpie_alpha) * power + self.rpie_alpha * largest
+
+    def _update_frame(self, frame: int, intensity: Any, update_probe: bool) -> tuple[Any, Any]:
+        problem, kernels, timer, xp = self.problem, self.kernels, self.problem.timer, self.problem.xp
+        row, col = (int(v) for v in problem.corners[frame])
+        height, width = problem.frame_shape
+        view = problem.object[:, row:row + height, col:col + width]  # a view: updated in place
+        probe = problem.probe
+        with timer("exit_waves"):
+            old_view = xp.asarray(view, copy=True)
+            waves = kernels.exit_waves(probe, old_view[None])
+            detector = xp.asarray(waves, copy=True)
+        with timer("propagation"):
+            detector = problem.propagator.forward(detector, overwrite=True)
+        with timer("fourier_projection"):
+            squared, absolute = kernels.fourier_projection(detector, intensity, problem.mask, None)
+        with timer("propagation"):
+            projected = problem.propagator.backward(detector, overwrite=True)
+        with timer("overlap_update"):
+            delta = (projected - waves)[0]  # (M_p, M_o, Y, X)
+            probe_power = xp.sum(xp.real(probe) ** 2 + xp.imag(probe) ** 2, axis=0)
+            object_step = xp.sum(xp.conj(probe)[:, None] * delta, axis=0)
+            view += (self.options.alpha / self._weights(probe_power, object_step)) * object_step
+            if update_probe:
+                object_power = xp.sum(xp.real(old_view) ** 2 + xp.imag(old_view) ** 2, axis=0)
+                probe_step = xp.sum(xp.conj(old_view)[None] * delta, axis=1)
+                problem.probe = probe + (self.options.beta / self._weights(object_power, probe_step)) * probe_step
+        return squared[0], absolute[0]

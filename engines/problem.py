@@ -1,0 +1,121 @@
+"""Problem: the data and shared state of one reconstruction on one backend.
+
+Every engine stage reads the same Problem: measured intensities (float32, the propagator's internal
+order, masked pixels zeroed), mask, frame corners, object and probe. Per-frame arrays live in
+FrameStores, resident on the device or streamed block by block from the host (frames_per_block).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .backends import get_backend
+from .backends.base import Backend
+from .communication import SerialCommunicator
+from .options import RunOptions
+from .propagation import make_propagator
+from .timing import StageTimer
+from .validation import ProblemShape
+
+#: NumPy keeps a block's temporaries near this size so they stay in cache between steps.
+HOST_BLOCK_BYTES = 4 * 2**20
+
+
+class FrameStore:
+    """Per-frame arrays on the device (resident) or on the host, copied in and out per block.
+
+    ``read`` returns a device array the engine may modify in place; ``write`` stores it back
+    (nothing to do when resident: the block was a view of the stored array).
+    """
+
+    def __init__(self, backend: Backend, host_array: np.ndarray | None, shape: tuple[int, ...], dtype: Any,
+                 resident: bool) -> None:
+        self.backend = backend
+        self.resident = resident
+        self.shape = shape
+        if resident:
+            self._array = backend.asarray(host_array) if host_array is not None else backend.zeros(
+                shape, getattr(backend.xp, np.dtype(dtype).name))
+        else:
+            self._array = backend.pinned_empty(shape, np.dtype(dtype))
+            if host_array is not None:
+                self._array[...] = host_array
+
+    def read(self, start: int, stop: int) -> Any:
+        if self.resident:
+            return self._array[start:stop]
+        return self.backend.asarray(self._array[start:stop])
+
+    def write(self, start: int, stop: int, block: Any) -> None:
+        if not self.resident:
+            self._array[start:stop] = self.backend.to_numpy(block)
+
+
+class Problem:
+    """Inputs turned into backend arrays once; engines share it across stages."""
+
+    def __init__(self, diffraction_data: Any, initial_object: np.ndarray, initial_probe: np.ndarray,
+                 scan_positions: np.ndarray, mask: np.ndarray, shape: ProblemShape, run: RunOptions,
+                 comm: Any = None, n_frames_total: int | None = None) -> None:
+        self.run = run
+        self.shape = shape
+        self.comm = comm or SerialCommunicator()
+        self.backend = get_backend(run.backend, run.device, run.threads)
+        self.xp = self.backend.xp
+        self.timer = StageTimer(self.backend.sync, run.stage_timings)
+        self.frame_shape = shape.frame_shape
+        self.n_frames = shape.n_frames
+        self.n_frames_total = n_frames_total or shape.n_frames
+        self.propagator = make_propagator(self.backend, run.propagation, self.frame_shape, run.fresnel_number)
+
+        corners = np.floor(scan_positions).astype(np.int64)
+        self.corners = corners
+        self.rows = self.backend.index_array(corners[:, 0])
+        self.cols = self.backend.index_array(corners[:, 1])
+
+        internal_mask = self.propagator.to_internal(np.asarray(mask, dtype=bool))
+        self.mask = self.backend.asarray(internal_mask)
+        self.valid_pixels = int(internal_mask.sum())
+        self.frames_per_block = self._block_size(run.frames_per_block)
+        self.streaming = self.backend.is_device_memory and self.frames_per_block < self.n_frames
+        self.intensities = FrameStore(self.backend, self._load_intensities(diffraction_data, internal_mask),
+                                      (self.n_frames, *self.frame_shape), np.float32, not self.streaming)
+        self.object = self.backend.asarray(np.asarray(initial_object, dtype=np.complex64))
+        self.probe = self.backend.asarray(np.asarray(initial_probe, dtype=np.complex64))
+
+    def _block_size(self, requested: int | None) -> int:
+        if requested is not None:
+            return min(requested, self.n_frames)
+        if self.backend.is_device_memory:
+            return self.n_frames
+        height, width = self.frame_shape
+        frame_bytes = 8 * height * width * self.shape.probe_modes * self.shape.object_modes
+        return int(max(1, min(self.n_frames, HOST_BLOCK_BYTES // frame_bytes)))
+
+    def _load_intensities(self, diffraction_data: Any, internal_mask: np.ndarray) -> np.ndarray:
+        """float32 copy in internal order with masked pixels zeroed, read block by block."""
+        out = np.empty((self.n_frames, *self.frame_shape), dtype=np.float32)
+        step = max(1, 64 * 2**20 // (4 * self.frame_shape[0] * self.frame_shape[1]))
+        for start in range(0, self.n_frames, step):
+            stop = min(start + step, self.n_frames)
+            block = self.propagator.to_internal(np.asarray(diffraction_data[start:stop], dtype=np.float32))
+            out[start:stop] = np.where(internal_mask, block, np.float32(0))
+        return out
+
+    def blocks(self) -> Iterator[tuple[int, int]]:
+        for start in range(0, self.n_frames, self.frames_per_block):
+            yield start, min(start + self.frames_per_block, self.n_frames)
+
+    def views(self, start: int, stop: int, obj: Any = None) -> Any:
+        """Object views of frames start..stop, (n, M_o, Y, X)."""
+        return self.backend.gather_views(self.object if obj is None else obj, self.rows[start:stop],
+                                         self.cols[start:stop], self.frame_shape)
+
+    def measured_amplitude_sum(self) -> float:
+        """Σ_j Σ M √I_j over all ranks: the R-factor's denominator, a constant of the data."""
+        xp = self.xp
+        local = sum(float(xp.sum(xp.sqrt(self.intensities.read(start, stop)))) for start, stop in self.blocks())
+        return self.comm.allreduce_scalars([local])[0]

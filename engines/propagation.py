@@ -1,0 +1,95 @@
+"""Unitary propagators D and D⁻¹ of ALGORITHMS.md ("Propagators").
+
+Far field: D ψ = fftshift(FFT2(ψ)/√(YX)), zero frequency at pixel (Y//2, X//2) as on a detector.
+Engines keep detector-plane arrays (intensities, mask) in FFT order, ``to_internal`` once at load,
+so the hot loop runs bare unitary FFTs and no fftshift per iteration. Both orders hold the same
+pixels, so every error sum is unchanged.
+
+Near field (Fresnel, paraxial): D ψ = IFFT2(FFT2(ψ)·H), H(u, v) = exp(−iπ(u² + v²)/F), u, v in
+cycles per pixel and F = Δx²/(λz) the Fresnel number of one pixel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backends.base import Backend
+
+PROPAGATIONS = ("farfield", "nearfield")
+
+
+def fresnel_transfer_function(frame_shape: tuple[int, int], fresnel_number: float) -> np.ndarray:
+    """H(u, v) = exp(−iπ(u² + v²)/F) on the FFT grid, computed in float64 and stored complex64."""
+    if not fresnel_number > 0:
+        raise ValueError(f"fresnel_number: expected a positive number, got {fresnel_number!r}")
+    u = np.fft.fftfreq(frame_shape[0])[:, None]
+    v = np.fft.fftfreq(frame_shape[1])[None, :]
+    return np.exp(-1j * np.pi * (u**2 + v**2) / fresnel_number).astype(np.complex64)
+
+
+class FarFieldPropagator:
+    kind = "farfield"
+    ffts_per_propagation = 1
+
+    def __init__(self, backend: Backend, frame_shape: tuple[int, int]) -> None:
+        self.backend = backend
+        self.frame_shape = tuple(frame_shape)
+
+    def forward(self, exit_waves: Any, overwrite: bool = False) -> Any:
+        return self.backend.fft2(exit_waves, overwrite=overwrite)
+
+    def backward(self, detector_waves: Any, overwrite: bool = False) -> Any:
+        return self.backend.ifft2(detector_waves, overwrite=overwrite)
+
+    @staticmethod
+    def to_internal(detector_array: np.ndarray) -> np.ndarray:
+        """Detector order (zero frequency at Y//2, X//2) -> FFT order (zero frequency at 0, 0)."""
+        return np.fft.ifftshift(detector_array, axes=(-2, -1))
+
+    @staticmethod
+    def to_detector(internal_array: np.ndarray) -> np.ndarray:
+        return np.fft.fftshift(internal_array, axes=(-2, -1))
+
+
+class NearFieldPropagator:
+    kind = "nearfield"
+    ffts_per_propagation = 2
+
+    def __init__(self, backend: Backend, frame_shape: tuple[int, int], fresnel_number: float) -> None:
+        self.backend = backend
+        self.frame_shape = tuple(frame_shape)
+        self.fresnel_number = float(fresnel_number)
+        transfer = fresnel_transfer_function(self.frame_shape, self.fresnel_number)
+        self._transfer = backend.asarray(transfer)
+        self._transfer_conj = backend.asarray(np.conj(transfer))
+
+    def forward(self, exit_waves: Any, overwrite: bool = False) -> Any:
+        spectrum = self.backend.fft2(exit_waves, overwrite=overwrite)
+        spectrum *= self._transfer
+        return self.backend.ifft2(spectrum, overwrite=True)
+
+    def backward(self, detector_waves: Any, overwrite: bool = False) -> Any:
+        spectrum = self.backend.fft2(detector_waves, overwrite=overwrite)
+        spectrum *= self._transfer_conj
+        return self.backend.ifft2(spectrum, overwrite=True)
+
+    @staticmethod
+    def to_internal(detector_array: np.ndarray) -> np.ndarray:
+        return detector_array
+
+    @staticmethod
+    def to_detector(internal_array: np.ndarray) -> np.ndarray:
+        return internal_array
+
+
+def make_propagator(backend: Backend, propagation: str, frame_shape: tuple[int, int],
+                    fresnel_number: float | None = None) -> FarFieldPropagator | NearFieldPropagator:
+    if propagation == "farfield":
+        return FarFieldPropagator(backend, frame_shape)
+    if propagation == "nearfield":
+        if fresnel_number is None:
+            raise ValueError("fresnel_number: required for propagation='nearfield', got None")
+        return NearFieldPropagator(backend, frame_shape, fresnel_number)
+    raise ValueError(f"propagation: expected one of {list(PROPAGATIONS)}, got {propagation!r}")

@@ -1,0 +1,147 @@
+"""Reconstruction: owns the state and the loop; ``ptychography(...)`` is a thin wrapper over it.
+
+The harness talks only to this object: it runs the stages, records per-iteration errors and stage
+timings, calls an optional per-iteration callback, and stops with a clear error when an iterate
+becomes NaN or Inf.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .metrics import ObjectErrorMetric, illuminated_region
+from .options import Plan, parse_parameters
+from .problem import Problem
+from .registry import engine_class
+from .validation import validate_inputs
+
+
+class ReconstructionDiverged(RuntimeError):
+    """An iterate became NaN or Inf; the message names the engine and the iteration."""
+
+
+@dataclass(frozen=True)
+class IterationRecord:
+    iteration: int
+    engine: str
+    err_fmag: float
+    r_factor: float
+    object_error: float | None
+    seconds: float
+    stage_seconds: dict[str, float]
+
+
+@dataclass
+class ReconstructionResult:
+    object: np.ndarray
+    probe: np.ndarray
+    history: list[IterationRecord] = field(default_factory=list)
+
+    @property
+    def final(self) -> IterationRecord | None:
+        return self.history[-1] if self.history else None
+
+    def column(self, name: str) -> np.ndarray:
+        """One field over iterations, e.g. ``result.column("object_error")``."""
+        return np.array([getattr(record, name) for record in self.history], dtype=float)
+
+
+class Reconstruction:
+    """A ptychographic reconstruction: validated inputs, parsed parameters, engine stages.
+
+    ``true_object`` (and ``true_probe``, for the illuminated region) turn on the object error each
+    iteration; ``callback(record)`` is called after every iteration.
+    """
+
+    def __init__(self, diffraction_data: Any, initial_object: np.ndarray, initial_probe: np.ndarray,
+                 scan_positions: np.ndarray, mask: np.ndarray, parameters: Mapping[str, Any] | None = None,
+                 *, true_object: np.ndarray | None = None, true_probe: np.ndarray | None = None,
+                 callback: Callable[[IterationRecord], None] | None = None, comm: Any = None,
+                 n_frames_total: int | None = None) -> None:
+        shape = validate_inputs(diffraction_data, initial_object, initial_probe, scan_positions, mask)
+        self.plan: Plan = parse_parameters(parameters)
+        self.callback = callback
+        self.problem = Problem(diffraction_data, initial_object, initial_probe, scan_positions, mask, shape,
+                               self.plan.run, comm=comm, n_frames_total=n_frames_total)
+        self._object_error = None
+        if true_object is not None:
+            region_probe = initial_probe if true_probe is None else true_probe
+            region = illuminated_region(region_probe, self.problem.corners, shape.object_shape)
+            self._object_error = ObjectErrorMetric(self.problem.backend, true_object, region)
+        self._amplitude_sum: float | None = None
+        self.history: list[IterationRecord] = []
+
+    @property
+    def backend(self) -> Any:
+        return self.problem.backend
+
+    def run(self) -> ReconstructionResult:
+        """Run every stage in order and return object, probe (host arrays) and the history."""
+        problem = self.problem
+        with problem.backend.thread_limit(self.plan.run.threads):
+            iteration = 0
+            for stage in self.plan.stages:
+                engine = engine_class(stage.engine)(problem, stage.options)
+                for _ in range(stage.options.iterations):
+                    self._iterate(engine, stage.engine, iteration)
+                    iteration += 1
+                del engine
+        return ReconstructionResult(self.object, self.probe, list(self.history))
+
+    def _iterate(self, engine: Any, name: str, iteration: int) -> None:
+        problem = self.problem
+        problem.backend.sync()
+        start = time.perf_counter()
+        errors = engine.iterate(iteration)
+        problem.backend.sync()
+        seconds = time.perf_counter() - start
+        stage_seconds = problem.timer.take()
+        squared, absolute = problem.comm.allreduce_scalars([errors.squared, errors.absolute])
+        self._check_finite(name, iteration, squared)
+        if self._amplitude_sum is None:
+            self._amplitude_sum = problem.measured_amplitude_sum()
+        record = IterationRecord(
+            iteration=iteration, engine=name,
+            err_fmag=squared / (problem.n_frames_total * problem.valid_pixels),
+            r_factor=absolute / self._amplitude_sum if self._amplitude_sum > 0 else float("nan"),
+            object_error=self._object_error(problem.object) if self._object_error else None,
+            seconds=seconds, stage_seconds=stage_seconds)
+        self.history.append(record)
+        if self.callback is not None:
+            self.callback(record)
+
+    def _check_finite(self, name: str, iteration: int, error_sum: float) -> None:
+        xp = self.problem.xp
+        for label, array in (("object", self.problem.object), ("probe", self.problem.probe)):
+            if not bool(xp.all(xp.isfinite(array))):
+                raise ReconstructionDiverged(f"{name}: the {label} became NaN/Inf at iteration {iteration}")
+        if not np.isfinite(error_sum):
+            raise ReconstructionDiverged(f"{name}: the Fourier error became NaN/Inf at iteration {iteration}")
+
+    @property
+    def object(self) -> np.ndarray:
+        return self.problem.backend.to_numpy(self.problem.object).astype(np.complex64, copy=False)
+
+    @property
+    def probe(self) -> np.ndarray:
+        return self.problem.backend.to_numpy(self.problem.probe).astype(np.complex64, copy=False)
+
+
+def ptychography(diffraction_data: Any, initial_object: np.ndarray, initial_probe: np.ndarray,
+                 scan_positions: np.ndarray, mask: np.ndarray,
+                 parameters: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The seed API: ``O, P = ptychography(data, O0, P0, positions, mask, parameters)``.
+
+    Shapes and dtypes: diffraction (N, Y, X) uint32; object (M_o, A, B) complex64; probe
+    (M_p, Y, X) complex64; positions (N, 2) float32 (top-left corner, object pixels); mask (Y, X)
+    bool. ``parameters`` is a plain mapping (see ``ptybench.engines.options``). Returns the object
+    and probe with the input shapes and dtypes; the inputs are not modified.
+    """
+    result = Reconstruction(diffraction_data, initial_object, initial_probe, scan_positions, mask,
+                            parameters).run()
+    return result.object, result.probe
