@@ -173,12 +173,17 @@ class CXIDataset:
     def ground_truth_probe(self) -> np.ndarray:
         return np.asarray(self._extra["ground_truth/probe"])
 
+    @property
+    def object_shape(self) -> tuple[int, int]:
+        if self._extra is not None and "initial/object" in self._extra:
+            return tuple(int(s) for s in self._extra["initial/object"].shape[1:])
+        extent = self.positions.max(axis=0).astype(int)
+        return (int(extent[0]) + self.frame_shape[0], int(extent[1]) + self.frame_shape[1])
+
     def initial_object(self, modes: int | None = None) -> np.ndarray:
         if self._extra is not None and "initial/object" in self._extra and modes is None:
             return np.asarray(self._extra["initial/object"])
-        extent = self.positions.max(axis=0).astype(int)
-        shape = (int(extent[0]) + self.frame_shape[0], int(extent[1]) + self.frame_shape[1])
-        return np.ones((modes or 1, *shape), dtype=np.complex64)
+        return np.ones((modes or 1, *self.object_shape), dtype=np.complex64)
 
     def initial_probe(self, modes: int | None = None) -> np.ndarray:
         if self._extra is not None and "initial/probe" in self._extra and modes is None:

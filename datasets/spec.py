@@ -26,7 +26,7 @@ class DatasetSpec:
     probe_modes: int = 1
     object_modes: int = 1
     photons: float = 1e6
-    overlap: float = 0.7
+    overlap: float = 0.75
     scan: str = "fermat"
     jitter: float = 0.0
     seed: int = 0

@@ -1,0 +1,45 @@
+# ptybench: `make demo` then `make test` on a fresh machine. Every target is idempotent.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --constraint constraints.txt
+# Thread budget for timing runs and tests (2-core CI machines): set before any import.
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: demo test test-fast install install-dev install-gpu lint bench clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) -e ".[dev,torch,mpi,bench]"
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install ptybench (NumPy backend)
+
+install-dev: $(VENV)/.installed-dev  ## install what the tests need (pytest, torch CPU, MPI, asv)
+
+install-gpu: $(VENV)/.installed  ## on a CUDA machine: CuPy with its toolkit and a CUDA torch
+	$(BIN)/python -m pip install "cupy-cuda12x[ctk]" "torch==2.13.0" --index-url https://download.pytorch.org/whl/cu126 --extra-index-url https://pypi.org/simple
+
+demo: install  ## reconstruct the embedded default dataset: table + plot in reports/demo
+	$(BIN)/ptybench demo
+
+test: install-dev  ## run the test suite
+	$(BIN)/python -m pytest -q
+
+test-fast: install-dev  ## the suite without slow tests
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install-dev
+	$(BIN)/ruff check .
+
+clean:  ## remove the virtual environment and generated reports (keeps the dataset cache)
+	rm -rf $(VENV) reports/demo .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from ptybench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""The ``ptybench`` command: one entry point, one sub-command module per task.
+
+Sub-command modules expose ``add_parser(subparsers)`` which registers the parser and sets
+``func`` (called with the parsed arguments, returns an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ptybench._version import __version__
+from ptybench.commands import datasets as datasets_command
+from ptybench.commands import demo as demo_command
+
+DESCRIPTION = """\
+ptybench measures ptychographic reconstruction: how long it takes, how much memory it needs and
+how well it reconstructs, for the DM, RAAR, ePIE/rPIE and ML engines on NumPy, PyTorch and CuPy,
+on synthetic far- and near-field datasets with a known ground truth.
+
+Start with `ptybench demo` (a small dataset, a few engines, a results table and a plot), then
+`ptybench datasets list` to see the dataset catalogue and its size ladders."""
+
+EPILOG = """\
+examples:
+  ptybench demo                                  # the embedded default run
+  ptybench datasets list --ladders               # every named dataset
+  ptybench datasets info seed-2552x768           # sizes and memory of the seed workload
+  ptybench datasets make farfield-128-1024 --out data.cxi
+
+Data is cached in $PTYBENCH_CACHE (default: your user cache directory)."""
+
+COMMANDS = (datasets_command, demo_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ptybench", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ptybench {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        # Bad input is the user's to fix: say what was wrong without a traceback.
+        print(f"ptybench: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``ptybench`` command line, one module each."""

@@ -1,0 +1,75 @@
+"""``ptybench datasets list|info|make``: the synthetic dataset catalogue."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ptybench import datasets
+from ptybench.datasets.spec import human_bytes
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "datasets", help="list, describe and write the synthetic datasets",
+        description="Synthetic far- and near-field datasets with known ground truth. Frames are made on "
+                    "demand from (seed, frame index), so nothing is downloaded and any block can be made alone.")
+    actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="the named datasets (add --ladders for the size ladders)")
+    listing.add_argument("--ladders", action="store_true",
+                         help="also list the ladders {kind}-{detector}-{frames}")
+    listing.set_defaults(func=list_datasets)
+
+    info = actions.add_parser("info", help="geometry, photons and memory of one dataset")
+    info.add_argument("name", help="a catalogue name (see `ptybench datasets list`) or a .cxi file")
+    info.set_defaults(func=dataset_info)
+
+    make = actions.add_parser("make", help="write a dataset to a CXI (HDF5) file other codes can read")
+    make.add_argument("name", help="a catalogue name")
+    make.add_argument("--out", metavar="FILE.cxi",
+                      help="output path (default: the ptybench cache directory, $PTYBENCH_CACHE)")
+    make.set_defaults(func=make_dataset)
+
+
+def list_datasets(args: argparse.Namespace) -> int:
+    rows = [(name, datasets.get_spec(name), datasets.describe(name)) for name in datasets.names()]
+    if not args.ladders:
+        rows = [row for row in rows if row[2] != "ladder"]
+    width = max(len(name) for name, _, _ in rows)
+    print(f"{'name':<{width}}  {'kind':<9} {'frames':>6} {'detector':>9} {'data':>8}  notes")
+    for name, spec, note in rows:
+        detector = "x".join(str(s) for s in spec.frame_shape)
+        print(f"{name:<{width}}  {spec.kind:<9} {spec.n_frames:>6} {detector:>9} "
+              f"{human_bytes(spec.data_bytes):>8}  {'' if note == 'ladder' else note}")
+    if not args.ladders:
+        print(f"\n+ ladders {{farfield,nearfield}}-{{detector}}-{{frames}}: detector in "
+              f"{list(datasets.DETECTOR_LADDER)}, frames in {list(datasets.FRAME_LADDER)} (--ladders)")
+    return 0
+
+
+def dataset_info(args: argparse.Namespace) -> int:
+    data = datasets.load(args.name)
+    y, x = data.frame_shape
+    n = data.n_frames
+    print(f"{args.name}: {data.spec.describe() if data.spec else 'CXI file'}")
+    print(f"  object (A, B)        {data.object_shape[0]} x {data.object_shape[1]} pixels, "
+          f"{data.object_pixel_m * 1e9:.3g} nm/pixel")
+    print(f"  detector distance    {data.distance_m:.4g} m, pixel {data.detector_pixel_m * 1e6:.3g} um, "
+          f"{data.energy_kev:.3g} keV")
+    print(f"  intensities          {human_bytes(4 * n * y * x)} (uint32 or float32)")
+    print(f"  exit waves           {human_bytes(8 * n * y * x)} per probe x object mode pair (DM/RAAR keep them all)")
+    print(f"  valid pixels         {int(data.mask.sum())} of {y * x}")
+    print(f"  engine parameters    {data.engine_parameters()}")
+    return 0
+
+
+def make_dataset(args: argparse.Namespace) -> int:
+    data = datasets.load(args.name)
+    out = args.out or datasets.default_cxi_path(args.name)
+    start = time.perf_counter()
+    path = datasets.write_cxi(out, data)
+    seconds = time.perf_counter() - start
+    print(f"wrote {path} ({data.n_frames} frames, {human_bytes(path.stat().st_size)}) "
+          f"in {seconds:.1f} s, {data.n_frames / seconds:.0f} frames/s")
+    return 0
