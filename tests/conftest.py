@@ -1,0 +1,27 @@
+"""Shared fixtures: small datasets made once per session, and a private dataset cache."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Tests never write to the user's cache.
+    os.environ["PTYBENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def farfield_small():
+    from ptybench.datasets import load
+
+    return load("farfield-64-256")
+
+
+@pytest.fixture(scope="session")
+def farfield_arrays(farfield_small):
+    return farfield_small.arrays()
