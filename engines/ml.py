@@ -12,6 +12,7 @@ likelihood the step is one Newton step on L(t) from the same quartic (as in PtyP
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -40,16 +41,16 @@ class MaximumLikelihoodEngine:
 
     # --- likelihood and its gradient ----------------------------------------------------------
     def _loss_derivative(self, model: Any, intensities: Any) -> tuple[Any, Any]:
-        """(∂L/∂Î per pixel, L summed over the block); masked pixels contribute nothing."""
+        """(∂L/∂Î per pixel, L summed over the block in float64); masked pixels contribute nothing."""
         xp, mask = self.problem.xp, self.problem.mask
         zeros = xp.zeros_like(model)
         if self.options.noise == "gaussian":
             weights = xp.where(mask, 1.0 / (intensities + 1.0), zeros)
             residual = model - intensities
-            return 2.0 * weights * residual, xp.sum(weights * residual**2)
+            return 2.0 * weights * residual, xp.sum(weights * residual**2, dtype=xp.float64)
         floored = xp.maximum(model, xp.full_like(model, POISSON_FLOOR))
         derivative = xp.where(mask, 1.0 - intensities / floored, zeros)
-        return derivative, xp.sum(xp.where(mask, floored - intensities * xp.log(floored), zeros))
+        return derivative, xp.sum(xp.where(mask, floored - intensities * xp.log(floored), zeros), dtype=xp.float64)
 
     def gradients(self, errors: FourierErrorSums | None = None) -> tuple[Any, Any, float]:
         """(g_O, g_P, L) summed over every frame and rank, plus the regulariser."""
@@ -262,6 +263,8 @@ class MaximumLikelihoodEngine:
 def minimise_polynomial(coefficients: np.ndarray) -> float:
     """The real t minimising Σ c_n tⁿ (ascending): compare the real roots of its derivative."""
     coefficients = np.trim_zeros(np.asarray(coefficients, dtype=np.float64), "b")
+    if not np.all(np.isfinite(coefficients)):
+        return math.nan  # the caller's finiteness check names the engine and iteration
     derivative = np.arange(1, len(coefficients)) * coefficients[1:]
     roots = np.roots(derivative[::-1]) if len(derivative) > 1 else np.array([])
     real = roots[np.abs(roots.imag) <= 1e-9 * np.maximum(1.0, np.abs(roots.real))].real

@@ -1,0 +1,156 @@
+"""The seed API and the object API: types, parameters, determinism, mask, inputs, blocks, divergence."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from ptybench.engines import (
+    ENGINE_NAMES,
+    ParameterError,
+    Reconstruction,
+    ReconstructionDiverged,
+    parse_parameters,
+    ptychography,
+)
+
+ITERATIONS = 4
+
+
+def params(engine: str, **more):
+    return {"engine": engine, "iterations": ITERATIONS, "probe_update_start": 1, **more}
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_returns_object_and_probe_with_the_input_shapes_and_dtypes(tiny_arrays, engine):
+    obj, probe = ptychography(**tiny_arrays, parameters=params(engine))
+    assert obj.shape == tiny_arrays["initial_object"].shape and obj.dtype == np.complex64
+    assert probe.shape == tiny_arrays["initial_probe"].shape and probe.dtype == np.complex64
+    assert np.all(np.isfinite(obj)) and np.all(np.isfinite(probe))
+    assert not np.array_equal(obj, tiny_arrays["initial_object"])     # it did something
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_seed_function_and_object_api_return_identical_results(tiny_arrays, engine):
+    obj, probe = ptychography(**tiny_arrays, parameters=params(engine, seed=3))
+    result = Reconstruction(**tiny_arrays, parameters=params(engine, seed=3)).run()
+    np.testing.assert_array_equal(obj, result.object)
+    np.testing.assert_array_equal(probe, result.probe)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_same_seed_gives_identical_results(tiny_arrays, engine):
+    first = ptychography(**tiny_arrays, parameters=params(engine, seed=5))
+    again = ptychography(**tiny_arrays, parameters=params(engine, seed=5))
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+
+
+def test_pie_frame_order_follows_the_seed(tiny_arrays):
+    first = ptychography(**tiny_arrays, parameters=params("ePIE", seed=5))
+    other = ptychography(**tiny_arrays, parameters=params("ePIE", seed=6))
+    assert not np.array_equal(first[0], other[0])
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_caller_arrays_are_never_modified(tiny_arrays, engine):
+    before = copy.deepcopy(tiny_arrays)
+    ptychography(**tiny_arrays, parameters=params(engine))
+    for name, array in tiny_arrays.items():
+        np.testing.assert_array_equal(array, before[name], err_msg=name)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("propagation", ["farfield", "nearfield"])
+def test_masked_pixels_filled_with_garbage_change_nothing(tiny, tiny_nearfield, engine, propagation):
+    data = tiny if propagation == "farfield" else tiny_nearfield
+    arrays = data.arrays()
+    mask = np.ones(data.frame_shape, dtype=bool)
+    mask[12:20, 10:22] = False
+    mask[0, :] = False
+    arrays["mask"] = mask
+    garbage = arrays["diffraction_data"].copy()
+    garbage[:, ~mask] = np.random.default_rng(0).integers(0, 10**6, size=(len(garbage), int((~mask).sum())))
+    parameters = params(engine, seed=2, **data.engine_parameters())
+    clean = Reconstruction(**arrays, parameters=parameters).run()
+    dirty = Reconstruction(**{**arrays, "diffraction_data": garbage}, parameters=parameters).run()
+    np.testing.assert_array_equal(clean.object, dirty.object)
+    np.testing.assert_array_equal(clean.probe, dirty.probe)
+    np.testing.assert_array_equal(clean.column("err_fmag"), dirty.column("err_fmag"))
+
+
+@pytest.mark.parametrize("engine", ["DM", "RAAR", "ML"])
+def test_frames_per_block_changes_only_rounding(tiny_arrays, engine):
+    whole = Reconstruction(**tiny_arrays, parameters=params(engine, frames_per_block=48)).run()
+    blocks = Reconstruction(**tiny_arrays, parameters=params(engine, frames_per_block=7)).run()
+    scale = np.abs(whole.object).max()
+    np.testing.assert_allclose(blocks.object, whole.object, atol=2e-4 * scale)
+    np.testing.assert_allclose(blocks.probe, whole.probe, atol=2e-4 * np.abs(whole.probe).max())
+    np.testing.assert_allclose(blocks.column("err_fmag"), whole.column("err_fmag"), rtol=1e-4)
+
+
+def test_history_has_errors_object_error_and_stage_timings(tiny, tiny_arrays):
+    records = []
+    result = Reconstruction(**tiny_arrays, parameters=params("DM"), true_object=tiny.ground_truth_object(),
+                            true_probe=tiny.ground_truth_probe(), callback=records.append).run()
+    assert len(result.history) == ITERATIONS and records == result.history
+    final = result.final
+    assert 0 < final.err_fmag and 0 < final.r_factor < 1 and 0 < final.object_error < 1.5
+    assert {"propagation", "fourier_projection", "overlap_update"} <= set(final.stage_seconds)
+    assert result.column("object_error")[-1] < result.column("object_error")[0]
+
+
+def test_stages_run_in_order_with_their_own_iterations(tiny_arrays):
+    parameters = {"engine": [{"engine": "DM", "iterations": 3}, {"engine": "ML", "iterations": 2}]}
+    result = Reconstruction(**tiny_arrays, parameters=parameters).run()
+    assert [r.engine for r in result.history] == ["DM"] * 3 + ["ML"] * 2
+
+
+@pytest.mark.parametrize(("parameters", "key"), [
+    ({"engine": "DX"}, "'engine'"),
+    ({"engine": "DM", "iteration": 3}, "iteration"),
+    ({"engine": "DM", "iterations": -1}, "'iterations'"),
+    ({"engine": "DM", "alpha": "big"}, "'alpha'"),
+    ({"engine": "ML", "noise": "gauss"}, "'noise'"),
+    ({"engine": "ePIE", "pbound": 0.25}, "pbound"),
+    ({"backend": "jax"}, "'backend'"),
+    ({"propagation": "nearfield"}, "'fresnel_number'"),
+    ({"frames_per_block": 0}, "'frames_per_block'"),
+    ({"engine": [{"engine": "DM", "beta": 0.5}]}, "beta"),
+])
+def test_bad_parameters_name_the_key(parameters, key):
+    with pytest.raises(ParameterError) as info:
+        parse_parameters(parameters)
+    assert key in str(info.value) and "expected" in str(info.value)
+
+
+def test_parameters_must_be_a_mapping(tiny_arrays):
+    with pytest.raises(TypeError, match="parameters: expected a mapping"):
+        ptychography(**tiny_arrays, parameters=[("engine", "DM")])
+
+
+def test_inputs_are_validated_before_anything_runs(tiny_arrays):
+    with pytest.raises(TypeError, match="initial_probe: expected a complex64"):
+        ptychography(**{**tiny_arrays, "initial_probe": tiny_arrays["initial_probe"].astype(np.complex128)},
+                     parameters=params("DM"))
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_a_non_finite_iterate_stops_with_engine_and_iteration(tiny_arrays, engine):
+    reconstruction = Reconstruction(**tiny_arrays, parameters=params(engine, iterations=6))
+    propagator = reconstruction.problem.propagator
+    forward, calls = propagator.forward, []
+
+    def poisoned_forward(waves, overwrite=False):
+        # A NaN appears in one propagation after a few have run, as a numerical blow-up would.
+        calls.append(1)
+        result = forward(waves, overwrite=overwrite)
+        if len(calls) == 3:
+            result[..., 0, 0] = np.nan
+        return result
+
+    propagator.forward = poisoned_forward
+    with pytest.raises(ReconstructionDiverged, match=rf"^{engine}: the .* became NaN/Inf at iteration \d+"):
+        reconstruction.run()
