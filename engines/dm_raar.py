@@ -22,6 +22,14 @@ from .problem import FrameStore, Problem
 class ProjectionEngine:
     """Keeps every exit wave (N·M_p·M_o·Y·X complex64): the memory term that makes big data not fit."""
 
+    #: Frames per FFT batch (None: the problem's frames_per_block); used for the FFT floor.
+    frames_per_fft_batch = None
+
+    @staticmethod
+    def propagations_per_frame(options: ProjectionOptions) -> int:
+        """Forward and backward through the Fourier projection."""
+        return 2
+
     def __init__(self, problem: Problem, options: ProjectionOptions) -> None:
         self.problem = problem
         self.options = options

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 #: Added to the model amplitude before dividing by it (sqrt-counts), keeps dark pixels finite.
 AMPLITUDE_EPSILON = 1e-7
+#: Model intensities are floored here in the Poisson likelihood (counts), so ln Î stays finite.
+POISSON_FLOOR = 1e-6
 
 
 class Kernels:
@@ -84,3 +88,64 @@ class Kernels:
         numerator = xp.sum(xp.conj(views)[:, None, :, :, :] * waves, axis=(0, 2))
         denominator = xp.sum(xp.real(views) ** 2 + xp.imag(views) ** 2, axis=(0, 1))
         return numerator, denominator
+
+    # --- maximum likelihood (ALGORITHMS.md, "ML") ----------------------------------------------
+    def likelihood_weights(self, waves: Any, intensities: Any, mask: Any, noise: str) -> tuple[float, Any, Any]:
+        """Multiply ``waves`` (detector side) in place by 2·∂L/∂Î; return (L in float64, per-frame
+        Σ M (A − √I)², per-frame Σ M |A − √I|). Gaussian L = Σ M w (Î − I)², w = 1/(I + 1);
+        Poisson L = Σ M (Î − I ln Î) with Î floored at POISSON_FLOOR."""
+        xp = self.xp
+        model = self.mode_intensity(waves)
+        squared, absolute = self.amplitude_errors(model, intensities, mask)
+        zeros = xp.zeros_like(model)
+        if noise == "gaussian":
+            weights = xp.where(mask, 1.0 / (intensities + 1.0), zeros)
+            residual = model - intensities
+            derivative, loss = 2.0 * weights * residual, xp.sum(weights * residual**2, dtype=xp.float64)
+        else:
+            floored = xp.maximum(model, xp.full_like(model, POISSON_FLOOR))
+            derivative = xp.where(mask, 1.0 - intensities / floored, zeros)
+            loss = xp.sum(xp.where(mask, floored - intensities * xp.log(floored), zeros), dtype=xp.float64)
+        waves *= xp.astype(2.0 * derivative, waves.dtype)[:, None, None]
+        return float(loss), squared, absolute
+
+    def quartic(self, a: Any, b: Any, c: Any | None) -> list[Any]:
+        """Î(t) = q0 + q1 t + q2 t² + q3 t³ + q4 t⁴ per pixel (summed over modes) for the wave
+        a + b t + c t² propagated; c None (probe fixed) leaves a quadratic."""
+        xp = self.xp
+
+        def modes_sum(x: Any) -> Any:
+            return xp.sum(x, axis=(1, 2))
+
+        q0 = modes_sum(xp.real(a) ** 2 + xp.imag(a) ** 2)
+        q1 = 2.0 * modes_sum(xp.real(xp.conj(a) * b))
+        q2 = modes_sum(xp.real(b) ** 2 + xp.imag(b) ** 2)
+        if c is None:
+            return [q0, q1, q2]
+        q2 = q2 + 2.0 * modes_sum(xp.real(xp.conj(a) * c))
+        q3 = 2.0 * modes_sum(xp.real(xp.conj(b) * c))
+        q4 = modes_sum(xp.real(c) ** 2 + xp.imag(c) ** 2)
+        return [q0, q1, q2, q3, q4]
+
+    def line_search_polynomial(self, a: Any, b: Any, c: Any | None, intensities: Any, mask: Any,
+                               noise: str) -> np.ndarray:
+        """Gaussian: the 9 coefficients (ascending) of L(t) = Σ M w (Σ_i r_i tⁱ)², r_0 = q0 − I.
+        Poisson: (0, L'(0), L''(0)) for one Newton step. Float64 on the host."""
+        xp = self.xp
+        quartic = self.quartic(a, b, c)
+        zeros = xp.zeros_like(intensities)
+        if noise != "gaussian":
+            q0 = xp.maximum(quartic[0], xp.full_like(quartic[0], POISSON_FLOOR))
+            ratio = xp.where(mask, intensities / q0, zeros)
+            first = xp.where(mask, (1.0 - ratio) * quartic[1], zeros)
+            second = xp.where(mask, (1.0 - ratio) * 2.0 * quartic[2] + ratio * quartic[1] ** 2 / q0, zeros)
+            return np.array([0.0, float(xp.sum(first, dtype=xp.float64)), float(xp.sum(second, dtype=xp.float64))])
+        weights = xp.where(mask, 1.0 / (intensities + 1.0), zeros)
+        residual = [quartic[0] - intensities, *quartic[1:]]
+        coefficients = np.zeros(9)
+        for i, r_i in enumerate(residual):
+            weighted = weights * r_i
+            for j in range(i, len(residual)):
+                value = float(xp.sum(weighted * residual[j], dtype=xp.float64))
+                coefficients[i + j] += value if i == j else 2.0 * value
+        return coefficients

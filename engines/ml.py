@@ -23,12 +23,17 @@ from .problem import Problem
 
 #: Memory of the probe/object gradient scale between iterations (PtyPy's scale_p_o_memory).
 SCALE_MEMORY = 0.9
-#: Model intensities are floored here in the Poisson likelihood (counts), so ln Î stays finite.
-POISSON_FLOOR = 1e-6
 
 
 class MaximumLikelihoodEngine:
     """Keeps gradients and directions (≈ 3× object + 3× probe) and one block of exit waves."""
+
+    frames_per_fft_batch = None
+
+    @staticmethod
+    def propagations_per_frame(options: MLOptions) -> int:
+        """Gradient: forward and backward; line search: D(P·O), D(P·h_O + h_P·O), D(h_P·h_O)."""
+        return 5
 
     def __init__(self, problem: Problem, options: MLOptions) -> None:
         self.problem = problem
@@ -40,18 +45,6 @@ class MaximumLikelihoodEngine:
         self.regularizer_amplitude = self._regularizer_amplitude() if options.regularizer > 0 else 0.0
 
     # --- likelihood and its gradient ----------------------------------------------------------
-    def _loss_derivative(self, model: Any, intensities: Any) -> tuple[Any, Any]:
-        """(∂L/∂Î per pixel, L summed over the block in float64); masked pixels contribute nothing."""
-        xp, mask = self.problem.xp, self.problem.mask
-        zeros = xp.zeros_like(model)
-        if self.options.noise == "gaussian":
-            weights = xp.where(mask, 1.0 / (intensities + 1.0), zeros)
-            residual = model - intensities
-            return 2.0 * weights * residual, xp.sum(weights * residual**2, dtype=xp.float64)
-        floored = xp.maximum(model, xp.full_like(model, POISSON_FLOOR))
-        derivative = xp.where(mask, 1.0 - intensities / floored, zeros)
-        return derivative, xp.sum(xp.where(mask, floored - intensities * xp.log(floored), zeros), dtype=xp.float64)
-
     def gradients(self, errors: FourierErrorSums | None = None) -> tuple[Any, Any, float]:
         """(g_O, g_P, L) summed over every frame and rank, plus the regulariser."""
         problem, kernels, timer, xp = self.problem, self.kernels, self.problem.timer, self.problem.xp
@@ -67,13 +60,11 @@ class MaximumLikelihoodEngine:
             with timer("propagation"):
                 detector = problem.propagator.forward(waves, overwrite=True)
             with timer("fourier_projection"):
-                model = kernels.mode_intensity(detector)
-                derivative, block_loss = self._loss_derivative(model, intensities)
+                block_loss, squared, absolute = kernels.likelihood_weights(detector, intensities, problem.mask,
+                                                                           self.options.noise)
                 loss += float(block_loss)
                 if errors is not None:
-                    squared, absolute = kernels.amplitude_errors(model, intensities, problem.mask)
                     errors.add(xp.sum(squared), xp.sum(absolute))
-                detector *= xp.astype(2.0 * derivative, detector.dtype)[:, None, None]
             with timer("propagation"):
                 chi = problem.propagator.backward(detector, overwrite=True)
             with timer("overlap_update"):
@@ -163,54 +154,12 @@ class MaximumLikelihoodEngine:
                 c = (problem.propagator.forward(kernels.exit_waves(direction_probe, direction_views),
                                                 overwrite=True) if moving_probe else None)
             with timer("line_search"):
-                quartic = self._quartic(a, b, c)
-                total += self._block_coefficients(quartic, intensities) if gaussian else \
-                    self._poisson_derivatives(quartic, intensities)
+                total += kernels.line_search_polynomial(a, b, c, intensities, problem.mask, self.options.noise)
         with timer("communication"):
             total = np.array(problem.comm.allreduce_scalars(total.tolist()))
         if self.regularizer_amplitude:
             total[:3] += self._regularizer_coefficients(direction_object)
         return total
-
-    def _quartic(self, a: Any, b: Any, c: Any | None) -> list[Any]:
-        """Î(t) = q0 + q1 t + q2 t² + q3 t³ + q4 t⁴ per pixel, summed over modes."""
-        xp = self.problem.xp
-
-        def modes_sum(x: Any) -> Any:
-            return xp.sum(x, axis=(1, 2))
-
-        q0 = modes_sum(xp.real(a) ** 2 + xp.imag(a) ** 2)
-        q1 = 2.0 * modes_sum(xp.real(xp.conj(a) * b))
-        q2 = modes_sum(xp.real(b) ** 2 + xp.imag(b) ** 2)
-        if c is None:
-            return [q0, q1, q2]
-        q2 = q2 + 2.0 * modes_sum(xp.real(xp.conj(a) * c))
-        q3 = 2.0 * modes_sum(xp.real(xp.conj(b) * c))
-        q4 = modes_sum(xp.real(c) ** 2 + xp.imag(c) ** 2)
-        return [q0, q1, q2, q3, q4]
-
-    def _block_coefficients(self, quartic: list[Any], intensities: Any) -> np.ndarray:
-        """Σ M w (Σ_i r_i t^i)², r_0 = q0 − I: coefficient n is Σ_{i+j=n} Σ M w r_i r_j."""
-        xp, mask = self.problem.xp, self.problem.mask
-        weights = xp.where(mask, 1.0 / (intensities + 1.0), xp.zeros_like(intensities))
-        residual = [quartic[0] - intensities, *quartic[1:]]
-        coefficients = np.zeros(9)
-        for i, r_i in enumerate(residual):
-            weighted = weights * r_i
-            for j in range(i, len(residual)):
-                value = float(xp.sum(weighted * residual[j], dtype=xp.float64))
-                coefficients[i + j] += value if i == j else 2.0 * value
-        return coefficients
-
-    def _poisson_derivatives(self, quartic: list[Any], intensities: Any) -> np.ndarray:
-        """(0, L'(0), L''(0)) of Σ M (Î − I ln Î): one Newton step's worth of the curve."""
-        xp, mask = self.problem.xp, self.problem.mask
-        zeros = xp.zeros_like(intensities)
-        q0 = xp.maximum(quartic[0], xp.full_like(quartic[0], POISSON_FLOOR))
-        ratio = xp.where(mask, intensities / q0, zeros)
-        first = xp.where(mask, (1.0 - ratio) * quartic[1], zeros)
-        second = xp.where(mask, (1.0 - ratio) * 2.0 * quartic[2] + ratio * quartic[1] ** 2 / q0, zeros)
-        return np.array([0.0, float(xp.sum(first, dtype=xp.float64)), float(xp.sum(second, dtype=xp.float64))])
 
     def line_search(self, direction_object: Any, direction_probe: Any, gradient_object: Any,
                     gradient_probe: Any) -> float | None:

@@ -23,6 +23,13 @@ from .problem import Problem
 class PIEEngine:
     """Keeps no exit waves: one frame's worth of temporaries at a time."""
 
+    #: Frames are propagated one at a time: that is the algorithm, and the FFT floor measures it so.
+    frames_per_fft_batch = 1
+
+    @staticmethod
+    def propagations_per_frame(options: EPIEOptions) -> int:
+        return 2
+
     def __init__(self, problem: Problem, options: EPIEOptions) -> None:
         self.problem = problem
         self.options = options

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from ptybench._version import __version__
 from ptybench.commands import datasets as datasets_command
 from ptybench.commands import demo as demo_command
+from ptybench.commands import engines as engines_command
 
 DESCRIPTION = """\
 ptybench measures ptychographic reconstruction: how long it takes, how much memory it needs and
@@ -28,10 +29,11 @@ examples:
   ptybench datasets list --ladders               # every named dataset
   ptybench datasets info seed-2552x768           # sizes and memory of the seed workload
   ptybench datasets make farfield-128-1024 --out data.cxi
+  ptybench engines ML                            # the keys of ML's parameters
 
 Data is cached in $PTYBENCH_CACHE (default: your user cache directory)."""
 
-COMMANDS = (datasets_command, demo_command)
+COMMANDS = (demo_command, datasets_command, engines_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 import array_api_compat.numpy as xp_numpy
+import numba
 import numpy as np
 import scipy
 import scipy.fft
@@ -14,11 +15,18 @@ from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import threadpool_limits
 
 from .base import Backend
+from .numba_kernels import NumbaKernels
+
+
+#: Below this many elements an FFT call runs on one worker (measured: one 64² frame takes ~30 µs on
+#: one worker and ~150 µs on two).
+PARALLEL_FFT_MIN_SIZE = 2 * 128 * 128
 
 
 class NumpyBackend(Backend):
     name = "numpy"
     xp = xp_numpy
+    _kernel_class = NumbaKernels
 
     def __init__(self, device: str | None = None, threads: int | None = None) -> None:
         if device not in (None, "cpu"):
@@ -35,11 +43,21 @@ class NumpyBackend(Backend):
     def index_array(self, host_indices: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(host_indices, dtype=np.intp)
 
+    def _workers(self, array: np.ndarray) -> int:
+        """scipy.fft splits a batch over workers; one small transform only pays thread start-up."""
+        return self.threads if array.size >= PARALLEL_FFT_MIN_SIZE else 1
+
+    def _transform(self, function: Any, array: np.ndarray, overwrite: bool) -> np.ndarray:
+        # A 3-D batch runs ~30 % faster in scipy.fft than the same data as (n, M_p, M_o, Y, X).
+        batch = array.reshape(-1, *array.shape[-2:]) if array.ndim > 3 and array.flags.c_contiguous else array
+        result = function(batch, norm="ortho", workers=self._workers(array), overwrite_x=overwrite)
+        return result.reshape(array.shape)
+
     def fft2(self, array: np.ndarray, overwrite: bool = False) -> np.ndarray:
-        return scipy.fft.fft2(array, norm="ortho", workers=self.threads, overwrite_x=overwrite)
+        return self._transform(scipy.fft.fft2, array, overwrite)
 
     def ifft2(self, array: np.ndarray, overwrite: bool = False) -> np.ndarray:
-        return scipy.fft.ifft2(array, norm="ortho", workers=self.threads, overwrite_x=overwrite)
+        return self._transform(scipy.fft.ifft2, array, overwrite)
 
     def gather_views(self, obj: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                      frame_shape: tuple[int, int]) -> np.ndarray:
@@ -56,6 +74,7 @@ class NumpyBackend(Backend):
         if threads is None:
             return contextlib.nullcontext()
         self.threads = threads
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         return threadpool_limits(limits=threads)
 
     def describe(self) -> dict[str, Any]:

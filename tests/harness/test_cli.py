@@ -70,3 +70,11 @@ def test_demo_writes_a_table_and_a_plot(tmp_path, capsys):
     assert [row["engine"] for row in rows] == ["DM", "ePIE"]
     assert all(0 < row["object_error"] < 1.5 and row["s_per_iter"] > 0 for row in rows)
     assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+
+def test_engines_lists_every_engine_and_its_keys(capsys):
+    assert main(["engines"]) == 0
+    out = capsys.readouterr().out
+    for word in ("DM keys", "RAAR keys", "ePIE keys", "rPIE keys", "ML keys", "pbound", "noise", "frames_per_block"):
+        assert word in out
+    assert main(["engines", "XX"]) == 2

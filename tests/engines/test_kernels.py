@@ -1,0 +1,91 @@
+"""Every fused kernel computes what the reference definition in engines/kernels.py computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ptybench.engines.backends.numba_kernels import NumbaKernels
+from ptybench.engines.kernels import Kernels
+
+array_api_numpy = pytest.importorskip("array_api_compat.numpy")
+REFERENCE, FUSED = Kernels(array_api_numpy), NumbaKernels(array_api_numpy)
+SHAPES = [(5, 1, 1, 16, 12), (4, 2, 3, 8, 8)]      # (n, M_p, M_o, Y, X): one mode and several
+
+
+def complex_array(rng, shape):
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+
+@pytest.fixture(params=SHAPES, ids=["single-mode", "modes"])
+def case(request):
+    n, mp, mo, y, x = request.param
+    rng = np.random.default_rng(0)
+    mask = rng.random((y, x)) > 0.2
+    intensities = np.where(mask, rng.poisson(3.0, (n, y, x)), 0).astype(np.float32)
+    return {"probe": complex_array(rng, (mp, y, x)), "views": complex_array(rng, (n, mo, y, x)),
+            "waves": complex_array(rng, (n, mp, mo, y, x)), "other": complex_array(rng, (n, mp, mo, y, x)),
+            "mask": mask, "intensities": intensities}
+
+
+def close(a, b):
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * float(np.abs(b).max()))
+
+
+def test_exit_waves(case):
+    close(FUSED.exit_waves(case["probe"], case["views"]), REFERENCE.exit_waves(case["probe"], case["views"]))
+
+
+def test_linear_mix(case):
+    close(FUSED.linear_mix(case["other"], case["waves"], 2.0), REFERENCE.linear_mix(case["other"], case["waves"], 2.0))
+
+
+@pytest.mark.parametrize("pbound", [None, 0.25, 1e-6])
+def test_fourier_projection(case, pbound):
+    fused_waves, reference_waves = case["waves"].copy(), case["waves"].copy()
+    fused = FUSED.fourier_projection(fused_waves, case["intensities"], case["mask"], pbound)
+    reference = REFERENCE.fourier_projection(reference_waves, case["intensities"], case["mask"], pbound)
+    close(fused_waves, reference_waves)
+    close(fused[0], reference[0])
+    close(fused[1], reference[1])
+    # Masked pixels keep their wave exactly.
+    np.testing.assert_array_equal(fused_waves[..., ~case["mask"]], case["waves"][..., ~case["mask"]])
+
+
+@pytest.mark.parametrize(("a", "b"), [(-1.0, 1.0), (-0.5, 0.75)])
+def test_difference_map_update(case, a, b):
+    fused, reference = case["waves"].copy(), case["waves"].copy()
+    overlap = REFERENCE.exit_waves(case["probe"], case["views"])
+    FUSED.difference_map_update(fused, case["other"], overlap, a, b)
+    REFERENCE.difference_map_update(reference, case["other"], overlap, a, b)
+    close(fused, reference)
+
+
+def test_object_update_terms(case):
+    close(FUSED.object_update_terms(case["probe"], case["waves"]),
+          REFERENCE.object_update_terms(case["probe"], case["waves"]))
+
+
+def test_probe_update_terms(case):
+    for fused, reference in zip(FUSED.probe_update_terms(case["views"], case["waves"]),
+                                REFERENCE.probe_update_terms(case["views"], case["waves"]), strict=True):
+        close(fused, reference)
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "poisson"])
+def test_likelihood_weights(case, noise):
+    fused_waves, reference_waves = case["waves"].copy(), case["waves"].copy()
+    fused = FUSED.likelihood_weights(fused_waves, case["intensities"], case["mask"], noise)
+    reference = REFERENCE.likelihood_weights(reference_waves, case["intensities"], case["mask"], noise)
+    close(fused_waves, reference_waves)
+    assert fused[0] == pytest.approx(reference[0], rel=1e-5)
+    close(fused[1], reference[1])
+    close(fused[2], reference[2])
+
+
+@pytest.mark.parametrize("moving_probe", [True, False])
+def test_line_search_polynomial(case, moving_probe):
+    c = case["other"] * np.complex64(0.3) if moving_probe else None
+    args = (case["waves"], case["other"], c, case["intensities"], case["mask"], "gaussian")
+    np.testing.assert_allclose(FUSED.line_search_polynomial(*args), REFERENCE.line_search_polynomial(*args),
+                               rtol=1e-4, atol=1e-6 * np.abs(REFERENCE.line_search_polynomial(*args)).max())
