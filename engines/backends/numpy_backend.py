@@ -17,7 +17,6 @@ from threadpoolctl import threadpool_limits
 from .base import Backend
 from .numba_kernels import NumbaKernels
 
-
 #: Below this many elements an FFT call runs on one worker (measured: one 64² frame takes ~30 µs on
 #: one worker and ~150 µs on two).
 PARALLEL_FFT_MIN_SIZE = 2 * 128 * 128
