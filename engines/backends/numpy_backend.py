@@ -69,12 +69,22 @@ class NumpyBackend(Backend):
         for row, col, patch in zip(rows.tolist(), cols.tolist(), patches, strict=True):
             target[:, row:row + height, col:col + width] += patch
 
+    @contextlib.contextmanager
+    def _limited(self, threads: int) -> Any:
+        # numba's pool is process-wide: restore it so a run's budget does not leak into the caller.
+        previous = numba.get_num_threads()
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            with threadpool_limits(limits=threads):
+                yield
+        finally:
+            numba.set_num_threads(previous)
+
     def thread_limit(self, threads: int | None) -> contextlib.AbstractContextManager:
         if threads is None:
             return contextlib.nullcontext()
         self.threads = threads
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        return threadpool_limits(limits=threads)
+        return self._limited(threads)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "device": self.device, "threads": self.threads,
