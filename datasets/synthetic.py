@@ -33,6 +33,10 @@ from .spec import DatasetSpec
 CHUNK_BYTES = 64 * 2**20
 
 
+#: Relative complex noise on the flat initial object (see SyntheticDataset.initial_object).
+INITIAL_OBJECT_NOISE = 0.01
+
+
 class SyntheticDataset:
     """A dataset spec made real: positions, ground truth, mask, initial guesses and frames on demand."""
 
@@ -110,10 +114,18 @@ class SyntheticDataset:
 
     # --- what a user would start from -------------------------------------------------------
     def initial_object(self, modes: int | None = None) -> np.ndarray:
-        """Flat transmission (ones) for mode 0; weak random modes after it: no knowledge of the sample."""
+        """Flat transmission for mode 0 with 1 % seeded complex noise; weak random modes after it.
+
+        No knowledge of the sample. The noise matters: from an exactly flat object the model's far
+        field is dark outside the probe's spectrum, and the first Fourier projection gives those
+        pixels the phase of FFT rounding noise, so two FFT libraries (two backends) would follow
+        different, equally valid paths. With it, backends agree to float rounding.
+        """
         modes = self.spec.object_modes if modes is None else modes
         guess = np.ones((modes, *self.object_shape), dtype=np.complex64)
         rng = stream(self.spec.seed, GUESS_STREAM)
+        noise = rng.standard_normal((2, *self.object_shape), dtype=np.float32)
+        guess[0] += INITIAL_OBJECT_NOISE * (noise[0] + 1j * noise[1]) / np.sqrt(2)
         for mode in range(1, modes):
             guess[mode] = 0.1 * np.exp(2j * np.pi * rng.random(self.object_shape))
         return guess

@@ -16,7 +16,7 @@ import numpy as np
 
 from .metrics import FourierErrorSums
 from .options import ProjectionOptions
-from .problem import FrameStore, Problem
+from .problem import Problem
 
 
 class ProjectionEngine:
@@ -37,8 +37,7 @@ class ProjectionEngine:
         self.kernels = problem.backend.kernels
         shape = problem.shape
         waves_shape = (problem.n_frames, shape.probe_modes, shape.object_modes, *problem.frame_shape)
-        self.exit_waves = FrameStore(problem.backend, None, waves_shape, np.complex64,
-                                     resident=not problem.streaming)
+        self.exit_waves = problem.frame_store(None, waves_shape, np.complex64)
         self._illumination: Any = None
         for start, stop in problem.blocks():
             waves = self.exit_waves.read(start, stop)

@@ -28,30 +28,45 @@ class FrameStore:
     """Per-frame arrays on the device (resident) or on the host, copied in and out per block.
 
     ``read`` returns a device array the engine may modify in place; ``write`` stores it back
-    (nothing to do when resident: the block was a view of the stored array).
+    (nothing to do when resident: the block was a view of the stored array). When streaming,
+    reading block i of ``blocks`` starts the upload of block i + 1 (wrapping to the first, for
+    the next sweep), so transfers overlap compute; any other range is copied on demand.
     """
 
     def __init__(self, backend: Backend, host_array: np.ndarray | None, shape: tuple[int, ...], dtype: Any,
-                 resident: bool) -> None:
+                 resident: bool, blocks: list[tuple[int, int]] | None = None) -> None:
         self.backend = backend
         self.resident = resident
         self.shape = shape
+        self._next_block = {}
+        if blocks and len(blocks) > 1:
+            self._next_block = {block: blocks[(i + 1) % len(blocks)] for i, block in enumerate(blocks)}
+        self._pending: dict[tuple[int, int], Any] = {}
         if resident:
             self._array = backend.asarray(host_array) if host_array is not None else backend.zeros(
                 shape, getattr(backend.xp, np.dtype(dtype).name))
         else:
             self._array = backend.pinned_empty(shape, np.dtype(dtype))
-            if host_array is not None:
-                self._array[...] = host_array
+            self._array[...] = host_array if host_array is not None else 0
 
     def read(self, start: int, stop: int) -> Any:
         if self.resident:
             return self._array[start:stop]
-        return self.backend.asarray(self._array[start:stop])
+        key = (start, stop)
+        handle = self._pending.pop(key, None)
+        if handle is None:
+            handle = self.backend.upload_async(self._array[start:stop])
+        following = self._next_block.get(key)
+        if following is not None and following not in self._pending:
+            self._pending[following] = self.backend.upload_async(self._array[slice(*following)])
+        return self.backend.ready(handle)
 
     def write(self, start: int, stop: int, block: Any) -> None:
-        if not self.resident:
-            self._array[start:stop] = self.backend.to_numpy(block)
+        if self.resident:
+            return
+        key = (start, stop)
+        self._pending.pop(key, None)  # a prefetched copy of this range is stale now
+        self.backend.download_async(block, self._array[start:stop])
 
 
 class Problem:
@@ -80,9 +95,9 @@ class Problem:
         self.mask = self.backend.asarray(internal_mask)
         self.valid_pixels = int(internal_mask.sum())
         self.frames_per_block = self._block_size(run.frames_per_block)
-        self.streaming = self.backend.is_device_memory and self.frames_per_block < self.n_frames
-        self.intensities = FrameStore(self.backend, self._load_intensities(diffraction_data, internal_mask),
-                                      (self.n_frames, *self.frame_shape), np.float32, not self.streaming)
+        self.streaming = self._streams()
+        self.intensities = self.frame_store(self._load_intensities(diffraction_data, internal_mask),
+                                            (self.n_frames, *self.frame_shape), np.float32)
         self.object = self.backend.asarray(np.asarray(initial_object, dtype=np.complex64))
         self.probe = self.backend.asarray(np.asarray(initial_probe, dtype=np.complex64))
 
@@ -104,6 +119,15 @@ class Problem:
             block = self.propagator.to_internal(np.asarray(diffraction_data[start:stop], dtype=np.float32))
             out[start:stop] = np.where(internal_mask, block, np.float32(0))
         return out
+
+    def _streams(self) -> bool:
+        """Per-frame arrays stay on the host only on a device backend with fewer frames per block than N."""
+        return self.backend.is_device_memory and self.frames_per_block < self.n_frames
+
+    def frame_store(self, host_array: np.ndarray | None, shape: tuple[int, ...], dtype: Any) -> FrameStore:
+        """A per-frame array, resident or streamed in this problem's blocks."""
+        return FrameStore(self.backend, host_array, shape, dtype, resident=not self.streaming,
+                          blocks=list(self.blocks()))
 
     def blocks(self) -> Iterator[tuple[int, int]]:
         for start in range(0, self.n_frames, self.frames_per_block):

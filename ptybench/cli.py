@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from ptybench._version import __version__
+from ptybench.commands import backends as backends_command
 from ptybench.commands import datasets as datasets_command
 from ptybench.commands import demo as demo_command
 from ptybench.commands import engines as engines_command
@@ -33,7 +34,7 @@ examples:
 
 Data is cached in $PTYBENCH_CACHE (default: your user cache directory)."""
 
-COMMANDS = (demo_command, datasets_command, engines_command)
+COMMANDS = (demo_command, datasets_command, engines_command, backends_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

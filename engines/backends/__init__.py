@@ -39,16 +39,25 @@ class BackendStatus:
     reason: str
 
 
-def backend_status() -> list[BackendStatus]:
-    """Every known backend with whether it runs here and, if not, why (for `ptybench backends`)."""
+#: The (backend, device) pairs `ptybench backends` probes.
+PROBED_TARGETS = (("numpy", "cpu"), ("torch", "cpu"), ("torch", "cuda"), ("cupy", "cuda"))
+
+
+def backend_status(targets: tuple[tuple[str, str], ...] = PROBED_TARGETS) -> list[BackendStatus]:
+    """Each (backend, device) with whether it runs here and, if not, why (for `ptybench backends`)."""
     statuses = []
-    for name in _MODULES:
+    for name, device in targets:
         try:
-            backend = get_backend(name)
-            statuses.append(BackendStatus(name, backend.device, True, "ok"))
+            backend = get_backend(name, device)
+            statuses.append(BackendStatus(name, backend.device, True, _versions(backend)))
         except (BackendUnavailable, ValueError) as error:
-            statuses.append(BackendStatus(name, None, False, str(error)))
+            statuses.append(BackendStatus(name, device, False, str(error)))
     return statuses
+
+
+def _versions(backend: Backend) -> str:
+    info = backend.describe()
+    return ", ".join(f"{key} {value}" for key, value in info.items() if key not in ("backend", "device"))
 
 
 __all__ = ["BACKEND_NAMES", "Backend", "BackendStatus", "BackendUnavailable", "MemoryStats",

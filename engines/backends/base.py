@@ -52,6 +52,24 @@ class Backend:
         """Host buffer for streaming blocks to the device (page-locked where the backend can)."""
         return np.empty(shape, dtype=dtype)
 
+    # Streaming (frames_per_block < N on a device): copies run on a side stream so the next
+    # block's upload overlaps this block's compute. Host backends copy synchronously.
+    def upload_async(self, host_block: np.ndarray) -> Any:
+        """Start copying a (pinned) host block to the device; returns a handle for ``ready``."""
+        return self.asarray(host_block)
+
+    def ready(self, handle: Any) -> Any:
+        """The device array of an upload; later work on the compute stream waits for the copy."""
+        return handle
+
+    def download_async(self, device_block: Any, host_block: np.ndarray) -> None:
+        """Queue a copy of ``device_block`` into ``host_block`` after the compute queued so far.
+
+        Ordered before any later ``upload_async`` (one copy stream), so a block written back and
+        read again is never stale; ``sync`` waits for it.
+        """
+        host_block[...] = self.to_numpy(device_block)
+
     # --- arrays ----------------------------------------------------------------------------
     def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
         return self.xp.empty(shape, dtype=dtype)
