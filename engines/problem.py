@@ -22,10 +22,14 @@ from .validation import ProblemShape
 
 #: NumPy keeps a block's temporaries near this size so they stay in cache between steps.
 HOST_BLOCK_BYTES = 4 * 2**20
+#: Data are converted to float32 in steps of this many bytes, so loading adds little to the peak.
+LOAD_STEP_BYTES = 16 * 2**20
 
 
 class FrameStore:
     """Per-frame arrays on the device (resident) or on the host, copied in and out per block.
+
+    The store takes ownership of ``host_array`` (a host backend keeps it without a copy).
 
     ``read`` returns a device array the engine may modify in place; ``write`` stores it back
     (nothing to do when resident: the block was a view of the stored array). When streaming,
@@ -43,7 +47,7 @@ class FrameStore:
             self._next_block = {block: blocks[(i + 1) % len(blocks)] for i, block in enumerate(blocks)}
         self._pending: dict[tuple[int, int], Any] = {}
         if resident:
-            self._array = backend.asarray(host_array) if host_array is not None else backend.zeros(
+            self._array = backend.adopt(host_array) if host_array is not None else backend.zeros(
                 shape, getattr(backend.xp, np.dtype(dtype).name))
         else:
             self._array = backend.pinned_empty(shape, np.dtype(dtype))
@@ -111,13 +115,15 @@ class Problem:
         return int(max(1, min(self.n_frames, HOST_BLOCK_BYTES // frame_bytes)))
 
     def _load_intensities(self, diffraction_data: Any, internal_mask: np.ndarray) -> np.ndarray:
-        """float32 copy in internal order with masked pixels zeroed, read block by block."""
+        """float32 copy in internal order with masked pixels zeroed, converted in place block by block
+        (reading a lazy or HDF5 source one step at a time; no full-size temporaries)."""
         out = np.empty((self.n_frames, *self.frame_shape), dtype=np.float32)
-        step = max(1, 64 * 2**20 // (4 * self.frame_shape[0] * self.frame_shape[1]))
+        step = max(1, LOAD_STEP_BYTES // (4 * self.frame_shape[0] * self.frame_shape[1]))
         for start in range(0, self.n_frames, step):
             stop = min(start + step, self.n_frames)
-            block = self.propagator.to_internal(np.asarray(diffraction_data[start:stop], dtype=np.float32))
-            out[start:stop] = np.where(internal_mask, block, np.float32(0))
+            block = out[start:stop]
+            self.propagator.to_internal_into(np.asarray(diffraction_data[start:stop]), block)
+            np.multiply(block, internal_mask, out=block)
         return out
 
     def _streams(self) -> bool:

@@ -52,6 +52,17 @@ class FarFieldPropagator:
     def to_detector(internal_array: np.ndarray) -> np.ndarray:
         return np.fft.fftshift(internal_array, axes=(-2, -1))
 
+    @staticmethod
+    def to_internal_into(detector_array: np.ndarray, out: np.ndarray) -> None:
+        """``out[...] = to_internal(detector_array)`` (with a dtype cast) by four quadrant copies: no temporaries."""
+        height, width = detector_array.shape[-2:]
+        top, left = height // 2, width // 2  # ifftshift moves pixel (top, left) to (0, 0)
+        for rows_out, rows_in in ((slice(0, height - top), slice(top, height)), (slice(height - top, height),
+                                                                                 slice(0, top))):
+            for cols_out, cols_in in ((slice(0, width - left), slice(left, width)),
+                                      (slice(width - left, width), slice(0, left))):
+                out[..., rows_out, cols_out] = detector_array[..., rows_in, cols_in]
+
 
 class NearFieldPropagator:
     kind = "nearfield"
@@ -82,6 +93,10 @@ class NearFieldPropagator:
     @staticmethod
     def to_detector(internal_array: np.ndarray) -> np.ndarray:
         return internal_array
+
+    @staticmethod
+    def to_internal_into(detector_array: np.ndarray, out: np.ndarray) -> None:
+        out[...] = detector_array
 
 
 def make_propagator(backend: Backend, propagation: str, frame_shape: tuple[int, int],

@@ -15,6 +15,10 @@ from ptybench.commands import backends as backends_command
 from ptybench.commands import datasets as datasets_command
 from ptybench.commands import demo as demo_command
 from ptybench.commands import engines as engines_command
+from ptybench.commands import plan as plan_command
+from ptybench.commands import report as report_command
+from ptybench.commands import run as run_command
+from ptybench.commands import sweep as sweep_command
 
 DESCRIPTION = """\
 ptybench measures ptychographic reconstruction: how long it takes, how much memory it needs and
@@ -34,7 +38,8 @@ examples:
 
 Data is cached in $PTYBENCH_CACHE (default: your user cache directory)."""
 
-COMMANDS = (demo_command, datasets_command, engines_command, backends_command)
+COMMANDS = (demo_command, run_command, sweep_command, report_command, plan_command, datasets_command,
+            engines_command, backends_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,6 +40,11 @@ class Backend:
         """Copy a host array onto the backend's device (always a copy: engines own their state)."""
         raise NotImplementedError
 
+    def adopt(self, host_array: np.ndarray) -> Any:
+        """A backend array from a host array nobody else holds: no copy where the backend can share it
+        (so loading N frames does not briefly need two copies of them)."""
+        return self.asarray(host_array)
+
     def to_numpy(self, array: Any) -> np.ndarray:
         """Copy a backend array to a host NumPy array."""
         raise NotImplementedError

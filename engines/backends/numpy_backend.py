@@ -36,6 +36,9 @@ class NumpyBackend(Backend):
     def asarray(self, host_array: np.ndarray) -> np.ndarray:
         return np.array(host_array, copy=True)
 
+    def adopt(self, host_array: np.ndarray) -> np.ndarray:
+        return host_array
+
     def to_numpy(self, array: Any) -> np.ndarray:
         return np.asarray(array)
 

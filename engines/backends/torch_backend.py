@@ -40,6 +40,9 @@ class TorchBackend(Backend):
     def asarray(self, host_array: np.ndarray) -> Any:
         return torch.from_numpy(np.array(host_array, copy=True)).to(self.torch_device)
 
+    def adopt(self, host_array: np.ndarray) -> Any:
+        return torch.from_numpy(host_array).to(self.torch_device)  # shares memory on the CPU
+
     def to_numpy(self, array: Any) -> np.ndarray:
         if isinstance(array, np.ndarray):
             return array

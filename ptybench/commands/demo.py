@@ -1,64 +1,59 @@
-"""``ptybench demo``: the embedded default run — a small dataset, a few engines, a table and a plot."""
+"""``ptybench demo``: the embedded default — a small sweep (two sizes each way, three engines, NumPy and
+torch on the CPU), its results table and its time/memory plot."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
-import numpy as np
-
-from ptybench import datasets
-from ptybench.engines import Reconstruction
-
-DEFAULT_DATASET = "farfield-64-256"
+DEFAULT_DATASETS = ("farfield-64-256", "farfield-64-1024", "farfield-128-256")
 DEFAULT_ENGINES = ("DM", "ePIE", "ML")
+DEFAULT_BACKENDS = ("numpy", "torch")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="reconstruct a small synthetic dataset with a few engines: table + plot",
-        description="Reconstruct a small synthetic far-field dataset (256 frames of 64x64) with a few engines "
-                    "on NumPy, print time per iteration and reconstruction quality, and draw the convergence "
-                    "curves and the reconstructed phases.")
-    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="catalogue name (default: %(default)s)")
-    parser.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
-                        help="comma-separated engines (default: %(default)s)")
-    parser.add_argument("--iterations", type=int, default=50, help="iterations per engine (default: %(default)s)")
+        "demo", help="a small default sweep: results table + time/memory plot in reports/demo",
+        description="Measure DM, ePIE and ML on three small far-field datasets (N = 256 and 1024 frames of 64², "
+                    "and 256 frames of 128²) on NumPy and, where installed, torch on the CPU: each point in a "
+                    "fresh process, warm-up excluded. Prints the results table and writes the records "
+                    "(JSON lines) and a plot of time and memory vs N and detector size. Re-running resumes: "
+                    "recorded points are skipped (remove the results file to start again).")
+    parser.add_argument("--datasets", default=",".join(DEFAULT_DATASETS), help="(default: %(default)s)")
+    parser.add_argument("--engines", default=",".join(DEFAULT_ENGINES), help="(default: %(default)s)")
+    parser.add_argument("--backends", default=None,
+                        help="(default: numpy, and torch where it is installed)")
+    parser.add_argument("--iterations", type=int, default=8, help="timed iterations (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     parser.add_argument("--out", default="reports/demo", help="output directory (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_demo)
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from ptybench.plots import plot_demo
+def default_backends() -> list[str]:
+    from ptybench.engines.backends import backend_status
 
-    data = datasets.load(args.dataset)
-    arrays = data.arrays()
+    available = {status.name for status in backend_status((("torch", "cpu"),)) if status.available}
+    return ["numpy", *(["torch"] if "torch" in available else [])]
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from ptybench import results
+    from ptybench.report import format_table, plot_scaling
+    from ptybench.sweep import SweepConfig, run_sweep
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"dataset {args.dataset}: {data.spec.describe()}")
-    rows, results = [], {}
-    for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
-        parameters = {"engine": engine, "iterations": args.iterations, "threads": args.threads,
-                      **data.engine_parameters()}
-        start = time.perf_counter()
-        result = Reconstruction(**arrays, parameters=parameters, true_object=data.ground_truth_object(),
-                                true_probe=data.ground_truth_probe()).run()
-        wall = time.perf_counter() - start
-        seconds = result.column("seconds")[1:]  # the first iteration is warm-up
-        final = result.final
-        rows.append({"engine": engine, "iterations": args.iterations, "s_per_iter": float(np.median(seconds)),
-                     "wall_s": wall, "object_error": final.object_error, "r_factor": final.r_factor,
-                     "err_fmag": final.err_fmag})
-        results[engine] = result
-    print(f"\n{'engine':<6} {'s/iter':>8} {'total s':>8} {'object error':>13} {'R-factor':>9}")
-    for row in rows:
-        print(f"{row['engine']:<6} {row['s_per_iter']:>8.4f} {row['wall_s']:>8.2f} "
-              f"{row['object_error']:>13.4f} {row['r_factor']:>9.4f}")
-    table = out / "results.json"
-    table.write_text(json.dumps({"dataset": args.dataset, "rows": rows}, indent=2))
-    figure = plot_demo(results, data, out / "demo.png")
-    print(f"\nresults: {table}\nplot:    {figure}")
+    backends = args.backends.split(",") if args.backends else default_backends()
+    config = SweepConfig(datasets=args.datasets.split(","), engines=args.engines.split(","), backends=backends,
+                         iterations=args.iterations, warmup=2, threads=args.threads, timeout_s=300,
+                         out=str(out / "results.jsonl"))
+    print(f"demo sweep: {len(config.measurements())} measurements ({', '.join(config.datasets)} × "
+          f"{', '.join(config.engines)} × {', '.join(backends)}), each in a fresh process")
+    run_sweep(config, progress=not args.no_progress)
+    keys = {results.measurement_key(m.identity()) for m in config.measurements()}
+    frame = results.load(config.out)
+    frame = frame[frame["key"].isin(keys)].drop_duplicates("key", keep="last")
+    print(format_table(frame))
+    figure = plot_scaling(frame, out / "scaling.png")
+    print(f"\nresults: {config.out}\nplot:    {figure}")
     return 0

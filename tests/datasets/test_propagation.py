@@ -71,3 +71,11 @@ def test_nearfield_propagator_matches_the_transfer_function_definition():
 def test_bad_propagation_arguments_are_named(propagation, fresnel, message):
     with pytest.raises(ValueError, match=message):
         make_propagator(NumpyBackend(), propagation, SHAPE, fresnel)
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (7, 5), (16, 16)])
+def test_in_place_reordering_equals_ifftshift(shape):
+    data = np.arange(3 * shape[0] * shape[1], dtype=np.uint32).reshape(3, *shape)
+    out = np.empty(data.shape, dtype=np.float32)
+    FarFieldPropagator.to_internal_into(data, out)
+    np.testing.assert_array_equal(out, np.fft.ifftshift(data, axes=(-2, -1)).astype(np.float32))

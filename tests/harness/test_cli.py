@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
+import h5py
 import numpy as np
 import pytest
 
 from ptybench import __version__
 from ptybench.cli import main
 from ptybench.datasets import load
+from ptybench.results import read_records
 
 
 def test_module_entry_point_prints_version():
@@ -62,14 +63,18 @@ def test_unknown_dataset_is_an_error_without_traceback(capsys):
     assert err.startswith("ptybench: error: dataset: unknown name") and "Traceback" not in err
 
 
-def test_demo_writes_a_table_and_a_plot(tmp_path, capsys):
-    assert main(["demo", "--engines", "DM,ePIE", "--iterations", "3", "--out", str(tmp_path)]) == 0
+def test_demo_runs_a_small_sweep_with_a_table_and_a_plot(tmp_path, capsys):
+    arguments = ["demo", "--datasets", "farfield-64-256", "--engines", "DM,ePIE", "--backends", "numpy",
+                 "--iterations", "2", "--out", str(tmp_path), "--no-progress"]
+    assert main(arguments) == 0
     out = capsys.readouterr().out
-    assert "object error" in out and str(tmp_path / "demo.png") in out
-    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
-    assert [row["engine"] for row in rows] == ["DM", "ePIE"]
-    assert all(0 < row["object_error"] < 1.5 and row["s_per_iter"] > 0 for row in rows)
-    assert (tmp_path / "demo.png").stat().st_size > 10_000
+    assert "obj err" in out and str(tmp_path / "scaling.png") in out
+    records = read_records(tmp_path / "results.jsonl")
+    assert [(r["engine"], r["status"]) for r in records] == [("DM", "ok"), ("ePIE", "ok")]
+    assert all(0 < r["object_error"] < 1.5 and r["seconds_per_iteration"] > 0 for r in records)
+    assert (tmp_path / "scaling.png").stat().st_size > 10_000
+    assert main(arguments) == 0  # resumes: nothing new to measure
+    assert len(read_records(tmp_path / "results.jsonl")) == 2
 
 
 def test_engines_lists_every_engine_and_its_keys(capsys):
@@ -78,3 +83,57 @@ def test_engines_lists_every_engine_and_its_keys(capsys):
     for word in ("DM keys", "RAAR keys", "ePIE keys", "rPIE keys", "ML keys", "pbound", "noise", "frames_per_block"):
         assert word in out
     assert main(["engines", "XX"]) == 2
+
+
+def test_run_appends_a_record_and_table_and_plot_read_it(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--dataset", "farfield-64-256", "--engine", "RAAR", "--iterations", "2", "--warmup", "1",
+                 "--threads", "1", "--out", str(out)]) == 0
+    assert "RAAR" in capsys.readouterr().out
+    (record,) = read_records(out)
+    assert record["status"] == "ok" and record["engine"] == "RAAR" and record["iterations"] == 2
+    assert main(["table", str(out), "--csv", str(tmp_path / "r.csv")]) == 0
+    assert "RAAR" in capsys.readouterr().out and (tmp_path / "r.csv").stat().st_size > 100
+    assert main(["plot", str(out), "--out", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_run_on_a_cxi_file_reports_fourier_errors_without_ground_truth(tmp_path, capsys):
+    cxi = tmp_path / "mine.cxi"
+    assert main(["datasets", "make", "nearfield-64-64", "--out", str(cxi)]) == 0
+    with h5py.File(cxi, "r+") as handle:  # a user's measured data has no ground truth
+        groups = []
+        handle.visit(lambda name: groups.append(name) if name.endswith("ground_truth") else None)
+        assert groups
+        for name in groups:
+            del handle[name]
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--dataset", str(cxi), "--engine", "DM", "--iterations", "2", "--warmup", "0",
+                 "--threads", "1", "--out", str(out)]) == 0
+    (record,) = read_records(out)
+    assert record["status"] == "ok" and record["object_error"] is None
+    assert 0 < record["r_factor"] < 1 and record["err_fmag"] > 0
+    assert record["dataset_info"]["propagation"] == "nearfield"
+
+
+def test_failed_run_exits_non_zero_but_keeps_the_record(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--dataset", "farfield-64-256", "--engine", "rPIE", "--iterations", "4",
+                 "--parameters", '{"rpie_alpha": 0.0}', "--out", str(out)]) == 1
+    assert read_records(out)[0]["status"] == "diverged"
+
+
+def test_plan_answers_the_seed_workload_question(capsys):
+    assert main(["plan", "--dataset", "seed-2552x768", "--device-memory", "80GB", "--engines", "DM,ePIE",
+                 "--backends", "cupy"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("DM ", "ePIE "))}
+    assert rows["DM"][3] == "no" and int(rows["DM"][4]) < 2552 and int(rows["DM"][-1]) > 1
+    assert rows["ePIE"][3] == "yes" and rows["ePIE"][-1] == "1"
+    assert main(["plan", "--dataset", "seed-2552x768", "--device-memory", "lots"]) == 2
+    assert "memory size" in capsys.readouterr().err
+
+
+def test_sweep_without_a_config_or_lists_is_an_error(capsys):
+    assert main(["sweep", "--engines", "DM"]) == 2
+    assert "--datasets" in capsys.readouterr().err

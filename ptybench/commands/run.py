@@ -1,0 +1,64 @@
+"""``ptybench run``: one measurement in a fresh process, appended to a results file and printed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ptybench import results
+from ptybench.memory_model import parse_bytes
+from ptybench.runner import DEFAULT_TARGET_ERROR, Measurement, run_isolated
+from ptybench.sweep import parse_backend
+
+
+def add_measurement_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `run` and `sweep` (a sweep's lists are comma-separated)."""
+    parser.add_argument("--iterations", type=int, default=10, help="timed iterations (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads, set before any library loads (default: all cores)")
+    parser.add_argument("--timeout", type=float, default=600.0, dest="timeout_s",
+                        help="seconds before a measurement is killed and recorded as 'timeout' (default: %(default)s)")
+    parser.add_argument("--target-error", type=float, default=DEFAULT_TARGET_ERROR,
+                        help="object error for time-to-quality, synthetic data (default: %(default)s)")
+    parser.add_argument("--memory-limit", default=None,
+                        help="cap on the run's own memory, e.g. 2GB; exceeding it is recorded as 'oom'")
+    parser.add_argument("--parameters", default=None, type=json.loads,
+                        help='extra engine parameters as JSON, e.g. \'{"pbound": null}\'')
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run", help="measure one engine on one dataset and backend (a fresh process), append the record",
+        description="Measure one configuration in a fresh subprocess: warm-up, then timed iterations with device "
+                    "sync; median and spread, per-stage times, peak host/device memory and the memory model's "
+                    "prediction, FFT floor, object error and R-factor, time to --target-error. --dataset takes a "
+                    "catalogue name or a CXI file (your own data: no ground truth, so R-factor and err_fmag "
+                    "only). The record is appended to --out (JSON lines) and printed as a table.")
+    parser.add_argument("--dataset", required=True, help="catalogue name (ptybench datasets list) or a .cxi file")
+    parser.add_argument("--engine", required=True, help="DM, RAAR, ePIE, rPIE or ML")
+    parser.add_argument("--backend", default="numpy", help="numpy, torch, torch:cuda[:k], cupy[:k] (default: numpy)")
+    parser.add_argument("--frames-per-block", type=int, default=None, help="frames per block (default: engine's)")
+    add_measurement_options(parser)
+    parser.add_argument("--out", default="reports/runs/results.jsonl", help="results file (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the whole record as JSON")
+    parser.set_defaults(func=run_one)
+
+
+def run_one(args: argparse.Namespace) -> int:
+    from ptybench.report import format_table
+
+    backend, device = parse_backend(args.backend)
+    measurement = Measurement(dataset=args.dataset, engine=args.engine, backend=backend, device=device,
+                              iterations=args.iterations, warmup=args.warmup, threads=args.threads,
+                              frames_per_block=args.frames_per_block, parameters=args.parameters or {},
+                              target_error=args.target_error, timeout_s=args.timeout_s,
+                              memory_limit_bytes=parse_bytes(args.memory_limit) if args.memory_limit else None)
+    record = results.append(args.out, run_isolated(measurement))
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        import pandas as pd
+        print(format_table(pd.json_normalize([record], max_level=1)))
+        print(f"\nrecord appended to {args.out}")
+    return 0 if record["status"] == "ok" else 1

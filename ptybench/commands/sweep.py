@@ -1,0 +1,84 @@
+"""``ptybench sweep``: many measurements from a TOML file or flags, resumable, with a summary table."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from ptybench.commands.run import add_measurement_options
+
+if TYPE_CHECKING:
+    from ptybench.sweep import SweepConfig
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sweep", help="measure datasets × engines × backends × frames_per_block; resumable",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Measure every combination, each in a fresh subprocess under --timeout, appending one record "
+                    "per point to --out as soon as it exists. Run it again to resume: points already in --out "
+                    "are skipped (--retry-failed re-runs those recorded as error or timeout). Failures are data: "
+                    "out-of-memory, divergence and timeouts are recorded and the sweep goes on.",
+        epilog="A CONFIG.toml holds the same settings; flags given on the command line override it:\n\n"
+               '  datasets = ["farfield-64-256", "farfield-128-1024"]\n'
+               '  engines = ["DM", "ePIE", "ML"]\n'
+               '  backends = ["numpy", "torch"]          # torch:cuda, cupy:0 on a GPU\n'
+               "  frames_per_block = [0]                 # 0 = the engine's default\n"
+               "  iterations = 10\n  warmup = 2\n  threads = 2\n  timeout_s = 600\n"
+               '  memory_limit = "8GB"                   # optional\n'
+               '  out = "reports/sweep/results.jsonl"\n'
+               "  [parameters]                           # optional extra engine parameters\n"
+               "  pbound = 0.25\n")
+    parser.add_argument("config", nargs="?", help="sweep TOML file (optional when the lists are given as flags)")
+    parser.add_argument("--datasets", help="comma-separated catalogue names or .cxi files")
+    parser.add_argument("--engines", help="comma-separated engines")
+    parser.add_argument("--backends", help="comma-separated backends (numpy, torch, torch:cuda, cupy:0)")
+    parser.add_argument("--frames-per-block", help="comma-separated frames per block (0 = default)")
+    add_measurement_options(parser)
+    for action in parser._actions:  # a flag left at its default must not override the config file
+        if action.dest in ("iterations", "warmup", "timeout_s", "target_error"):
+            action.default = None
+    parser.add_argument("--out", default=None, help="results file (default: reports/sweep/results.jsonl)")
+    parser.add_argument("--retry-failed", action="store_true", help="re-run points recorded as error or timeout")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run_sweep_command)
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [item.strip() for item in text.split(",") if item.strip()]
+
+
+def config_from_args(args: argparse.Namespace) -> SweepConfig:
+    from ptybench.sweep import SweepConfig
+
+    blocks = _split(args.frames_per_block)
+    overrides = {"datasets": _split(args.datasets), "engines": _split(args.engines),
+                 "backends": _split(args.backends), "frames_per_block": [int(b) for b in blocks] if blocks else None,
+                 "iterations": args.iterations, "warmup": args.warmup, "threads": args.threads,
+                 "timeout_s": args.timeout_s, "target_error": args.target_error, "memory_limit": args.memory_limit,
+                 "parameters": args.parameters, "out": args.out}
+    if args.config:
+        return SweepConfig.from_toml(args.config, **overrides)
+    missing = [name for name in ("datasets", "engines") if overrides[name] is None]
+    if missing:
+        raise ValueError(f"sweep: give a CONFIG.toml or --{' and --'.join(missing)}")
+    return SweepConfig(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    from ptybench import results
+    from ptybench.report import format_table
+    from ptybench.sweep import pending, run_sweep
+
+    config = config_from_args(args)
+    total = len(config.measurements())
+    todo = len(pending(config.measurements(), config.out, args.retry_failed))
+    print(f"sweep: {total} points, {total - todo} already in {config.out}, {todo} to measure")
+    new = run_sweep(config, retry_failed=args.retry_failed, progress=not args.no_progress)
+    keys = {results.measurement_key(m.identity()) for m in config.measurements()}
+    frame = results.load(config.out)
+    frame = frame[frame["key"].isin(keys)].drop_duplicates("key", keep="last")
+    print(format_table(frame))
+    print(f"\n{len(new)} new records in {config.out}; `ptybench table {config.out}` prints this again, "
+          f"`ptybench plot {config.out}` draws it")
+    return 0

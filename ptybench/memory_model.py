@@ -1,0 +1,199 @@
+"""Analytic memory model: bytes an engine needs, from the terms of ALGORITHMS.md ("Memory").
+
+    resident   intensities N·Y·X·4 (float32 copy), mask, object and probe with their update buffers,
+               DM/RAAR exit waves N·M_p·M_o·Y·X·8
+    per block  the temporaries of one block of frames: exit-wave-sized (n·M_p·M_o·Y·X·8) and
+               view-sized (n·M_o·Y·X·8) arrays alive at the same time, counted in the engine code
+               (see BLOCK_TEMPORARIES) and checked against measured peaks (tests/harness)
+
+With streaming (a device backend and frames_per_block < N) the per-frame arrays live in pinned host
+memory and the device holds two blocks of them (the one in use and the one being uploaded). Under MPI
+each rank holds its ⌈N/ranks⌉ frames and a full object and probe. The model predicts the algorithm's
+own footprint: measured as peak minus the baseline after imports and data load.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ptybench.engines.problem import HOST_BLOCK_BYTES
+
+#: Frame-sized arrays alive at an engine's peak, per frame of a block: (exit-wave-sized, view-sized),
+#: for the NumPy backend's fused kernels and for the reference kernels (torch, CuPy), which allocate
+#: every intermediate (amplitudes, masks, products). Counted in the code, then fitted to the slope of
+#: measured peak vs frames_per_block at 64² and 128² (numpy ±3 %, reference ±8 %; see README).
+#: DM/RAAR (fused): overlap, mix→detector, projected, object terms + the views. ML: gradient pass and
+#: line search (P·O, a, b, c, linear) + views of object and direction.
+BLOCK_TEMPORARIES = {
+    "fused": {"DM": (4, 1), "RAAR": (4, 1), "ePIE": (5, 1), "rPIE": (5, 1), "ML": (9.5, 3)},
+    "reference": {"DM": (16.5, 1), "RAAR": (16.5, 1), "ePIE": (16, 1), "rPIE": (16, 1), "ML": (21, 3)},
+}
+#: Object-sized complex64 arrays held besides the object, fitted to the intercepts: DM/RAAR numerator,
+#: new object, illumination (float32); PIE a copy and a step; ML gradients, directions, trial objects.
+OBJECT_BUFFERS = {"DM": 2.5, "RAAR": 2.5, "ePIE": 2.0, "rPIE": 2.0, "ML": 10.0}
+#: Engines whose update keeps every exit wave (ALGORITHMS.md).
+KEEPS_EXIT_WAVES = ("DM", "RAAR")
+ENGINE_NAMES = tuple(OBJECT_BUFFERS)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What the model needs to know about a dataset."""
+
+    n_frames: int
+    frame_shape: tuple[int, int]
+    object_shape: tuple[int, int]
+    probe_modes: int = 1
+    object_modes: int = 1
+
+    @classmethod
+    def of(cls, dataset: Any) -> Geometry:
+        """From a DatasetSpec, a loaded dataset (synthetic or CXI) or a Geometry."""
+        if isinstance(dataset, Geometry):
+            return dataset
+        spec = getattr(dataset, "spec", dataset)
+        object_shape = getattr(dataset, "object_shape", None)
+        if object_shape is None:
+            from ptybench.datasets import load
+            object_shape = load(spec).object_shape
+        return cls(int(spec.n_frames), tuple(spec.frame_shape), tuple(object_shape),
+                   int(getattr(spec, "probe_modes", 1)), int(getattr(spec, "object_modes", 1)))
+
+
+@dataclass(frozen=True)
+class MemoryPrediction:
+    """Bytes by term; ``device_bytes`` is what sits on the accelerator (all of it on a CPU backend)."""
+
+    engine: str
+    backend: str
+    frames_per_block: int
+    ranks: int
+    streaming: bool
+    terms: dict[str, int] = field(default_factory=dict)
+    host_terms: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        """The algorithm's own footprint on the memory it runs in (device, or host for CPU backends)."""
+        return sum(self.terms.values())
+
+    @property
+    def host_bytes(self) -> int:
+        """Host memory besides the device's (streamed per-frame arrays in pinned buffers)."""
+        return sum(self.host_terms.values())
+
+
+def default_frames_per_block(on_device: bool, geometry: Geometry, n_local: int) -> int:
+    """The engines' own default (engines/problem.py): all frames on a device, ~4 MB blocks on a CPU."""
+    if on_device:
+        return n_local
+    height, width = geometry.frame_shape
+    frame_bytes = 8 * height * width * geometry.probe_modes * geometry.object_modes
+    return max(1, min(n_local, HOST_BLOCK_BYTES // frame_bytes))
+
+
+def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per_block: int | None = None,
+                   ranks: int = 1, device: str | None = None) -> MemoryPrediction:
+    """Predicted peak footprint of one rank running ``engine`` on ``dataset``.
+
+    ``backend`` is "numpy", "torch" or "cupy"; torch counts as a device backend when ``device``
+    names CUDA. ``frames_per_block`` None means the engine's default.
+    """
+    if engine not in OBJECT_BUFFERS:
+        raise ValueError(f"engine: expected one of {list(OBJECT_BUFFERS)}, got {engine!r}")
+    if backend not in ("numpy", "torch", "cupy"):
+        raise ValueError(f"backend: expected 'numpy', 'torch' or 'cupy', got {backend!r}")
+    if int(ranks) != ranks or ranks < 1:
+        raise ValueError(f"ranks: expected a positive integer, got {ranks!r}")
+    geometry = Geometry.of(dataset)
+    on_device = backend == "cupy" or (backend == "torch" and str(device or "cpu").startswith("cuda"))
+    n_local = math.ceil(geometry.n_frames / ranks)
+    block = min(frames_per_block or default_frames_per_block(on_device, geometry, n_local), n_local)
+    if block < 1:
+        raise ValueError(f"frames_per_block: expected a positive integer, got {frames_per_block!r}")
+    streaming = on_device and block < n_local
+
+    height, width = geometry.frame_shape
+    pixels = height * width
+    modes = geometry.probe_modes * geometry.object_modes
+    frame_waves = 8 * modes * pixels
+    frame_views = 8 * geometry.object_modes * pixels
+    frame_intensity = 4 * pixels
+    object_bytes = 8 * geometry.object_modes * geometry.object_shape[0] * geometry.object_shape[1]
+
+    per_frame = {"intensities": frame_intensity}
+    if engine in KEEPS_EXIT_WAVES:
+        per_frame["exit_waves"] = frame_waves
+    frames_held = 2 * block if streaming else n_local  # in use + being uploaded
+    terms = {name: size * frames_held for name, size in per_frame.items()}
+    host_terms = {f"pinned_{name}": size * n_local for name, size in per_frame.items()} if streaming else {}
+
+    wave_blocks, view_blocks = BLOCK_TEMPORARIES["fused" if backend == "numpy" else "reference"][engine]
+    per_frame_temporaries = wave_blocks * frame_waves + view_blocks * frame_views
+    if engine in ("ePIE", "rPIE"):  # one frame at a time; the R-factor's first sum reads one block
+        terms["block_temporaries"] = int(per_frame_temporaries + block * frame_intensity)
+    else:
+        terms["block_temporaries"] = int(block * per_frame_temporaries)
+    terms["object_and_buffers"] = int((1 + OBJECT_BUFFERS[engine]) * object_bytes)
+    terms["probe_and_buffers"] = 4 * 8 * geometry.probe_modes * pixels
+    terms["mask_and_indices"] = pixels + 16 * n_local
+    return MemoryPrediction(engine, backend, block, ranks, streaming, terms, host_terms)
+
+
+def largest_block_that_fits(dataset: Any, engine: str, backend: str, device_memory_bytes: int, ranks: int = 1,
+                            device: str | None = None) -> int | None:
+    """The largest frames_per_block whose prediction fits ``device_memory_bytes`` (None: not even 1)."""
+    geometry = Geometry.of(dataset)
+    n_local = math.ceil(geometry.n_frames / ranks)
+
+    def fits(block: int) -> bool:
+        return predict_memory(geometry, engine, backend, block, ranks, device).total_bytes <= device_memory_bytes
+
+    if fits(n_local):
+        return n_local
+    low, high = 0, n_local  # fits(low) or low == 0; not fits(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low or None
+
+
+def ranks_needed(dataset: Any, engine: str, backend: str, device_memory_bytes: int, max_ranks: int = 4096,
+                 device: str | None = None) -> int | None:
+    """Fewest ranks (one device each) at which the engine's default blocks fit: on a device, everything
+    resident without streaming."""
+    geometry = Geometry.of(dataset)
+    for ranks in _powers_and_steps(max_ranks):
+        if predict_memory(geometry, engine, backend, None, ranks, device).total_bytes <= device_memory_bytes:
+            return ranks
+    return None
+
+
+def _powers_and_steps(limit: int) -> list[int]:
+    """1, 2, 3, ..., 16, then powers of two: the counts a batch system offers."""
+    counts = list(range(1, 17))
+    value = 32
+    while value <= limit:
+        counts.append(value)
+        value *= 2
+    return counts
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """"80GB", "80 GiB", "512MB", "1.5e9" -> bytes (GB = 10⁹, GiB = 2³⁰), a ValueError naming the text."""
+    if isinstance(text, int | float):
+        return int(text)
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+    cleaned = str(text).strip().upper().replace(" ", "")
+    number = cleaned.rstrip("KMGTIB")
+    unit = cleaned[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in units or not value > 0:
+        raise ValueError(f"memory size: expected a number with an optional unit (e.g. 80GB, 24GiB), got {text!r}")
+    return int(value * units[unit])

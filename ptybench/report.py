@@ -1,0 +1,134 @@
+"""Results as tables and figures: the summary a sweep prints, and time/memory vs N and detector size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Summary columns: (header, DataFrame column or derived name, format).
+SUMMARY_COLUMNS = (
+    ("dataset", "dataset", "{}"), ("engine", "engine", "{}"), ("backend", "backend_label", "{}"),
+    ("fpb", "frames_per_block_used", "{:.0f}"), ("status", "status", "{}"),
+    ("s/iter", "seconds_per_iteration", "{:.4g}"), ("spread", "spread", "{}"),
+    ("frame·it/s", "frame_iterations_per_second", "{:.3g}"), ("FFT×", "fft_floor_ratio", "{:.1f}"),
+    ("mem MB", "memory_measured_mb", "{:.1f}"), ("model MB", "memory_predicted_mb", "{:.1f}"),
+    ("meas/model", "memory.measured_over_predicted", "{:.2f}"),
+    ("obj err", "object_error", "{:.4f}"), ("R", "r_factor", "{:.4f}"),
+    ("t→target s", "seconds_to_target", "{:.3g}"),
+)
+
+
+def summary_frame(frame: Any) -> Any:
+    """Add the derived columns of the summary (backend label, throughput, memory in MB)."""
+    frame = frame.copy()
+    if frame.empty:
+        return frame
+
+    def column(name: str) -> Any:
+        return frame[name] if name in frame else np.full(len(frame), np.nan)
+
+    device = column("device").astype(object)
+    frame["backend_label"] = [b if d is None or (isinstance(d, float) and np.isnan(d)) else f"{b}:{d}"
+                              for b, d in zip(frame["backend"], device, strict=True)]
+    seconds = column("seconds_per_iteration").astype(float)
+    frame["frame_iterations_per_second"] = column("dataset_info.n_frames").astype(float) / seconds
+    q25, q75 = column("seconds_q25").astype(float), column("seconds_q75").astype(float)
+    frame["spread"] = [f"{a:.3g}–{b:.3g}" if np.isfinite(a) and np.isfinite(b) else ""
+                       for a, b in zip(q25, q75, strict=True)]
+    device_peak = column("memory.device_peak_bytes").astype(float)
+    host_algorithm = column("memory.host_algorithm_bytes").astype(float)
+    frame["memory_measured_mb"] = np.where(np.isfinite(device_peak), device_peak, host_algorithm) / 2**20
+    frame["memory_predicted_mb"] = column("memory.predicted_bytes").astype(float) / 2**20
+    return frame
+
+
+def format_table(frame: Any) -> str:
+    """A plain-text table, one row per record; missing values are blank, failures show their status."""
+    frame = summary_frame(frame)
+    if frame.empty:
+        return "(no records)"
+    headers = [header for header, _, _ in SUMMARY_COLUMNS]
+    rows = []
+    for _, record in frame.iterrows():
+        row = []
+        for _, name, fmt in SUMMARY_COLUMNS:
+            value = record.get(name)
+            missing = value is None or (isinstance(value, float) and not np.isfinite(value))
+            row.append("" if missing else fmt.format(value))
+        rows.append(row)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    failures = frame[frame["status"] != "ok"]
+    for _, record in failures.iterrows():
+        message = str(record.get("message") or "").splitlines()
+        lines.append(f"  {record['status']}: {record['dataset']} {record['engine']} {record['backend_label']}: "
+                     f"{message[0] if message else ''}")
+    return "\n".join(lines)
+
+
+def plot_scaling(frame: Any, out: str | Path) -> Path:
+    """Time per iteration and memory vs N (frames) and vs detector size, one line per engine/backend.
+
+    Out-of-memory points are drawn as crosses at the size that failed: the memory wall, visible.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = summary_frame(frame)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
+    if frame.empty:
+        figure.savefig(out, dpi=110)
+        plt.close(figure)
+        return out
+    frame["n_frames"] = frame["dataset_info.n_frames"].astype(float)
+    frame["detector"] = frame["dataset_info.height"].astype(float)
+    panels = (("n_frames", "seconds_per_iteration", axes[0, 0], "frames N", "s / iteration"),
+              ("detector", "seconds_per_iteration", axes[0, 1], "detector size (pixels per side)", "s / iteration"),
+              ("n_frames", "memory_measured_mb", axes[1, 0], "frames N", "algorithm memory (MB)"),
+              ("detector", "memory_measured_mb", axes[1, 1], "detector size (pixels per side)",
+               "algorithm memory (MB)"))
+    # colour = engine, line style = backend, marker = the size held fixed along the line
+    engines = sorted(frame["engine"].unique())
+    backends = sorted(frame["backend_label"].unique())
+    colours = {engine: f"C{i % 10}" for i, engine in enumerate(engines)}
+    styles = {backend: ("-", "--", ":", "-.")[i % 4] for i, backend in enumerate(backends)}
+    markers = "osD^v<>"
+    for x_name, y_name, axis, x_label, y_label in panels:
+        other = "detector" if x_name == "n_frames" else "n_frames"
+        other_values = sorted(frame[other].unique())
+        for (engine, backend), group in frame.groupby(["engine", "backend_label"]):
+            # one line per value of the other size, so each line varies one size only
+            for other_value, line in group.groupby(other):
+                ok = line[line["status"] == "ok"].sort_values(x_name)
+                label = f"{engine} {backend} ({'N' if other == 'n_frames' else 'det'}={other_value:.0f})"
+                marker = markers[other_values.index(other_value) % len(markers)]
+                if len(ok):
+                    axis.plot(ok[x_name], ok[y_name], marker=marker, color=colours[engine],
+                              linestyle=styles[backend], label=label)
+                failed = line[line["status"] == "oom"]
+                if len(failed):
+                    axis.plot(failed[x_name], np.full(len(failed), axis.get_ylim()[1]), "x", color="red",
+                              label=f"{engine} {backend}: out of memory")
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel(x_label)
+        axis.set_ylabel(y_label)
+        axis.grid(True, which="both", alpha=0.3)
+        if y_name == "memory_measured_mb" and "memory_predicted_mb" in frame:
+            model = frame[frame["status"] == "ok"].sort_values(x_name)
+            axis.plot(model[x_name], model["memory_predicted_mb"], "k+", label="memory model")
+    for axis in (axes[0, 0], axes[1, 0]):
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
+    figure.suptitle("ptybench: time and memory vs problem size")
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out

@@ -1,0 +1,118 @@
+"""The results store: one JSON line per measurement, appended atomically, loaded into pandas.
+
+A record is written with a single ``write`` of the whole line on a file opened for appending, then
+flushed and fsync'ed, so a killed process leaves either the whole line or, at worst, a partial last
+line without its newline; readers skip such a tail (and say so) and the next append starts a fresh line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "oom", "diverged", "timeout", "error")
+#: Fields that identify a measurement: a sweep skips a configuration whose key is already stored.
+KEY_FIELDS = ("dataset", "engine", "backend", "device", "ranks", "threads", "frames_per_block", "iterations",
+              "warmup", "parameters")
+
+
+def measurement_key(record: Mapping[str, Any]) -> str:
+    """A short stable hash of the fields that say *what* was measured (not how it came out)."""
+    identity = {name: record.get(name) for name in KEY_FIELDS}
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def append(path: str | os.PathLike, record: Mapping[str, Any]) -> dict[str, Any]:
+    """Append ``record`` (with schema version and key) as one line; durable when this returns."""
+    if record.get("status") not in STATUSES:
+        raise ValueError(f"record['status']: expected one of {list(STATUSES)}, got {record.get('status')!r}")
+    full = _finite({"schema": SCHEMA_VERSION, **record})
+    full["key"] = measurement_key(full)
+    line = json.dumps(full, sort_keys=True, allow_nan=False, default=_jsonable) + "\n"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as stream:
+        if stream.tell() > 0 and not _ends_with_newline(path):
+            line = "\n" + line  # a previous writer died mid-line: never glue onto its fragment
+        stream.write(line.encode())
+        stream.flush()
+        os.fsync(stream.fileno())
+    return full
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as stream:
+        stream.seek(-1, os.SEEK_END)
+        return stream.read(1) == b"\n"
+
+
+def _finite(value: Any) -> Any:
+    """NaN and ±Inf become None (JSON has no NaN): a missing number is stored as missing, never as NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if hasattr(value, "dtype") and hasattr(value, "tolist"):  # NumPy scalars and arrays
+        return _finite(value.tolist())
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """NumPy scalars and arrays, tuples and paths in records become plain JSON."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"record: a value of type {type(value).__name__} cannot be stored as JSON")
+
+
+def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Every complete record in the files, in order; a truncated or corrupt line is skipped with a warning."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    records = []
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"results file: {path} does not exist")
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                warnings.warn(f"{path}:{number}: skipped an incomplete record (an interrupted write)", stacklevel=2)
+                continue
+            if record.get("schema", 0) > SCHEMA_VERSION:
+                raise ValueError(f"{path}:{number}: schema {record['schema']} is newer than this ptybench "
+                                 f"reads ({SCHEMA_VERSION}); upgrade ptybench")
+            records.append(record)
+    return records
+
+
+def stored_keys(path: str | os.PathLike, statuses: Iterable[str] = STATUSES) -> set[str]:
+    """Keys of the records in ``path`` (missing file: none) whose status is in ``statuses``."""
+    if not Path(path).exists():
+        return set()
+    wanted = set(statuses)
+    return {record["key"] for record in read_records(path) if record.get("status") in wanted}
+
+
+def load(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> Any:
+    """Records as a pandas DataFrame: one row per measurement, nested fields flattened with dots
+    (``dataset.n_frames``, ``memory.host_peak_bytes``, ``stages.propagation``...)."""
+    import pandas as pd
+
+    records = read_records(paths)
+    frame = pd.json_normalize(records, max_level=1) if records else pd.DataFrame()
+    return frame

@@ -1,0 +1,111 @@
+"""Sweeps: datasets × engines × backends × frames_per_block, each point measured in its own process.
+
+Resumable: a point whose key is already in the results file is skipped (``retry_failed`` re-runs
+points stored as error or timeout). Every record is appended atomically as soon as it exists, so
+a killed sweep loses at most the measurement in flight.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from ptybench import results
+from ptybench.memory_model import parse_bytes
+from ptybench.runner import DEFAULT_TARGET_ERROR, Measurement, run_isolated
+
+#: Keys a sweep TOML file may hold (see `ptybench sweep --help`).
+CONFIG_KEYS = ("datasets", "engines", "backends", "frames_per_block", "iterations", "warmup", "threads",
+               "timeout_s", "target_error", "memory_limit", "parameters", "out")
+
+
+def parse_backend(text: str) -> tuple[str, str | None]:
+    """"numpy", "torch", "torch:cuda", "torch:cuda:1", "cupy", "cupy:1" -> (backend, device)."""
+    name, _, device = str(text).partition(":")
+    if name not in ("numpy", "torch", "cupy"):
+        raise ValueError(f"backends: expected numpy, torch[:DEVICE] or cupy[:DEVICE], got {text!r}")
+    return name, device or None
+
+
+@dataclass
+class SweepConfig:
+    datasets: list[str]
+    engines: list[str]
+    backends: list[str] = field(default_factory=lambda: ["numpy"])
+    frames_per_block: list[int | None] = field(default_factory=lambda: [None])
+    iterations: int = 10
+    warmup: int = 2
+    threads: int | None = None
+    timeout_s: float = 600.0
+    target_error: float | None = DEFAULT_TARGET_ERROR
+    memory_limit: str | int | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    out: str = "reports/sweep/results.jsonl"
+
+    def __post_init__(self) -> None:
+        for name in ("datasets", "engines", "backends", "frames_per_block"):
+            value = getattr(self, name)
+            if isinstance(value, str | int) or value is None:
+                value = [value]
+            if not value:
+                raise ValueError(f"{name}: expected at least one entry, got an empty list")
+            setattr(self, name, list(value))
+        self.frames_per_block = [None if value in (None, 0, "default") else int(value)
+                                 for value in self.frames_per_block]
+        for backend in self.backends:
+            parse_backend(backend)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> SweepConfig:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"sweep config: {path} does not exist")
+        with open(path, "rb") as stream:
+            table = tomllib.load(stream)
+        unknown = sorted(set(table) - set(CONFIG_KEYS))
+        if unknown:
+            raise ValueError(f"sweep config {path}: unknown key(s) {unknown}; expected some of {list(CONFIG_KEYS)}")
+        table.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**table)
+
+    def measurements(self) -> list[Measurement]:
+        limit = parse_bytes(self.memory_limit) if self.memory_limit is not None else None
+        points = []
+        for dataset, engine, backend, block in itertools.product(self.datasets, self.engines, self.backends,
+                                                                 self.frames_per_block):
+            name, device = parse_backend(backend)
+            points.append(Measurement(dataset=dataset, engine=engine, backend=name, device=device,
+                                      iterations=self.iterations, warmup=self.warmup, threads=self.threads,
+                                      frames_per_block=block, parameters=dict(self.parameters),
+                                      target_error=self.target_error, memory_limit_bytes=limit,
+                                      timeout_s=self.timeout_s))
+        return points
+
+
+def pending(measurements: Iterable[Measurement], out: str | Path, retry_failed: bool = False) -> list[Measurement]:
+    """The measurements whose key is not stored yet (or stored as a failure, with ``retry_failed``)."""
+    keep = ("ok", "oom", "diverged") if retry_failed else results.STATUSES
+    done = results.stored_keys(out, keep)
+    return [m for m in measurements if results.measurement_key(m.identity()) not in done]
+
+
+def run_sweep(config: SweepConfig, retry_failed: bool = False, progress: bool = True,
+              run: Callable[[Measurement], Mapping[str, Any]] = run_isolated) -> list[dict[str, Any]]:
+    """Measure every pending point, appending each record as it comes; returns the new records."""
+    from tqdm import tqdm
+
+    todo = pending(config.measurements(), config.out, retry_failed)
+    records = []
+    with tqdm(total=len(todo), disable=not progress, unit="run", dynamic_ncols=True) as bar:
+        for measurement in todo:
+            bar.set_description(f"{measurement.dataset} {measurement.engine} {measurement.backend}")
+            record = results.append(config.out, run(measurement))
+            records.append(record)
+            bar.set_postfix_str(record["status"])
+            bar.update()
+    return records

@@ -1,0 +1,129 @@
+"""The runner: every way a measurement can end becomes a record; the memory model against measurements."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from ptybench.memory_model import Geometry, largest_block_that_fits, parse_bytes, predict_memory, ranks_needed
+from ptybench.runner import Measurement, run_isolated, time_to_quality
+
+
+def test_an_ok_record_has_times_memory_floor_errors_and_machine():
+    record = run_isolated(Measurement(dataset="farfield-64-256", engine="DM", iterations=3, warmup=1, threads=1))
+    assert record["status"] == "ok", record.get("message")
+    assert len(record["iteration_seconds"]) == 3 and record["iterations_done"] == 4
+    assert record["seconds_q25"] <= record["seconds_per_iteration"] <= record["seconds_q75"]
+    assert {"propagation", "fourier_projection", "overlap_update"} <= set(record["stages"])
+    assert record["fft_floor_seconds"] > 0 and record["fft_floor_ratio"] > 1
+    memory = record["memory"]
+    assert memory["host_peak_bytes"] > memory["host_baseline_bytes"] > 0
+    assert memory["host_algorithm_bytes"] > 0 and memory["predicted_bytes"] > 0
+    assert 0 < record["object_error"] < 1 and 0 < record["r_factor"] < 1
+    assert record["dataset_info"]["n_frames"] == 256 and record["dataset_info"]["height"] == 64
+    assert record["machine"]["cores_available"] >= 1 and "numpy" in record["machine"]["versions"]
+
+
+def test_a_memory_limit_below_the_footprint_is_recorded_as_oom():
+    record = run_isolated(Measurement(dataset="farfield-64-1024", engine="DM", iterations=1, warmup=0,
+                                      memory_limit_bytes=20 * 2**20, threads=1))
+    assert record["status"] == "oom", record.get("message")
+    assert "MemoryError" in record["message"]
+    assert record["oom_size"]["n_frames"] == 1024 and record["oom_size"]["frame_shape"] == [64, 64]
+
+
+def test_a_diverging_configuration_is_recorded_as_diverged():
+    # rPIE without its a·max|P|² floor divides by |P|², which vanishes at the probe's edge
+    record = run_isolated(Measurement(dataset="farfield-64-256", engine="rPIE", iterations=5, warmup=0,
+                                      parameters={"rpie_alpha": 0.0}, threads=1))
+    assert record["status"] == "diverged"
+    assert "rPIE" in record["message"] and "NaN/Inf" in record["message"]
+
+
+def test_a_measurement_past_its_timeout_is_killed_and_recorded():
+    record = run_isolated(Measurement(dataset="farfield-64-256", engine="DM", iterations=50, timeout_s=0.5))
+    assert record["status"] == "timeout" and "0.5 s" in record["message"]
+
+
+def test_bad_input_in_the_child_is_an_error_record_with_the_message():
+    record = run_isolated(Measurement(dataset="farfield-65-256", engine="DM", iterations=1))
+    assert record["status"] == "error" and "unknown name" in record["message"]
+
+
+@pytest.mark.parametrize("bad", [{"iterations": 0}, {"threads": 0}, {"timeout_s": 0}, {"frames_per_block": -1}])
+def test_bad_measurements_are_value_errors_naming_the_field(bad):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        Measurement(dataset="farfield-64-256", engine="DM", **bad)
+
+
+def test_time_to_quality_counts_iterations_and_seconds_until_the_target():
+    history = [SimpleNamespace(seconds=1.0, object_error=e) for e in (0.5, 0.2, 0.09, 0.05)]
+    assert time_to_quality(history, 0.1) == (3, 3.0)
+    assert time_to_quality(history, 0.01) == (None, None)
+    assert time_to_quality(history, None) == (None, None)
+
+
+# --- memory model -------------------------------------------------------------------------------
+#: The model must be within ±15 % of the measured algorithm footprint (the issue's bar); it was
+#: fitted within ±10 % at these sizes on the NumPy backend.
+MODEL_TOLERANCE = 0.15
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["farfield-64-1024", "farfield-128-256", "farfield-128-1024"])
+@pytest.mark.parametrize("engine", ["DM", "ePIE", "ML"])
+def test_memory_model_is_within_tolerance_of_the_measured_footprint(dataset, engine):
+    record = run_isolated(Measurement(dataset=dataset, engine=engine, iterations=1, warmup=0, threads=2,
+                                      fft_floor=False))
+    ratio = record["memory"]["measured_over_predicted"]
+    assert abs(ratio - 1) <= MODEL_TOLERANCE, f"{engine} {dataset}: measured/predicted = {ratio:.3f}"
+
+
+def test_model_terms_follow_algorithms_md():
+    geometry = Geometry(n_frames=1000, frame_shape=(100, 100), object_shape=(500, 500))
+    dm = predict_memory(geometry, "DM", "cupy", None)
+    assert dm.terms["exit_waves"] == 1000 * 100 * 100 * 8 and dm.terms["intensities"] == 1000 * 100 * 100 * 4
+    assert "exit_waves" not in predict_memory(geometry, "ePIE", "cupy").terms
+    two_modes = Geometry(1000, (100, 100), (500, 500), probe_modes=2)
+    assert predict_memory(two_modes, "DM", "cupy").terms["exit_waves"] == 2 * dm.terms["exit_waves"]
+    halves = predict_memory(geometry, "DM", "cupy", ranks=2)
+    assert halves.terms["exit_waves"] == dm.terms["exit_waves"] // 2
+
+
+def test_streaming_moves_per_frame_arrays_to_pinned_host_memory():
+    geometry = Geometry(n_frames=1000, frame_shape=(100, 100), object_shape=(500, 500))
+    streamed = predict_memory(geometry, "DM", "cupy", frames_per_block=100)
+    assert streamed.streaming and streamed.terms["exit_waves"] == 2 * 100 * 100 * 100 * 8
+    assert streamed.host_terms["pinned_exit_waves"] == 1000 * 100 * 100 * 8
+    assert not predict_memory(geometry, "DM", "numpy", frames_per_block=100).streaming
+
+
+def test_largest_block_and_ranks_needed_are_consistent_with_the_model():
+    geometry = Geometry(n_frames=2552, frame_shape=(768, 768), object_shape=(4957, 4949))
+    capacity = parse_bytes("80GB")
+    block = largest_block_that_fits(geometry, "DM", "cupy", capacity)
+    assert predict_memory(geometry, "DM", "cupy", block).total_bytes <= capacity
+    assert predict_memory(geometry, "DM", "cupy", block + 1).total_bytes > capacity
+    ranks = ranks_needed(geometry, "DM", "cupy", capacity)
+    assert predict_memory(geometry, "DM", "cupy", None, ranks).total_bytes <= capacity
+    assert predict_memory(geometry, "DM", "cupy", None, ranks - 1).total_bytes > capacity
+    assert largest_block_that_fits(geometry, "DM", "cupy", 10**6) is None
+
+
+@pytest.mark.parametrize("text, expected", [("80GB", 80 * 10**9), ("24 GiB", 24 * 2**30), ("512MB", 512 * 10**6),
+                                            ("1.5e9", 1_500_000_000), (1024, 1024)])
+def test_parse_bytes(text, expected):
+    assert parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: parse_bytes("lots"), "memory size"), (lambda: parse_bytes("-1GB"), "memory size"),
+    (lambda: predict_memory(Geometry(10, (32, 32), (64, 64)), "XX"), "engine"),
+    (lambda: predict_memory(Geometry(10, (32, 32), (64, 64)), "DM", "jax"), "backend"),
+    (lambda: predict_memory(Geometry(10, (32, 32), (64, 64)), "DM", ranks=0), "ranks"),
+])
+def test_model_input_errors_name_the_argument(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

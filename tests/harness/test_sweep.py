@@ -1,0 +1,109 @@
+"""Sweeps: configuration, resumption after a killed measurement or a killed sweep, failures as data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import psutil
+import pytest
+
+from ptybench.cli import main
+from ptybench.results import measurement_key, read_records
+from ptybench.sweep import SweepConfig, parse_backend, pending, run_sweep
+
+TINY_SWEEP = ["--datasets", "farfield-64-256", "--engines", "DM,ePIE,ML", "--backends", "numpy",
+              "--iterations", "1", "--warmup", "0", "--threads", "1", "--no-progress"]
+
+
+def sweep_command(out, *extra):
+    return [sys.executable, "-m", "ptybench", "sweep", *TINY_SWEEP, "--out", str(out), *extra]
+
+
+def wait_for(predicate, timeout=60.0, interval=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
+
+
+def keys_of(out):
+    config = SweepConfig(datasets=["farfield-64-256"], engines=["DM", "ePIE", "ML"], iterations=1, warmup=0,
+                         threads=1, out=str(out))
+    return {measurement_key(m.identity()) for m in config.measurements()}
+
+
+def test_killed_measurement_is_recorded_and_the_sweep_goes_on_then_resumes(tmp_path):
+    out = tmp_path / "r.jsonl"
+    sweep = subprocess.Popen(sweep_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(sweep.pid)
+    child = wait_for(lambda: next(iter(parent.children()), None))
+    child.send_signal(signal.SIGKILL)                     # the measurement dies, not the sweep
+    assert sweep.wait(timeout=120) == 0
+    records = read_records(out)
+    assert len(records) == 3
+    assert records[0]["status"] == "error" and "SIGKILL" in records[0]["message"]
+    assert [r["status"] for r in records[1:]] == ["ok", "ok"]
+    assert main(["sweep", *TINY_SWEEP, "--out", str(out), "--retry-failed"]) == 0
+    records = read_records(out)
+    ok = Counter(r["key"] for r in records if r["status"] == "ok")
+    assert set(ok) == keys_of(out) and set(ok.values()) == {1}   # none lost, none twice
+
+
+def test_killed_sweep_leaves_no_orphan_and_resumes_without_loss_or_duplicates(tmp_path):
+    out = tmp_path / "r.jsonl"
+    sweep = subprocess.Popen(sweep_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(sweep.pid)
+    wait_for(lambda: out.exists() and out.read_text().count("\n") >= 1)
+    child = wait_for(lambda: next(iter(parent.children()), None))
+    os.kill(sweep.pid, signal.SIGKILL)                      # the sweep itself dies mid-measurement
+    sweep.wait(timeout=30)
+    wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, timeout=10)
+    before = read_records(out)
+    assert 1 <= len(before) < 3 and all(r["status"] == "ok" for r in before)
+    result = subprocess.run(sweep_command(out), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(before)} already in" in result.stdout
+    records = read_records(out)                             # every line parses
+    assert records[:len(before)] == before                  # nothing rewritten
+    assert Counter(r["key"] for r in records) == Counter(keys_of(out))
+
+
+def test_out_of_memory_is_data_and_the_sweep_continues(tmp_path):
+    config = SweepConfig(datasets=["farfield-64-1024", "farfield-64-256"], engines=["DM"], iterations=1,
+                         warmup=0, threads=1, memory_limit="40MB", out=str(tmp_path / "r.jsonl"))
+    records = run_sweep(config, progress=False)
+    assert [(r["dataset"], r["status"]) for r in records] == [("farfield-64-1024", "oom"), ("farfield-64-256", "ok")]
+    assert pending(config.measurements(), config.out) == []
+
+
+def test_sweep_config_from_toml_with_flag_overrides(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text('datasets = ["farfield-64-256"]\nengines = ["DM", "ML"]\nbackends = ["numpy", "torch:cuda"]\n'
+                    'frames_per_block = [0, 32]\niterations = 4\n[parameters]\npbound = 0.5\n')
+    config = SweepConfig.from_toml(path, iterations=7)
+    points = config.measurements()
+    assert len(points) == 1 * 2 * 2 * 2 and {p.iterations for p in points} == {7}
+    assert {(p.backend, p.device) for p in points} == {("numpy", None), ("torch", "cuda")}
+    assert {p.frames_per_block for p in points} == {None, 32} and points[0].parameters == {"pbound": 0.5}
+    path.write_text('datasets = ["a"]\nengines = ["DM"]\nspeed = "max"\n')
+    with pytest.raises(ValueError, match="unknown key"):
+        SweepConfig.from_toml(path)
+
+
+@pytest.mark.parametrize("text, expected", [("numpy", ("numpy", None)), ("torch:cuda:1", ("torch", "cuda:1")),
+                                            ("cupy:0", ("cupy", "0"))])
+def test_parse_backend(text, expected):
+    assert parse_backend(text) == expected
+
+
+def test_parse_backend_rejects_unknown_names():
+    with pytest.raises(ValueError, match="backends"):
+        parse_backend("jax")
