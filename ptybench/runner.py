@@ -317,7 +317,8 @@ def _warm_runtime(measurement: Measurement) -> None:
     from ptybench.datasets import DatasetSpec, load
     from ptybench.engines import ptychography
 
-    tiny = load(DatasetSpec(n_frames=8, frame_shape=(32, 32), seed=1))
+    # 64 frames of 32²: blocks large enough for the parallel numba variants, small enough to be quick
+    tiny = load(DatasetSpec(n_frames=64, frame_shape=(32, 32), seed=1))
     parameters = {**measurement.engine_parameters(), "iterations": 1, "frames_per_block": None}
     parameters = {key: value for key, value in parameters.items() if value is not None}
     ptychography(**dataset_arrays(tiny), parameters=parameters)

@@ -7,6 +7,7 @@ at 10⁶–10⁸ complex pixels per block that memory traffic, not arithmetic, s
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import numba
@@ -19,10 +20,21 @@ from ..kernels import AMPLITUDE_EPSILON, POISSON_FLOOR, Kernels
 PARALLEL_MIN_SIZE = 1 << 16
 
 
+def _renamed(function, suffix: str):
+    """The same code under another qualified name. numba's on-disk cache is keyed by qualified name,
+    line and signature, not by ``parallel``: without this the serial and parallel variants share one
+    cache entry, and whichever was compiled first is loaded for both (a parallel kernel that runs on
+    one thread)."""
+    copy = types.FunctionType(function.__code__, function.__globals__, function.__name__ + suffix,
+                              function.__defaults__, function.__closure__)
+    copy.__qualname__ = function.__qualname__ + suffix
+    return copy
+
+
 def _compile(function):
     """A kernel compiled twice: in parallel (prange over frames or rows) and serially."""
-    parallel = numba.njit(parallel=True, cache=True, nogil=True)(function)
-    serial = numba.njit(parallel=False, cache=True, nogil=True)(function)
+    parallel = numba.njit(parallel=True, cache=True, nogil=True)(_renamed(function, "_parallel"))
+    serial = numba.njit(parallel=False, cache=True, nogil=True)(_renamed(function, "_serial"))
 
     def dispatch(*args):
         size = max(getattr(arg, "size", 0) for arg in args)

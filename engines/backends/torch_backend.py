@@ -151,6 +151,7 @@ class TorchBackend(Backend):
         info = {"backend": self.name, "device": self.device, "threads": self.threads, "torch": torch.__version__}
         if self.is_device_memory:
             info["gpu"] = torch.cuda.get_device_name(self.torch_device)
+            info["gpu_memory_bytes"] = int(torch.cuda.get_device_properties(self.torch_device).total_memory)
         return info
 
 

@@ -89,3 +89,18 @@ def test_line_search_polynomial(case, moving_probe):
     args = (case["waves"], case["other"], c, case["intensities"], case["mask"], "gaussian")
     np.testing.assert_allclose(FUSED.line_search_polynomial(*args), REFERENCE.line_search_polynomial(*args),
                                rtol=1e-4, atol=1e-6 * np.abs(REFERENCE.line_search_polynomial(*args)).max())
+
+
+def test_parallel_and_serial_kernels_have_separate_cache_entries():
+    """numba keys its disk cache by qualified name, not by ``parallel``: a shared entry would load the
+    serial build for both variants (found by a benchmark: the "parallel" kernels ran on one thread)."""
+    from ptybench.engines.backends import numba_kernels
+
+    kernels = [numba_kernels._fourier_projection, numba_kernels._likelihood_weights,
+               numba_kernels._difference_map_update]
+    for dispatch in kernels:
+        variants = [cell.cell_contents for cell in dispatch.__closure__
+                    if hasattr(cell.cell_contents, "targetoptions")]
+        assert sorted(v.targetoptions.get("parallel", False) for v in variants) == [False, True]
+        index_files = {v._cache._cache_file._index_name for v in variants}
+        assert len(index_files) == 2, index_files
