@@ -1,7 +1,8 @@
 """Reductions over frames, the only thing that crosses MPI ranks (DESIGN.md, "Distributed runs").
 
 Engines call ``comm.allreduce_sum`` on partial sums over their own frames; serially that is the
-identity. The MPI implementation (ptybench.engines.mpi) stages device buffers through the host.
+identity. The MPI implementation (ptybench.engines.mpi) stages device buffers through the host. Engines
+call them inside ``timer("communication")`` so every record separates compute from communication.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ class SerialCommunicator:
 
     def frame_range(self, n_frames: int) -> tuple[int, int]:
         return 0, n_frames
+
+    def bind(self, backend: Any) -> None:
+        """Nothing to stage."""
+
+    def merge_weighted(self, problem: Any) -> None:
+        """One rank's object and probe are the result."""
 
     def barrier(self) -> None:
         """Nothing to wait for."""

@@ -97,12 +97,14 @@ class ProjectionEngine:
                 patches = xp.broadcast_to(power, (stop - start, 1, *power.shape))
                 problem.backend.scatter_add_views(illumination, problem.rows[start:stop],
                                                   problem.cols[start:stop], patches)
-            self._illumination = problem.comm.allreduce_sum(illumination)
+            with problem.timer("communication"):
+                self._illumination = problem.comm.allreduce_sum(illumination)
         return self._illumination
 
     def _update_object(self, numerator: Any) -> None:
         problem, xp = self.problem, self.problem.xp
-        numerator = problem.comm.allreduce_sum(numerator)
+        with problem.timer("communication"):
+            numerator = problem.comm.allreduce_sum(numerator)
         illumination = self._illumination_map()
         inertia = self.options.object_inertia * float(xp.max(illumination))
         problem.object = (inertia * problem.object + numerator) / (inertia + illumination)
@@ -116,8 +118,9 @@ class ProjectionEngine:
                 problem.views(start, stop), self.exit_waves.read(start, stop))
             numerator += block_numerator
             denominator += block_denominator
-        numerator = problem.comm.allreduce_sum(numerator)
-        denominator = problem.comm.allreduce_sum(denominator)
+        with problem.timer("communication"):
+            numerator = problem.comm.allreduce_sum(numerator)
+            denominator = problem.comm.allreduce_sum(denominator)
         inertia = self.options.probe_inertia * float(xp.max(denominator))
         problem.probe = (inertia * problem.probe + numerator) / (inertia + denominator)
         self._illumination = None

@@ -54,7 +54,9 @@ class PIEEngine:
                              else problem.intensities.read(frame, frame + 1))
             squared, absolute = self._update_frame(frame, intensity, update_probe)
             errors.add(squared, absolute)
-        problem.comm.merge_weighted(problem) if problem.comm.size > 1 else None
+        if problem.comm.size > 1:
+            with problem.timer("communication"):
+                problem.comm.merge_weighted(problem)
         return errors
 
     def _weights(self, power: Any, update_shape: Any) -> Any:

@@ -83,6 +83,7 @@ class Problem:
         self.shape = shape
         self.comm = comm or SerialCommunicator()
         self.backend = get_backend(run.backend, run.device, run.threads)
+        self.comm.bind(self.backend)
         self.xp = self.backend.xp
         self.timer = StageTimer(self.backend.sync, run.stage_timings)
         self.frame_shape = shape.frame_shape
@@ -148,4 +149,5 @@ class Problem:
         """Σ_j Σ M √I_j over all ranks: the R-factor's denominator, a constant of the data."""
         xp = self.xp
         local = sum(float(xp.sum(xp.sqrt(self.intensities.read(start, stop)))) for start, stop in self.blocks())
-        return self.comm.allreduce_scalars([local])[0]
+        with self.timer("communication"):
+            return self.comm.allreduce_scalars([local])[0]

@@ -98,10 +98,11 @@ class Reconstruction:
         problem.backend.sync()
         start = time.perf_counter()
         errors = engine.iterate(iteration)
+        with problem.timer("communication"):
+            squared, absolute = problem.comm.allreduce_scalars([errors.squared, errors.absolute])
         problem.backend.sync()
         seconds = time.perf_counter() - start
         stage_seconds = problem.timer.take()
-        squared, absolute = problem.comm.allreduce_scalars([errors.squared, errors.absolute])
         self._check_finite(name, iteration, squared)
         if self._amplitude_sum is None:
             self._amplitude_sum = problem.measured_amplitude_sum()

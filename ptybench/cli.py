@@ -18,7 +18,10 @@ from ptybench.commands import engines as engines_command
 from ptybench.commands import plan as plan_command
 from ptybench.commands import report as report_command
 from ptybench.commands import run as run_command
+from ptybench.commands import scale as scale_command
 from ptybench.commands import sweep as sweep_command
+from ptybench.engines.backends.base import BackendUnavailable
+from ptybench.scaling import MPIUnavailable
 
 DESCRIPTION = """\
 ptybench measures ptychographic reconstruction: how long it takes, how much memory it needs and
@@ -38,8 +41,8 @@ examples:
 
 Data is cached in $PTYBENCH_CACHE (default: your user cache directory)."""
 
-COMMANDS = (demo_command, run_command, sweep_command, report_command, plan_command, datasets_command,
-            engines_command, backends_command)
+COMMANDS = (demo_command, run_command, sweep_command, report_command, plan_command, scale_command,
+            datasets_command, engines_command, backends_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, BackendUnavailable, MPIUnavailable) as error:
         # Bad input is the user's to fix: say what was wrong without a traceback.
         print(f"ptybench: error: {error}", file=sys.stderr)
         return 2

@@ -132,3 +132,49 @@ def plot_scaling(frame: Any, out: str | Path) -> Path:
     figure.savefig(out, dpi=110)
     plt.close(figure)
     return out
+
+
+def plot_scaling_curves(rows: list[dict[str, Any]], mode: str, out: str | Path, amdahl: Any = None,
+                        prediction: list[dict[str, float]] | None = None, title: str = "") -> Path:
+    """Strong: speedup vs ranks with ideal and fitted Amdahl; weak: efficiency vs ranks. Right: compute
+    and communication seconds per iteration as stacked bars. Predicted points are hollow and labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
+    ranks = np.array([row["ranks"] for row in rows], dtype=float)
+    top = max([*ranks, *[p["ranks"] for p in prediction or []]], default=1)
+    grid = np.linspace(1, top, 200)
+    if mode == "strong":
+        left.plot(grid, grid, "k:", label="ideal")
+        left.plot(ranks, [row["speedup"] for row in rows], "o-", label="measured")
+        if amdahl is not None:
+            left.plot(grid, amdahl.speedup(grid), "--", label=f"Amdahl fit, s = {amdahl.serial_fraction:.3f}")
+        if prediction:
+            left.plot([p["ranks"] for p in prediction], [p["speedup"] for p in prediction], "o", mfc="none",
+                      label="prediction (model)")
+        left.set_ylabel("speedup")
+    else:
+        left.axhline(1.0, color="k", linestyle=":", label="ideal")
+        left.plot(ranks, [row["efficiency"] for row in rows], "o-", label="measured (T₁/T_K)")
+        left.set_ylabel("weak-scaling efficiency")
+        left.set_ylim(0, 1.1)
+    left.set_xlabel("ranks")
+    left.legend(fontsize=8)
+    left.grid(alpha=0.3)
+    labels = [str(int(k)) for k in ranks]
+    compute = [row.get("compute_s") or 0.0 for row in rows]
+    communication = [row.get("communication_s") or 0.0 for row in rows]
+    right.bar(labels, compute, label="compute")
+    right.bar(labels, communication, bottom=compute, label="communication")
+    right.set_xlabel("ranks")
+    right.set_ylabel("seconds per iteration (slowest rank's compute)")
+    right.legend(fontsize=8)
+    figure.suptitle(title or f"{mode} scaling")
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out

@@ -19,8 +19,8 @@ from typing import Any
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "oom", "diverged", "timeout", "error")
 #: Fields that identify a measurement: a sweep skips a configuration whose key is already stored.
-KEY_FIELDS = ("dataset", "engine", "backend", "device", "ranks", "threads", "frames_per_block", "iterations",
-              "warmup", "parameters")
+KEY_FIELDS = ("dataset", "dataset_changes", "engine", "backend", "device", "ranks", "threads", "frames_per_block",
+              "iterations", "warmup", "parameters")
 
 
 def measurement_key(record: Mapping[str, Any]) -> str:

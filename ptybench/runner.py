@@ -52,6 +52,8 @@ class Measurement:
     timeout_s: float = 600.0
     fft_floor: bool = True
     ranks: int = 1
+    #: DatasetSpec fields changed from the catalogue entry, e.g. {"n_frames": 4096} for weak scaling.
+    dataset_changes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("iterations", "warmup"):
@@ -79,7 +81,8 @@ class Measurement:
         """The record fields that say what was measured (see ptybench.results.KEY_FIELDS)."""
         return {"dataset": self.dataset, "engine": self.engine, "backend": self.backend, "device": self.device,
                 "ranks": self.ranks, "threads": self.threads, "frames_per_block": self.frames_per_block,
-                "iterations": self.iterations, "warmup": self.warmup, "parameters": dict(self.parameters)}
+                "iterations": self.iterations, "warmup": self.warmup, "parameters": dict(self.parameters),
+                "dataset_changes": dict(self.dataset_changes)}
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -197,6 +200,18 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return "outofmemory" in text.replace(" ", "").replace("_", "") or "out of memory" in text
 
 
+def load_dataset(measurement: Measurement) -> Any:
+    """The measurement's dataset: a catalogue entry (with ``dataset_changes``) or a CXI file."""
+    from ptybench.datasets import get_spec, load
+
+    if not measurement.dataset_changes:
+        return load(measurement.dataset, threads=measurement.threads)
+    if str(measurement.dataset).endswith((".cxi", ".h5", ".hdf5")):
+        raise ValueError(f"dataset_changes: only for catalogue datasets, got file {measurement.dataset!r}")
+    spec = get_spec(measurement.dataset).with_changes(**measurement.dataset_changes)
+    return load(spec, threads=measurement.threads)
+
+
 def dataset_arrays(data: Any) -> dict[str, Any]:
     """The seed API's five arguments from a synthetic or CXI dataset."""
     return {"diffraction_data": data.frames(), "initial_object": data.initial_object(),
@@ -233,7 +248,6 @@ def time_to_quality(history: list[Any], target: float | None) -> tuple[int | Non
 
 def measure(measurement: Measurement) -> dict[str, Any]:
     """Run one measurement in this process (call it in a fresh one: see ``run_isolated``)."""
-    from ptybench.datasets import load
     from ptybench.engines import Reconstruction, ReconstructionDiverged, get_backend
     from ptybench.engines.registry import engine_class
     from ptybench.machine import describe_machine
@@ -242,7 +256,7 @@ def measure(measurement: Measurement) -> dict[str, Any]:
 
     started = time.time()
     backend = get_backend(measurement.backend, measurement.device, measurement.threads)
-    data = load(measurement.dataset, threads=measurement.threads)
+    data = load_dataset(measurement)
     arrays = dataset_arrays(data)
     has_truth = getattr(data, "has_ground_truth", True)
     truth = {"true_object": data.ground_truth_object(), "true_probe": data.ground_truth_probe()} if has_truth else {}

@@ -1,0 +1,213 @@
+"""Strong and weak scaling: MPI launches, Amdahl/Gustafson/Karp–Flatt fits, an all-reduce cost model.
+
+Strong scaling keeps the dataset fixed and adds ranks; weak scaling keeps frames per rank fixed, so N
+(and the scanned area) grow with the ranks. Each point is ``mpiexec -n K python -m mpi4py -m
+ptybench.mpi_run`` under a timeout, appended to the results store like any other measurement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptybench.runner import Measurement, _die_with_parent, _kill_group, child_environment, failure_record
+
+
+class MPIUnavailable(RuntimeError):
+    """No mpiexec or no mpi4py here; the message says how to install them."""
+
+
+def mpiexec_path() -> str:
+    """mpiexec beside this Python (the mpich wheel puts it there), else on PATH."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("mpiexec")
+    if found is None:
+        raise MPIUnavailable("MPI not found: no mpiexec beside this Python or on PATH; install the MPI extra "
+                             "with `pip install -c constraints.txt '.[mpi]'` (mpi4py and the MPICH wheel)")
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError as error:
+        raise MPIUnavailable(f"mpi4py is not installed ({error}); `pip install -c constraints.txt '.[mpi]'`") \
+            from error
+    return found
+
+
+def mpi_command(ranks: int, module: str, *arguments: str) -> list[str]:
+    """Always through ``-m mpi4py``: an exception on one rank then aborts every rank (no hang)."""
+    return [mpiexec_path(), "-n", str(ranks), sys.executable, "-m", "mpi4py", "-m", module, *arguments]
+
+
+def run_mpi(measurement: Measurement, arrays_path: str | None = None,
+            extra_environment: dict[str, str] | None = None) -> dict[str, Any]:
+    """One distributed measurement with ``measurement.ranks`` ranks; always returns a record."""
+    measurement = dataclasses.replace(measurement, ranks=int(measurement.ranks))
+    with tempfile.TemporaryDirectory(prefix="ptybench-mpi-") as scratch:
+        config, result = Path(scratch) / "measurement.json", Path(scratch) / "record.json"
+        config.write_text(measurement.to_json())
+        command = mpi_command(measurement.ranks, "ptybench.mpi_run", str(config), str(result),
+                              *([arrays_path] if arrays_path else []))
+        environment = {**child_environment(measurement), **(extra_environment or {})}
+        started = time.time()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=environment, start_new_session=True, preexec_fn=_die_with_parent)
+        try:
+            _, stderr = process.communicate(timeout=measurement.timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            process.communicate()
+            return failure_record(measurement, "timeout", f"no result after {measurement.timeout_s:g} s; killed",
+                                  time.time() - started)
+        if process.returncode == 0 and result.exists():
+            return json.loads(result.read_text())
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if "Error" in line or "rank" in line.lower()]
+        message = "\n".join((errors or lines)[-12:])
+        return failure_record(measurement, "error", f"mpiexec exit status {process.returncode}\n{message}",
+                              time.time() - started)
+
+
+def scaling_points(base: Measurement, mode: str, ranks: list[int], frames_per_rank: int | None = None
+                   ) -> list[Measurement]:
+    """Strong: the same dataset for every K. Weak: N = frames_per_rank·K (default: the dataset's N / K₀)."""
+    if mode not in ("strong", "weak"):
+        raise ValueError(f"mode: expected 'strong' or 'weak', got {mode!r}")
+    if not ranks or any(int(k) != k or k < 1 for k in ranks):
+        raise ValueError(f"ranks: expected positive integers, got {ranks!r}")
+    if mode == "strong":
+        return [dataclasses.replace(base, ranks=k) for k in ranks]
+    if frames_per_rank is None:
+        from ptybench.datasets import get_spec
+        frames_per_rank = get_spec(base.dataset).n_frames // min(ranks)
+    return [dataclasses.replace(base, ranks=k, dataset_changes={**base.dataset_changes,
+                                                                "n_frames": frames_per_rank * k}) for k in ranks]
+
+
+# --- fits ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AmdahlFit:
+    """T(K) = T1·(s + (1 − s)/K)."""
+
+    serial_fraction: float
+    t1: float
+
+    def time(self, ranks: Any) -> Any:
+        ranks = np.asarray(ranks, dtype=float)
+        return self.t1 * (self.serial_fraction + (1 - self.serial_fraction) / ranks)
+
+    def speedup(self, ranks: Any) -> Any:
+        return self.t1 / self.time(ranks)
+
+
+def fit_amdahl(ranks: Any, seconds: Any) -> AmdahlFit:
+    """Least squares of T = a + b/K (a = T1·s, b = T1·(1 − s)); s clipped to [0, 1]."""
+    ranks, seconds = np.asarray(ranks, dtype=float), np.asarray(seconds, dtype=float)
+    if len(np.unique(ranks)) < 2:
+        raise ValueError("ranks: an Amdahl fit needs times at two or more rank counts")
+    design = np.stack([np.ones_like(ranks), 1 / ranks], axis=1)
+    (a, b), *_ = np.linalg.lstsq(design, seconds, rcond=None)
+    t1 = a + b
+    return AmdahlFit(float(np.clip(a / t1, 0.0, 1.0)) if t1 > 0 else 1.0, float(t1))
+
+
+def fit_gustafson(ranks: Any, scaled_speedup: Any) -> float:
+    """Serial fraction s of S(K) = K − s·(K − 1), by least squares (weak scaling)."""
+    ranks, scaled_speedup = np.asarray(ranks, dtype=float), np.asarray(scaled_speedup, dtype=float)
+    weights = ranks - 1
+    if not np.any(weights > 0):
+        raise ValueError("ranks: a Gustafson fit needs a point with more than one rank")
+    return float(np.clip(np.sum(weights * (ranks - scaled_speedup)) / np.sum(weights**2), 0.0, 1.0))
+
+
+def karp_flatt(speedup: Any, ranks: Any) -> Any:
+    """Experimentally determined serial fraction e = (1/S − 1/K)/(1 − 1/K); NaN at K = 1."""
+    speedup, ranks = np.asarray(speedup, dtype=float), np.asarray(ranks, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ranks > 1, (1 / speedup - 1 / ranks) / (1 - 1 / ranks), np.nan)
+
+
+@dataclass(frozen=True)
+class AllreduceModel:
+    """Ring all-reduce on K ranks: t = 2(K − 1)·α + 2(K − 1)/K · bytes/β."""
+
+    latency_s: float
+    bandwidth_bytes_per_s: float
+
+    def seconds(self, n_bytes: float, ranks: int) -> float:
+        if ranks <= 1:
+            return 0.0
+        return 2 * (ranks - 1) * self.latency_s + 2 * (ranks - 1) / ranks * n_bytes / self.bandwidth_bytes_per_s
+
+
+def fit_allreduce(sizes_bytes: Any, seconds: Any, ranks: int) -> AllreduceModel:
+    """α and β from all-reduce times at one rank count (t = c0 + c1·bytes)."""
+    if ranks < 2:
+        raise ValueError(f"ranks: the all-reduce model needs two or more ranks, got {ranks}")
+    sizes, seconds = np.asarray(sizes_bytes, dtype=float), np.asarray(seconds, dtype=float)
+    c1, c0 = np.polyfit(sizes, seconds, 1, w=1 / seconds)  # relative errors: small sizes set the latency
+    latency = max(c0, 0.0) / (2 * (ranks - 1))
+    bandwidth = (2 * (ranks - 1) / ranks) / max(c1, 1e-30)
+    return AllreduceModel(float(latency), float(bandwidth))
+
+
+def predict_strong(compute_fit: AmdahlFit, model: AllreduceModel, bytes_per_iteration: float,
+                   ranks: list[int]) -> list[dict[str, float]]:
+    """Seconds per iteration at ``ranks``: Amdahl-fitted compute plus modelled all-reduce (a prediction)."""
+    rows = []
+    for k in ranks:
+        compute = float(compute_fit.time(k))
+        communication = model.seconds(bytes_per_iteration, k)
+        total = compute + communication
+        rows.append({"ranks": k, "compute_s": compute, "communication_s": communication, "seconds": total,
+                     "speedup": compute_fit.t1 / total, "efficiency": compute_fit.t1 / total / k})
+    return rows
+
+
+def run_allreduce_benchmark(ranks: int = 2, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Time MPI all-reduce of float32 buffers from 4 KB to 64 MB on ``ranks`` ranks (ptybench.mpi_bench)."""
+    with tempfile.TemporaryDirectory(prefix="ptybench-allreduce-") as scratch:
+        result = Path(scratch) / "allreduce.json"
+        command = mpi_command(ranks, "ptybench.mpi_bench", str(result))
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if completed.returncode != 0 or not result.exists():
+            raise RuntimeError(f"all-reduce benchmark failed (exit {completed.returncode}): "
+                               f"{completed.stderr.strip()[-2000:]}")
+        data = json.loads(result.read_text())
+    model = fit_allreduce(data["bytes"], data["seconds"], ranks)
+    data.update(latency_s=model.latency_s, bandwidth_bytes_per_s=model.bandwidth_bytes_per_s)
+    return data
+
+
+def scaling_table(records: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    """Speedup, efficiency and Karp–Flatt per point, relative to the smallest rank count measured."""
+    ok = sorted((r for r in records if r.get("status") == "ok"), key=lambda r: r["ranks"])
+    if not ok:
+        return []
+    base = ok[0]
+    rows = []
+    for record in ok:
+        k, k0 = record["ranks"], base["ranks"]
+        ratio = base["seconds_per_iteration"] / record["seconds_per_iteration"]
+        # strong: S = K₀·T₀/T; weak (work ∝ K): scaled speedup S = K·T₀/T, efficiency T₀/T
+        speedup = ratio * k0 if mode == "strong" else ratio * k
+        efficiency = speedup / k
+        rows.append({"ranks": k, "n_frames": record["dataset_info"]["n_frames"],
+                     "seconds": record["seconds_per_iteration"], "compute_s": record.get("compute_seconds"),
+                     "communication_s": record.get("communication_seconds"), "speedup": speedup,
+                     "efficiency": efficiency, "karp_flatt": float(karp_flatt(speedup, k)) if k > 1 else math.nan,
+                     "object_error": record.get("object_error")})
+    return rows

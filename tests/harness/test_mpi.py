@@ -1,0 +1,173 @@
+"""MPI: distributed engines equal serial ones, frames partition exactly, a failing rank ends the job,
+and the scaling fits recover known parameters."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ptybench.cli import main
+from ptybench.datasets import get_spec, load
+from ptybench.engines import Reconstruction, ptychography
+from ptybench.results import read_records
+from ptybench.runner import Measurement
+from ptybench.scaling import (
+    AllreduceModel,
+    MPIUnavailable,
+    fit_allreduce,
+    fit_amdahl,
+    fit_gustafson,
+    karp_flatt,
+    mpiexec_path,
+    predict_strong,
+    run_mpi,
+    scaling_points,
+)
+
+try:
+    mpiexec_path()
+    import mpi4py  # noqa: F401
+    MPI_MISSING = None
+except (MPIUnavailable, ImportError) as error:
+    MPI_MISSING = str(error)
+
+needs_mpi = pytest.mark.skipif(MPI_MISSING is not None, reason=MPI_MISSING or "")
+#: High dose: serial and 2-rank runs differ only in the order of additions; this keeps DM's
+#: sensitivity near dark model pixels (tests/engines/test_backends.py) out of the comparison.
+HIGH_DOSE = {"photons": 1e8}
+
+
+def distributed(engine: str, ranks: int, tmp_path, iterations: int = 5, **changes) -> tuple[dict, Any, Any]:
+    measurement = Measurement(dataset="farfield-64-256", engine=engine, iterations=iterations, warmup=0, threads=1,
+                              ranks=ranks, fft_floor=False, timeout_s=120, dataset_changes=changes)
+    arrays = tmp_path / f"{engine}-{ranks}.npz"
+    record = run_mpi(measurement, str(arrays))
+    assert record["status"] == "ok", record.get("message")
+    saved = np.load(arrays)
+    return record, saved["object"], saved["probe"]
+
+
+def relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(a))
+
+
+@needs_mpi
+@pytest.mark.mpi
+@pytest.mark.parametrize("engine", ["DM", "RAAR", "ML"])
+def test_two_ranks_equal_serial_after_five_iterations(engine, tmp_path):
+    record, obj, probe = distributed(engine, 2, tmp_path, **HIGH_DOSE)
+    data = load(get_spec("farfield-64-256").with_changes(**HIGH_DOSE))
+    serial_object, serial_probe = ptychography(**data.arrays(), parameters={"engine": engine, "iterations": 5,
+                                                                            "threads": 1})
+    assert relative_difference(serial_object, obj) < 1e-5
+    assert relative_difference(serial_probe, probe) < 1e-5
+    assert [d["frames"] for d in record["per_rank"]] == [[0, 128], [128, 256]]
+    assert record["communication_seconds"] > 0 and record["compute_seconds"] > 0
+
+
+@needs_mpi
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_two_rank_epie_reaches_the_epie_bar(tmp_path):
+    record, _, _ = distributed("ePIE", 2, tmp_path, iterations=100)
+    assert record["object_error"] <= 0.05, record["object_error"]
+
+
+@needs_mpi
+@pytest.mark.mpi
+def test_frames_are_partitioned_without_loss_for_n_not_divisible_by_ranks(tmp_path):
+    record, _, _ = distributed("DM", 3, tmp_path, iterations=1, n_frames=100)
+    ranges = [tuple(d["frames"]) for d in record["per_rank"]]
+    assert ranges == [(0, 34), (34, 67), (67, 100)]
+
+
+def test_frame_range_covers_every_frame_once():
+    from ptybench.engines.mpi import frame_range
+
+    for n_frames in (1, 7, 100, 257):
+        for size in (1, 2, 3, 5, 8):
+            frames = [f for rank in range(size) for f in range(*frame_range(n_frames, rank, size))]
+            assert frames == list(range(n_frames))
+
+
+@needs_mpi
+@pytest.mark.mpi
+def test_a_rank_that_raises_ends_the_job_promptly_with_its_message():
+    measurement = Measurement(dataset="farfield-64-256", engine="DM", iterations=200, warmup=0, threads=1, ranks=2,
+                              fft_floor=False, timeout_s=60)
+    started = time.time()
+    record = run_mpi(measurement, extra_environment={"PTYBENCH_FAIL_RANK": "1"})
+    assert time.time() - started < 10
+    assert record["status"] == "error"
+    assert "rank 1: deliberate failure" in record["message"]
+
+
+@needs_mpi
+@pytest.mark.mpi
+def test_scale_command_records_points_and_draws_the_plot(tmp_path, capsys):
+    out = tmp_path / "s.jsonl"
+    arguments = ["scale", "--mode", "weak", "--ranks", "1,2", "--dataset", "farfield-64-256", "--engine", "ML",
+                 "--iterations", "2", "--warmup", "0", "--frames-per-rank", "64", "--out", str(out)]
+    assert main(arguments) == 0
+    text = capsys.readouterr().out
+    assert "Gustafson fit" in text and (tmp_path / "weak-ML.png").stat().st_size > 10_000
+    records = read_records(out)
+    assert [(r["ranks"], r["dataset_info"]["n_frames"]) for r in records] == [(1, 64), (2, 128)]
+    assert main(arguments) == 0  # resumes: both points reused
+    assert len(read_records(out)) == 2
+
+
+def test_missing_mpi_is_a_clear_message(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(MPIUnavailable, match="pip install"):
+        mpiexec_path()
+    assert main(["scale", "--dataset", "farfield-64-256"]) == 2
+    assert "MPI not found" in capsys.readouterr().err
+
+
+def test_weak_points_grow_n_with_ranks_and_strong_points_do_not():
+    base = Measurement(dataset="farfield-64-1024", engine="DM")
+    weak = scaling_points(base, "weak", [1, 2, 4], frames_per_rank=256)
+    assert [(p.ranks, p.dataset_changes["n_frames"]) for p in weak] == [(1, 256), (2, 512), (4, 1024)]
+    assert [p.dataset_changes for p in scaling_points(base, "strong", [1, 2])] == [{}, {}]
+    with pytest.raises(ValueError, match="mode"):
+        scaling_points(base, "diagonal", [1])
+
+
+# --- fits recover the parameters of synthetic timings -------------------------------------------
+def test_amdahl_fit_recovers_serial_fraction_and_t1():
+    ranks = np.array([1, 2, 4, 8, 16])
+    truth = 12.0 * (0.07 + 0.93 / ranks)
+    noisy = truth * (1 + 0.01 * np.random.default_rng(0).standard_normal(len(ranks)))
+    fit = fit_amdahl(ranks, noisy)
+    assert fit.serial_fraction == pytest.approx(0.07, abs=0.01) and fit.t1 == pytest.approx(12.0, rel=0.02)
+    assert fit.speedup(1e9) == pytest.approx(1 / fit.serial_fraction, rel=1e-3)
+
+
+def test_gustafson_fit_and_karp_flatt_recover_serial_fraction():
+    ranks = np.array([1, 2, 4, 8])
+    assert fit_gustafson(ranks, ranks - 0.2 * (ranks - 1)) == pytest.approx(0.2)
+    speedup = 1 / (0.05 + 0.95 / ranks)                     # Amdahl with s = 0.05
+    np.testing.assert_allclose(karp_flatt(speedup, ranks)[1:], 0.05)
+    assert np.isnan(karp_flatt(speedup, ranks)[0])
+
+
+def test_allreduce_model_recovers_latency_and_bandwidth():
+    model = AllreduceModel(latency_s=5e-6, bandwidth_bytes_per_s=4e9)
+    sizes = np.array([2**k for k in range(12, 27, 2)], dtype=float)
+    fitted = fit_allreduce(sizes, [model.seconds(s, 4) for s in sizes], ranks=4)
+    assert fitted.latency_s == pytest.approx(5e-6, rel=1e-3)
+    assert fitted.bandwidth_bytes_per_s == pytest.approx(4e9, rel=1e-3)
+    rows = predict_strong(fit_amdahl([1, 2], [1.0, 0.5]), model, 1e6, [1, 64])
+    assert rows[0]["communication_s"] == 0 and rows[1]["communication_s"] > 0 and rows[1]["efficiency"] < 1
+
+
+def test_reconstruction_records_communication_as_its_own_stage():
+    data = load("farfield-64-256")
+    result = Reconstruction(**data.arrays(), parameters={"engine": "DM", "iterations": 2}).run()
+    stages = result.history[-1].stage_seconds
+    assert "communication" in stages and sum(stages.values()) <= result.history[-1].seconds * 1.01
