@@ -75,7 +75,8 @@ MODEL_TOLERANCE = 0.15
 @pytest.mark.parametrize("dataset", ["farfield-64-1024", "farfield-128-256", "farfield-128-1024"])
 @pytest.mark.parametrize("engine", ["DM", "ePIE", "ML"])
 def test_memory_model_is_within_tolerance_of_the_measured_footprint(dataset, engine):
-    record = run_isolated(Measurement(dataset=dataset, engine=engine, iterations=1, warmup=0, threads=2,
+    # two iterations: ML's first has no previous gradient or direction yet, so its peak comes later
+    record = run_isolated(Measurement(dataset=dataset, engine=engine, iterations=1, warmup=1, threads=2,
                                       fft_floor=False))
     ratio = record["memory"]["measured_over_predicted"]
     assert abs(ratio - 1) <= MODEL_TOLERANCE, f"{engine} {dataset}: measured/predicted = {ratio:.3f}"
