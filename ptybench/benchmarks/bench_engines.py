@@ -1,0 +1,73 @@
+"""Per-iteration time and peak memory of every engine × backend × size (warm-up excluded)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .common import (CPU_BACKENDS, ENGINES, FULL_CPU_DATASETS, FULL_GPU_DATASETS, GPU_BACKENDS, QUICK_DATASETS,
+                     THREADS, dataset, dataset_arrays, require, split_backend)
+
+WARMUP = 2
+
+
+class _EngineIteration:
+    """setup builds the dataset once per process and runs the warm-up; time_iteration is one iteration
+    of the engine, read after a device sync (the same engine objects the runner measures)."""
+
+    param_names = ["engine", "backend", "dataset"]
+    timeout = 600
+    number = 1        # one iteration per sample: iterations change the state
+    repeat = (3, 10, 60.0)
+    warmup_time = 0
+
+    def setup(self, engine: str, backend: str, name: str) -> None:
+        require(backend)
+        from ptybench.engines import Reconstruction
+        from ptybench.engines.registry import engine_class
+
+        backend_name, device = split_backend(backend)
+        parameters = {"engine": engine, "backend": backend_name, "device": device, "threads": THREADS,
+                      "iterations": 1, **dataset(name).engine_parameters()}
+        self.reconstruction = Reconstruction(**dataset_arrays(name), parameters=parameters)
+        problem = self.reconstruction.problem
+        self.backend = problem.backend
+        self._limit = self.backend.thread_limit(THREADS)
+        self._limit.__enter__()
+        self.engine = engine_class(engine)(problem, self.reconstruction.plan.stages[0].options)
+        self.iteration = 0
+        for _ in range(WARMUP):
+            self._step()
+
+    def teardown(self, *params: Any) -> None:
+        limit = getattr(self, "_limit", None)
+        if limit is not None:
+            limit.__exit__(None, None, None)
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.free_memory()
+
+    def _step(self) -> None:
+        self.engine.iterate(self.iteration)
+        self.backend.sync()
+        self.iteration += 1
+
+    def time_iteration(self, engine: str, backend: str, name: str) -> None:
+        self._step()
+
+    def peakmem_iteration(self, engine: str, backend: str, name: str) -> None:
+        """Peak RSS of the process over setup (data, warm-up) and one more iteration."""
+        self._step()
+
+
+class QuickEngineIteration(_EngineIteration):
+    params = [ENGINES, CPU_BACKENDS, QUICK_DATASETS]
+
+
+class FullEngineIteration(_EngineIteration):
+    params = [ENGINES, CPU_BACKENDS + GPU_BACKENDS, FULL_CPU_DATASETS + FULL_GPU_DATASETS]
+
+    def setup(self, engine: str, backend: str, name: str) -> None:
+        on_gpu = backend in GPU_BACKENDS
+        if on_gpu != (name in FULL_GPU_DATASETS):
+            raise NotImplementedError("GPU sizes run on GPU backends, CPU sizes on CPU backends")
+        super().setup(engine, backend, name)

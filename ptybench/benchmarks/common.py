@@ -1,0 +1,58 @@
+"""Shared pieces of the asv benchmarks: parameter grids, availability, datasets made once per process.
+
+Profiles are benchmark classes: ``Quick*`` covers every engine and backend here at a small size in
+under 5 minutes on a 2-core machine (``asv run --bench Quick``); ``Full*`` adds the large CPU sizes and
+the GPU sizes, which skip without a GPU. Every figure is oriented "larger is worse", asv's convention
+for regressions: seconds per frame·iteration rather than frames per second, serial fraction rather
+than parallel efficiency.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+ENGINES = ["DM", "RAAR", "ePIE", "rPIE", "ML"]
+CPU_BACKENDS = ["numpy", "torch"]
+GPU_BACKENDS = ["cupy", "torch:cuda"]
+QUICK_DATASETS = ["farfield-64-256"]
+FULL_CPU_DATASETS = ["farfield-128-1024", "farfield-256-1024"]
+FULL_GPU_DATASETS = ["farfield-128-16384", "farfield-256-4096"]
+#: Threads for every benchmark: timings are comparable only with a fixed budget.
+THREADS = int(os.environ.get("PTYBENCH_BENCH_THREADS", "2"))
+
+
+def split_backend(label: str) -> tuple[str, str | None]:
+    name, _, device = label.partition(":")
+    return name, device or None
+
+
+@functools.cache
+def skip_reason(label: str) -> str | None:
+    """None when the backend runs here, else the reason (asv skips on NotImplementedError)."""
+    from ptybench.engines.backends import backend_status
+
+    name, device = split_backend(label)
+    status = backend_status(((name, device or ("cuda" if name == "cupy" else "cpu")),))[0]
+    return None if status.available else status.reason
+
+
+def require(label: str) -> None:
+    reason = skip_reason(label)
+    if reason is not None:
+        raise NotImplementedError(reason)
+
+
+@functools.cache
+def dataset(name: str) -> Any:
+    from ptybench.datasets import load
+
+    return load(name)
+
+
+@functools.cache
+def dataset_arrays(name: str) -> dict[str, Any]:
+    from ptybench.runner import dataset_arrays as arrays_of
+
+    return arrays_of(dataset(name))
