@@ -8,12 +8,11 @@ a killed sweep loses at most the measurement in flight.
 from __future__ import annotations
 
 import itertools
+import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from ptybench import results
 from ptybench.memory_model import parse_bytes

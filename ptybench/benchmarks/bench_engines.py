@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import (CPU_BACKENDS, ENGINES, FULL_CPU_DATASETS, FULL_GPU_DATASETS, GPU_BACKENDS, QUICK_DATASETS,
-                     THREADS, dataset, dataset_arrays, require, split_backend)
+from .common import (
+    CPU_BACKENDS,
+    ENGINES,
+    FULL_CPU_DATASETS,
+    FULL_GPU_DATASETS,
+    GPU_BACKENDS,
+    QUICK_DATASETS,
+    THREADS,
+    dataset,
+    dataset_arrays,
+    require,
+    split_backend,
+)
 
 WARMUP = 2
 
