@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip install --constraint constraints.txt
 # Thread budget for timing runs and tests (2-core CI machines): set before any import.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test test-fast install install-dev install-gpu lint bench clean help
+.PHONY: demo test test-fast install install-dev install-gpu lint bench bench-check bench-report clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -37,6 +37,25 @@ test: install-dev  ## run the test suite
 
 test-fast: install-dev  ## the suite without slow tests
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Benchmarks (asv). BENCH selects a profile: Quick (every engine and backend here, < 5 min on 2 cores)
+# or Full (large sizes; GPU sizes skip without a GPU). FACTOR: the ratio that counts as a regression.
+BENCH  ?= Quick
+FACTOR ?= 1.25
+BASE   ?= HEAD~1
+ASV    := $(BIN)/asv
+
+bench: install-dev  ## asv benchmarks of this checkout in this environment (BENCH=Quick|Full)
+	$(ASV) machine --yes > /dev/null
+	$(ASV) run --python=same --set-commit-hash $$(git rev-parse HEAD) --bench "$(BENCH)" --show-stderr
+
+bench-check: install-dev  ## regression gate: BASE vs HEAD; fails when slower, bigger or less accurate
+	$(ASV) machine --yes > /dev/null
+	$(ASV) continuous --factor $(FACTOR) --bench "$(BENCH)" --show-stderr $(BASE) HEAD
+
+bench-report: install-dev  ## publish asv's HTML (git-ignored .asv/html) and print its path
+	$(ASV) publish
+	@echo "report: $$(pwd)/.asv/html/index.html"
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -1,9 +1,10 @@
 """Figures from the runner (each point measured in a fresh process, exactly as `ptybench run`):
 throughput, accuracy, FFT-floor ratio, memory, and 2-rank strong scaling through the MPI harness.
 
-Noise: throughput uses the best (minimum) of the timed iterations — the least disturbed sample on a
-shared machine; accuracy is seeded and exact; memory comes from a fresh process (a few % jitter, so
-the gate's factor covers it).
+Noise: each configuration is measured in RUNS fresh processes and throughput is the best (minimum)
+iteration over all of them — the least disturbed sample on a shared machine (one 5-iteration run
+varied 2× between identical commits on 2 cores); accuracy is seeded and exact; memory is the
+smallest of the runs' peaks (a few % jitter remains, inside the gate's factor).
 """
 
 from __future__ import annotations
@@ -26,6 +27,25 @@ from .common import (
 
 ITERATIONS = 5
 WARMUP = 2
+#: Fresh-process runs per configuration; figures take the best of them.
+RUNS = 3
+
+
+def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first failed run if any failed; else the first run with the best time and memory of all."""
+    failed = [run for run in runs if run["status"] != "ok"]
+    if failed:
+        return failed[0]
+    best = dict(runs[0])
+    for key in ("seconds_min", "fft_floor_seconds"):
+        if all(run.get(key) is not None for run in runs):
+            best[key] = min(run[key] for run in runs)
+    memory = [run["memory"] for run in runs]
+    best["memory"] = {**memory[0],
+                      **{key: min(m[key] for m in memory if m.get(key) is not None)
+                         for key in ("host_algorithm_bytes", "device_peak_bytes")
+                         if any(m.get(key) is not None for m in memory)}}
+    return best
 
 
 class _Measured:
@@ -43,9 +63,9 @@ class _Measured:
             if skip_reason(backend) is not None or not self.runs_here(backend, name):
                 continue
             backend_name, device = split_backend(backend)
-            records[(engine, backend, name)] = run_isolated(Measurement(
-                dataset=name, engine=engine, backend=backend_name, device=device, iterations=ITERATIONS,
-                warmup=WARMUP, threads=THREADS, timeout_s=900))
+            measurement = Measurement(dataset=name, engine=engine, backend=backend_name, device=device,
+                                      iterations=ITERATIONS, warmup=WARMUP, threads=THREADS, timeout_s=900)
+            records[(engine, backend, name)] = best_of([run_isolated(measurement) for _ in range(RUNS)])
         return records
 
     def setup(self, records: dict, engine: str, backend: str, name: str) -> None:
@@ -109,8 +129,9 @@ class FullDeviceMemory(_Measured):
 
 
 class QuickStrongScaling:
-    """DM on 1 and 2 ranks (1 thread each) through `ptybench scale`'s launcher: the Karp–Flatt serial
-    fraction e = (1/S − 1/K)/(1 − 1/K) at K = 2, i.e. 2/S − 1 (0 = perfect; larger is worse)."""
+    """DM on 1 and 2 ranks (1 thread each) through `ptybench scale`'s launcher. Tracked: the 2-rank cost
+    2·T₂/T₁ = 1/efficiency = 1 + e (e the Karp–Flatt serial fraction): 1 is perfect, larger is worse,
+    and unlike e itself (≈ 0 here) it has a ratio the gate's factor can judge. Best of RUNS runs."""
 
     timeout = 900
     dataset = "farfield-64-1024"
@@ -125,17 +146,17 @@ class QuickStrongScaling:
             return {"skip": str(error)}
         base = Measurement(dataset=self.dataset, engine="DM", iterations=5, warmup=2, threads=1, fft_floor=False,
                            timeout_s=600)
-        return {ranks: run_mpi(dataclasses.replace(base, ranks=ranks)) for ranks in (1, 2)}
+        return {ranks: best_of([run_mpi(dataclasses.replace(base, ranks=ranks)) for _ in range(RUNS)])
+                for ranks in (1, 2)}
 
     def setup(self, records) -> None:
         if "skip" in records:
             raise NotImplementedError(records["skip"])
 
-    def track_two_rank_serial_fraction(self, records) -> float:
+    def track_two_rank_cost(self, records) -> float:
         for record in records.values():
             if record["status"] != "ok":
                 raise RuntimeError(f"{record['status']}: {record.get('message')}")
-        speedup = records[1]["seconds_min"] / records[2]["seconds_min"]
-        return 2 / speedup - 1
+        return 2 * records[2]["seconds_min"] / records[1]["seconds_min"]
 
-    track_two_rank_serial_fraction.unit = "fraction"
+    track_two_rank_cost.unit = "2·T2/T1"
