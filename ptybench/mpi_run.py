@@ -9,7 +9,6 @@ rank then aborts the whole job instead of leaving the others waiting in a collec
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -130,7 +129,7 @@ def distributed_summary(details: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ptybench.results import _finite
+    from ptybench.results import write_json_atomically
     from ptybench.runner import Measurement
 
     argv = sys.argv[1:] if argv is None else argv
@@ -141,9 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     measurement = Measurement.from_json(Path(argv[0]).read_text())
     record = measure_distributed(measurement, argv[2] if len(argv) == 3 else None)
     if record is not None:
-        tmp = Path(argv[1] + ".tmp")
-        tmp.write_text(json.dumps(_finite(record), default=str))
-        tmp.replace(argv[1])
+        write_json_atomically(argv[1], record)
     return 0
 
 

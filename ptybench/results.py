@@ -48,6 +48,13 @@ def append(path: str | os.PathLike, record: Mapping[str, Any]) -> dict[str, Any]
     return full
 
 
+def write_json_atomically(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """One record as a whole JSON file, renamed into place (a reader never sees half of it)."""
+    temporary = Path(f"{os.fspath(path)}.tmp")
+    temporary.write_text(json.dumps(_finite(record), default=str))
+    temporary.replace(path)
+
+
 def _ends_with_newline(path: Path) -> bool:
     with open(path, "rb") as stream:
         stream.seek(-1, os.SEEK_END)

@@ -374,11 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         detail = "".join(traceback.format_exception(error)[-3:]).strip()
         record = failure_record(measurement, "error", f"{type(error).__name__}: {error}\n{detail}",
                                 time.time() - started)
-    from ptybench.results import _finite
+    from ptybench.results import write_json_atomically
 
-    tmp = Path(argv[0] + ".tmp")
-    tmp.write_text(json.dumps(_finite(record), default=str))
-    tmp.replace(argv[0])
+    write_json_atomically(argv[0], record)
     return 0
 
 

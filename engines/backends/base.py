@@ -124,7 +124,14 @@ class Backend:
         """Return cached device memory to the driver (between runs)."""
 
     def thread_limit(self, threads: int | None) -> contextlib.AbstractContextManager:
-        """Context in which the backend's CPU work uses at most ``threads`` threads."""
+        """Context in which the backend's CPU work uses at most ``threads`` threads (None: as it is)."""
+        if threads is None:
+            return contextlib.nullcontext()
+        self.threads = threads
+        return self._limit_threads(threads)
+
+    def _limit_threads(self, threads: int) -> contextlib.AbstractContextManager:
+        """The backend's own thread pools, limited (and restored on exit); nothing for a GPU."""
         return contextlib.nullcontext()
 
     def describe(self) -> dict[str, Any]:

@@ -73,7 +73,7 @@ class NumpyBackend(Backend):
             target[:, row:row + height, col:col + width] += patch
 
     @contextlib.contextmanager
-    def _limited(self, threads: int) -> Any:
+    def _limit_threads(self, threads: int) -> Any:
         # numba's pool is process-wide: restore it so a run's budget does not leak into the caller.
         previous = numba.get_num_threads()
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -82,12 +82,6 @@ class NumpyBackend(Backend):
                 yield
         finally:
             numba.set_num_threads(previous)
-
-    def thread_limit(self, threads: int | None) -> contextlib.AbstractContextManager:
-        if threads is None:
-            return contextlib.nullcontext()
-        self.threads = threads
-        return self._limited(threads)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "device": self.device, "threads": self.threads,

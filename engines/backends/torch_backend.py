@@ -133,19 +133,13 @@ class TorchBackend(Backend):
             torch.cuda.empty_cache()
 
     @contextlib.contextmanager
-    def _threads(self, threads: int) -> Iterator[None]:
+    def _limit_threads(self, threads: int) -> Iterator[None]:
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
             yield
         finally:
             torch.set_num_threads(previous)
-
-    def thread_limit(self, threads: int | None) -> contextlib.AbstractContextManager:
-        if threads is None:
-            return contextlib.nullcontext()
-        self.threads = threads
-        return self._threads(threads)
 
     def describe(self) -> dict[str, Any]:
         info = {"backend": self.name, "device": self.device, "threads": self.threads, "torch": torch.__version__}
