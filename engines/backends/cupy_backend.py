@@ -67,10 +67,12 @@ class CupyBackend(Backend):
         return cupyx.empty_pinned(shape, dtype=dtype)
 
     def upload_async(self, host_block: np.ndarray) -> Any:
-        with self._copy_stream:
-            block = cupy.empty(host_block.shape, dtype=host_block.dtype)
-            block.set(host_block, stream=self._copy_stream)
-            done = self._copy_stream.record()
+        # Allocate on the compute stream (the pool may hand back a block the compute stream freed), and
+        # let the copy stream wait for the compute queued so far before it writes into it.
+        block = cupy.empty(host_block.shape, dtype=host_block.dtype)
+        self._copy_stream.wait_event(cupy.cuda.get_current_stream().record())
+        block.set(host_block, stream=self._copy_stream)
+        done = self._copy_stream.record()
         return block, done
 
     def ready(self, handle: Any) -> Any:
