@@ -64,7 +64,7 @@ def measure_distributed(measurement: Any, arrays_path: str | None = None) -> dic
               "mask": data.mask}
     truth = ({"true_object": data.ground_truth_object(), "true_probe": data.ground_truth_probe()}
              if getattr(data, "has_ground_truth", True) else {})
-    _warm_runtime(measurement)
+    _warm_runtime(measurement, data)
     if os.environ.get(FAIL_RANK_VARIABLE) == str(comm.rank):
         raise RuntimeError(f"rank {comm.rank}: deliberate failure ({FAIL_RANK_VARIABLE})")
     baseline = _proc_status_bytes("VmRSS")
