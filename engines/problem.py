@@ -51,7 +51,8 @@ class FrameStore:
                 shape, getattr(backend.xp, np.dtype(dtype).name))
         else:
             self._array = backend.pinned_empty(shape, np.dtype(dtype))
-            self._array[...] = host_array if host_array is not None else 0
+            if host_array is not None:  # an engine's own store (exit waves) is written before it is read
+                self._array[...] = host_array
 
     def read(self, start: int, stop: int) -> Any:
         if self.resident:

@@ -86,6 +86,13 @@ class SweepConfig:
         return points
 
 
+def sweep_results(config: SweepConfig) -> Any:
+    """The stored records of this sweep's points (the latest per point) as a DataFrame."""
+    keys = {results.measurement_key(m.identity()) for m in config.measurements()}
+    frame = results.load(config.out)
+    return frame[frame["key"].isin(keys)].drop_duplicates("key", keep="last")
+
+
 def pending(measurements: Iterable[Measurement], out: str | Path, retry_failed: bool = False) -> list[Measurement]:
     """The measurements whose key is not stored yet (or stored as a failure, with ``retry_failed``)."""
     keep = ("ok", "oom", "diverged") if retry_failed else results.STATUSES

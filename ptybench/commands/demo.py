@@ -38,9 +38,8 @@ def default_backends() -> list[str]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from ptybench import results
     from ptybench.report import format_table, plot_scaling
-    from ptybench.sweep import SweepConfig, run_sweep
+    from ptybench.sweep import SweepConfig, run_sweep, sweep_results
 
     out = Path(args.out)
     backends = args.backends.split(",") if args.backends else default_backends()
@@ -50,9 +49,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"demo sweep: {len(config.measurements())} measurements ({', '.join(config.datasets)} × "
           f"{', '.join(config.engines)} × {', '.join(backends)}), each in a fresh process")
     run_sweep(config, progress=not args.no_progress)
-    keys = {results.measurement_key(m.identity()) for m in config.measurements()}
-    frame = results.load(config.out)
-    frame = frame[frame["key"].isin(keys)].drop_duplicates("key", keep="last")
+    frame = sweep_results(config)
     print(format_table(frame))
     figure = plot_scaling(frame, out / "scaling.png")
     print(f"\nresults: {config.out}\nplot:    {figure}")

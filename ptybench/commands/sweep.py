@@ -66,18 +66,15 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from ptybench import results
     from ptybench.report import format_table
-    from ptybench.sweep import pending, run_sweep
+    from ptybench.sweep import pending, run_sweep, sweep_results
 
     config = config_from_args(args)
     total = len(config.measurements())
     todo = len(pending(config.measurements(), config.out, args.retry_failed))
     print(f"sweep: {total} points, {total - todo} already in {config.out}, {todo} to measure")
     new = run_sweep(config, retry_failed=args.retry_failed, progress=not args.no_progress)
-    keys = {results.measurement_key(m.identity()) for m in config.measurements()}
-    frame = results.load(config.out)
-    frame = frame[frame["key"].isin(keys)].drop_duplicates("key", keep="last")
+    frame = sweep_results(config)
     print(format_table(frame))
     print(f"\n{len(new)} new records in {config.out}; `ptybench table {config.out}` prints this again, "
           f"`ptybench plot {config.out}` draws it")
