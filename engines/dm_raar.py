@@ -30,11 +30,16 @@ class ProjectionEngine:
         """Forward and backward through the Fourier projection."""
         return 2
 
+    def constants(self) -> dict[str, Any]:
+        """Values this run derived from the data (for the record)."""
+        return {"pbound": self.pbound}
+
     def __init__(self, problem: Problem, options: ProjectionOptions) -> None:
         self.problem = problem
         self.options = options
         self.a, self.b, self.c = options.update_coefficients()
         self.kernels = problem.backend.kernels
+        self.pbound = options.resolved_pbound(problem.noise_floor)
         shape = problem.shape
         waves_shape = (problem.n_frames, shape.probe_modes, shape.object_modes, *problem.frame_shape)
         self.exit_waves = problem.frame_store(None, waves_shape, np.complex64)
@@ -60,7 +65,7 @@ class ProjectionEngine:
                 detector = problem.propagator.forward(mix, overwrite=True)
             with timer("fourier_projection"):
                 squared, absolute = kernels.fourier_projection(detector, intensities, problem.mask,
-                                                               self.options.pbound)
+                                                               self.pbound)
             with timer("propagation"):
                 projected = problem.propagator.backward(detector, overwrite=True)
             with timer("exit_waves"):

@@ -35,6 +35,10 @@ class MaximumLikelihoodEngine:
         """Gradient: forward and backward; line search: D(P·O), D(P·h_O + h_P·O), D(h_P·h_O)."""
         return 5
 
+    def constants(self) -> dict[str, Any]:
+        """ML's flux constants are in photons (the data are scaled to photons at load)."""
+        return {"noise": self.options.noise, "regularizer_amplitude": self.regularizer_amplitude}
+
     def __init__(self, problem: Problem, options: MLOptions) -> None:
         self.problem = problem
         self.options = options

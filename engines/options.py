@@ -59,6 +59,10 @@ class RunOptions:
                                           "an integer >= 1 or None")
     threads: int | None = option(None, "CPU threads (FFT workers, BLAS, numba); None = all available",
                                  _optional(_integer(1)), "an integer >= 1 or None")
+    photons_per_unit: float | None = option(
+        None, "photons per data unit; None: integer data are counts, float data are scaled by their detected "
+        "count quantum (or taken as counts when there is none)", _optional(_number(0, open_min=True)),
+        "a positive number or None")
     seed: int = option(0, "seed of every random choice (ePIE frame order)", _integer(0), "an integer >= 0")
     stage_timings: bool = option(True, "time stages (adds a device sync per stage on GPUs)",
                                  _one_of(True, False), "true or false")
@@ -74,11 +78,25 @@ class StageOptions:
 
 
 @dataclass(frozen=True)
-class ProjectionOptions(StageOptions):
-    """Shared by DM and RAAR (ALGORITHMS.md, "The two projections")."""
+class BoundedOptions(StageOptions):
+    """Engines whose Fourier projection takes a power bound (docs/algorithms.md, "Power bound")."""
 
-    pbound: float | None = option(0.25, "Fourier power bound per pixel (None: exact projection)",
-                                  _optional(_number(0, open_min=True)), "a positive number or None")
+    pbound: float | str | None = option(
+        "auto", "Fourier power bound, mean squared amplitude error per pixel in photons; 'auto': the data's "
+        "Poisson noise floor, mean of E[(√λ−√k)²] at the measured counts; None: exact projection",
+        lambda v: v == "auto" or _optional(_number(0, open_min=True))(v), "'auto', a positive number or None")
+
+    def resolved_pbound(self, noise_floor: float) -> float | None:
+        """The bound in photons: the data's noise floor for 'auto' (None when the data are empty)."""
+        if self.pbound == "auto":
+            return noise_floor if noise_floor > 0 else None
+        return self.pbound
+
+
+@dataclass(frozen=True)
+class ProjectionOptions(BoundedOptions):
+    """Shared by DM and RAAR (docs/algorithms.md, "The two projections")."""
+
     object_inertia: float = option(1e-4, "c_O relative to the largest illumination", _number(0, open_min=True),
                                    "a positive number")
     probe_inertia: float = option(1e-3, "c_P relative to the largest object power", _number(0, open_min=True),
@@ -98,20 +116,29 @@ class DMOptions(ProjectionOptions):
 
 @dataclass(frozen=True)
 class RAAROptions(ProjectionOptions):
-    beta: float = option(0.75, "RAAR β", _number(0, 1, open_min=True), "a number in (0, 1]")
+    beta: float = option(0.9, "RAAR β", _number(0, 1, open_min=True), "a number in (0, 1]")
 
     def update_coefficients(self) -> tuple[float, float, float]:
         return 1.0 - 2.0 * self.beta, self.beta, 2.0
 
 
 @dataclass(frozen=True)
-class EPIEOptions(StageOptions):
+class EPIEOptions(BoundedOptions):
+    # No bound by default: the max-normalised step already damps the noise, and a bound only slowed
+    # ePIE (measured on bright and low-count sets; docs/algorithms.md, "Power bound").
+    pbound: float | str | None = option(
+        None, "Fourier power bound in photons per pixel ('auto': the data's noise floor); None: exact projection",
+        lambda v: v == "auto" or _optional(_number(0, open_min=True))(v), "'auto', a positive number or None")
     alpha: float = option(1.0, "object step size α", _number(0, 2, open_min=True), "a number in (0, 2]")
     beta: float = option(1.0, "probe step size β", _number(0, 2, open_min=True), "a number in (0, 2]")
 
 
 @dataclass(frozen=True)
 class RPIEOptions(EPIEOptions):
+    # rPIE's per-pixel step fits the noise late in a run (its error rises again); the bound stops that.
+    pbound: float | str | None = option(
+        "auto", "Fourier power bound in photons per pixel; 'auto': the data's noise floor; None: exact projection",
+        lambda v: v == "auto" or _optional(_number(0, open_min=True))(v), "'auto', a positive number or None")
     rpie_alpha: float = option(0.25, "rPIE weight a in (1−a)|P|² + a·max|P|²", _number(0, 1),
                                "a number in [0, 1]")
 

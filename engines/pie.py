@@ -30,10 +30,14 @@ class PIEEngine:
     def propagations_per_frame(options: EPIEOptions) -> int:
         return 2
 
+    def constants(self) -> dict[str, Any]:
+        return {"pbound": self.pbound}
+
     def __init__(self, problem: Problem, options: EPIEOptions) -> None:
         self.problem = problem
         self.options = options
         self.kernels = problem.backend.kernels
+        self.pbound = options.resolved_pbound(problem.noise_floor)
         self.rpie_alpha = options.rpie_alpha if isinstance(options, RPIEOptions) else None
         # One stream per rank: frame orders differ between ranks but repeat for the same seed.
         self._rng = np.random.default_rng([problem.run.seed, problem.comm.rank])
@@ -80,7 +84,7 @@ class PIEEngine:
         with timer("propagation"):
             detector = problem.propagator.forward(detector, overwrite=True)
         with timer("fourier_projection"):
-            squared, absolute = kernels.fourier_projection(detector, intensity, problem.mask, None)
+            squared, absolute = kernels.fourier_projection(detector, intensity, problem.mask, self.pbound)
         with timer("propagation"):
             projected = problem.propagator.backward(detector, overwrite=True)
         with timer("overlap_update"):

@@ -1,12 +1,14 @@
 """Problem: the data and shared state of one reconstruction on one backend.
 
-Every engine stage reads the same Problem: measured intensities (float32, the propagator's internal
-order, masked pixels zeroed), mask, frame corners, object and probe. Per-frame arrays live in
+Every engine stage reads the same Problem: measured intensities (float32 photons, the propagator's
+internal order, masked pixels zeroed), mask, frame corners, object and probe (scaled to photons
+with the data). Per-frame arrays live in
 FrameStores, resident on the device or streamed block by block from the host (frames_per_block).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,7 @@ from .backends import get_backend
 from .backends.base import Backend
 from .communication import SerialCommunicator
 from .options import RunOptions
+from .photons import PhotonScale, noise_floor_sum, photon_scale
 from .propagation import make_propagator
 from .timing import StageTimer
 from .validation import ProblemShape
@@ -102,10 +105,14 @@ class Problem:
         self.valid_pixels = int(internal_mask.sum())
         self.frames_per_block = self._block_size(run.frames_per_block)
         self.streaming = self._streams()
-        self.intensities = self.frame_store(self._load_intensities(diffraction_data, internal_mask),
-                                            (self.n_frames, *self.frame_shape), np.float32)
+        intensities = self._load_intensities(diffraction_data, internal_mask)
+        self.photon_scale = self._to_photons(intensities, diffraction_data)
+        self.noise_floor = self._noise_floor(intensities)
+        self.intensities = self.frame_store(intensities, (self.n_frames, *self.frame_shape), np.float32)
+        del intensities
         self.object = self.backend.asarray(np.asarray(initial_object, dtype=np.complex64))
-        self.probe = self.backend.asarray(np.asarray(initial_probe, dtype=np.complex64))
+        probe_scale = np.float32(np.sqrt(self.photon_scale.photons_per_unit))
+        self.probe = self.backend.asarray(np.asarray(initial_probe, dtype=np.complex64) * probe_scale)
 
     def _block_size(self, requested: int | None) -> int:
         if requested is not None:
@@ -127,6 +134,30 @@ class Problem:
             self.propagator.to_internal_into(np.asarray(diffraction_data[start:stop]), block)
             np.multiply(block, internal_mask, out=block)
         return out
+
+    def _to_photons(self, intensities: np.ndarray, diffraction_data: Any) -> PhotonScale:
+        """Scale the loaded data to photons in place; every rank uses the mean of the ranks' factors."""
+        is_integer = np.issubdtype(np.dtype(getattr(diffraction_data, "dtype", np.float32)), np.integer)
+        scale = photon_scale(intensities, is_integer, self.run.photons_per_unit)
+        if self.comm.size > 1:
+            factor = self.comm.allreduce_scalars([scale.photons_per_unit])[0] / self.comm.size
+            scale = PhotonScale(factor, scale.source)
+        if scale.photons_per_unit != 1.0:
+            step = max(1, LOAD_STEP_BYTES // (4 * self.frame_shape[0] * self.frame_shape[1]))
+            for start in range(0, self.n_frames, step):
+                block = intensities[start:start + step]
+                np.multiply(block, np.float32(scale.photons_per_unit), out=block)
+        if scale.source == "assumed":
+            warnings.warn("diffraction_data: float data with no count quantum; taken as photon counts. "
+                          "State parameters['photons_per_unit'] if they are not.", stacklevel=4)
+        return scale
+
+    def _noise_floor(self, intensities: np.ndarray) -> float:
+        """Mean over valid pixels of every frame of e(k) = E[(√λ − √k)²] at the measured counts k:
+        the Fourier error a perfect model would have on these data (docs/algorithms.md, "Power bound")."""
+        local = noise_floor_sum(intensities, self.photon_scale.quantised)
+        total = self.comm.allreduce_scalars([local])[0]
+        return total / max(1, self.n_frames_total * self.valid_pixels)
 
     def _streams(self) -> bool:
         """Per-frame arrays stay on the host only on a device backend with fewer frames per block than N."""

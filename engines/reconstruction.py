@@ -75,6 +75,14 @@ class Reconstruction:
             self._object_error = ObjectErrorMetric(self.problem.backend, true_object, region)
         self._amplitude_sum: float | None = None
         self.history: list[IterationRecord] = []
+        self.stage_constants: list[dict[str, Any]] = []
+
+    def calibration(self) -> dict[str, Any]:
+        """How the data were read: photons per unit and its source, the Poisson noise floor (photons),
+        and each stage's data-derived constants (known once ``run`` has started the stage)."""
+        scale = self.problem.photon_scale
+        return {"photons_per_unit": scale.photons_per_unit, "photons_per_unit_source": scale.source,
+                "noise_floor": self.problem.noise_floor, "stages": list(self.stage_constants)}
 
     @property
     def backend(self) -> Any:
@@ -87,6 +95,7 @@ class Reconstruction:
             iteration = 0
             for stage in self.plan.stages:
                 engine = engine_class(stage.engine)(problem, stage.options)
+                self.stage_constants.append({"engine": stage.engine, **engine.constants()})
                 for _ in range(stage.options.iterations):
                     self._iterate(engine, stage.engine, iteration)
                     iteration += 1
@@ -130,7 +139,9 @@ class Reconstruction:
 
     @property
     def probe(self) -> np.ndarray:
-        return self.problem.backend.to_numpy(self.problem.probe).astype(np.complex64, copy=False)
+        """The probe in the units of the input data (the engines work in photons)."""
+        probe = self.problem.backend.to_numpy(self.problem.probe).astype(np.complex64, copy=False)
+        return probe / np.float32(np.sqrt(self.problem.photon_scale.photons_per_unit))
 
 
 def ptychography(diffraction_data: Any, initial_object: np.ndarray, initial_probe: np.ndarray,

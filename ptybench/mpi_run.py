@@ -101,6 +101,7 @@ def measure_distributed(measurement: Any, arrays_path: str | None = None) -> dic
                               "target_error": measurement.target_error}
     record["machine"] = describe_machine(record["backend_info"])
     record.update(_timing_fields(history, measurement))
+    record["calibration"] = reconstruction.calibration()
     record.update(distributed_summary(details))
     prediction = predict_memory(data, measurement.engine, measurement.backend, measurement.frames_per_block,
                                 comm.size, device)

@@ -305,6 +305,7 @@ def measure(measurement: Measurement) -> dict[str, Any]:
     record["memory"]["measured_over_predicted"] = (measured / prediction.total_bytes) if measured else None
     record["frames_per_block_used"] = reconstruction.problem.frames_per_block if reconstruction else None
     record["streaming"] = bool(reconstruction.problem.streaming) if reconstruction else None
+    record["calibration"] = reconstruction.calibration() if reconstruction else None
     record.update(_timing_fields(history, measurement))
     if status == "oom":
         record["oom_size"] = {"n_frames": dataset_info["n_frames"], "frame_shape": [dataset_info["height"],

@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     listing = actions.add_parser("list", help="the named datasets (add --ladders for the size ladders)")
     listing.add_argument("--ladders", action="store_true",
-                         help="also list the ladders {kind}-{detector}-{frames}")
+                         help="also list the ladders {kind}-{detector}-{frames}[-lowcount]")
     listing.set_defaults(func=list_datasets)
 
     info = actions.add_parser("info", help="geometry, photons and memory of one dataset")
@@ -35,16 +35,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def list_datasets(args: argparse.Namespace) -> int:
     rows = [(name, datasets.get_spec(name), datasets.describe(name)) for name in datasets.names()]
     if not args.ladders:
-        rows = [row for row in rows if row[2] != "ladder"]
+        rows = [row for row in rows if not row[2].endswith("ladder")]
     width = max(len(name) for name, _, _ in rows)
     print(f"{'name':<{width}}  {'kind':<9} {'frames':>6} {'detector':>9} {'data':>8}  notes")
     for name, spec, note in rows:
         detector = "x".join(str(s) for s in spec.frame_shape)
         print(f"{name:<{width}}  {spec.kind:<9} {spec.n_frames:>6} {detector:>9} "
-              f"{human_bytes(spec.data_bytes):>8}  {'' if note == 'ladder' else note}")
+              f"{human_bytes(spec.data_bytes):>8}  {'' if note == 'bright ladder' else note}")
     if not args.ladders:
         print(f"\n+ ladders {{farfield,nearfield}}-{{detector}}-{{frames}}: detector in "
-              f"{list(datasets.DETECTOR_LADDER)}, frames in {list(datasets.FRAME_LADDER)} (--ladders)")
+              f"{list(datasets.DETECTOR_LADDER)}, frames in {list(datasets.FRAME_LADDER)} (--ladders); "
+              f"each with a -lowcount twin (1e6 photons/frame far field from 128², 1e5 near field)")
     return 0
 
 
@@ -60,6 +61,8 @@ def dataset_info(args: argparse.Namespace) -> int:
     print(f"  intensities          {human_bytes(4 * n * y * x)} (uint32 or float32)")
     print(f"  exit waves           {human_bytes(8 * n * y * x)} per probe x object mode pair (DM/RAAR keep them all)")
     print(f"  valid pixels         {int(data.mask.sum())} of {y * x}")
+    if data.spec is not None:
+        print(f"  photons              {data.spec.photons:.3g} per frame (incident)")
     print(f"  engine parameters    {data.engine_parameters()}")
     return 0
 

@@ -125,6 +125,20 @@ def test_catalogue_has_the_ladders_and_the_seed_workload():
         get_spec("farfield-63-256")
 
 
+def test_lowcount_twins_have_a_fixed_flux_and_mostly_dark_far_field_pixels():
+    twins = ladder("farfield", n_frames=1024, regime="lowcount")
+    assert [s.frame_shape[0] for _, s in twins] == [d for d in DETECTOR_LADDER if d >= 128]
+    assert {s.photons for _, s in twins} == {1e6}
+    assert all(name.endswith("-lowcount") for name, _ in twins)
+    assert {s.photons for _, s in ladder("nearfield", detector=64, regime="lowcount")} == {1e5}
+    frames = load("farfield-128-1024-lowcount").frames(0, 1024)[::32]
+    assert (frames == 0).mean() > 0.5
+    bright = load("farfield-128-1024").frames(0, 1024)[::32]
+    assert (bright == 0).mean() < (frames == 0).mean()
+    with pytest.raises(ValueError, match="regime"):
+        ladder("farfield", detector=128, regime="dim")
+
+
 @pytest.mark.slow
 def test_a_block_of_the_seed_workload_does_not_materialise_the_dataset():
     data = load("seed-2552x768")

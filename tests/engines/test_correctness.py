@@ -1,4 +1,5 @@
-"""Reconstruction of known ground truth (the issue's bars), ML gradient, DM fixed point, probe modes."""
+"""Reconstruction of known ground truth, bright and photon-starved; scale invariance; ML gradient, DM fixed
+point, probe modes. The bars are object errors (docs/algorithms.md, "Error metrics")."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ from ptybench.engines import Reconstruction, parse_parameters
 from ptybench.engines.backends import backend_status
 from ptybench.engines.ml import MaximumLikelihoodEngine
 
-#: Object error after 100 iterations (ALGORITHMS.md definition) that each engine must reach.
-FARFIELD_BARS = {"DM": 0.08, "RAAR": 0.08, "ePIE": 0.05, "rPIE": 0.05, "ML": 0.05, "DM>ML": 0.03}
+#: Bright far field (farfield-64-256), flat start, 100 iterations.
+FARFIELD_BARS = {"DM": 0.035, "RAAR": 0.045, "ePIE": 0.035, "rPIE": 0.025, "ML": 0.022, "DM>ML": 0.03}
 NEARFIELD_BARS = {"DM": 0.10, "ePIE": 0.10}
+#: Low count (farfield-128-1024-lowcount: 1e6 photons/frame, ~63 % of pixels zero), flat start,
+#: 30 iterations. Measured 0.051 / 0.063 / 0.043 / 0.039 / 0.047 (README, "Engines").
+LOWCOUNT_FARFIELD_BARS = {"DM": 0.06, "RAAR": 0.075, "ePIE": 0.08, "rPIE": 0.05, "ML": 0.06}
+LOWCOUNT_ITERATIONS = 30
+#: Low-count near field (nearfield-64-64-lowcount: 1e5 photons/frame), 100 iterations.
+LOWCOUNT_NEARFIELD_BARS = {"DM": 0.14, "RAAR": 0.15, "ePIE": 0.09, "rPIE": 0.12, "ML": 0.10}
+#: Data scaled by these factors (probe by the square root) must reconstruct as well as the counts.
+SCALES = (1e-6, 1e-3, 1e3)
 
 
 def engine_parameters(name: str) -> dict:
@@ -53,14 +62,76 @@ def test_nearfield_engines_reach_their_object_error_bar(nearfield_small, engine)
     assert error <= NEARFIELD_BARS[engine], f"{engine}: object error {error:.4f} > {NEARFIELD_BARS[engine]}"
 
 
+@pytest.fixture(scope="module")
+def lowcount_farfield():
+    data = load("farfield-128-1024-lowcount")
+    return data, data.arrays()
+
+
+@pytest.fixture(scope="module")
+def lowcount_nearfield():
+    data = load("nearfield-64-64-lowcount")
+    return data, data.arrays()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", list(LOWCOUNT_FARFIELD_BARS))
+def test_photon_starved_farfield_engines_reach_their_bar(lowcount_farfield, engine):
+    data, arrays = lowcount_farfield
+    assert (arrays["diffraction_data"] == 0).mean() > 0.5          # the regime: most pixels see no photon
+    error = reconstruct(data, arrays, {"engine": engine, "iterations": LOWCOUNT_ITERATIONS}).final.object_error
+    assert error <= LOWCOUNT_FARFIELD_BARS[engine], f"{engine}: object error {error:.4f}"
+
+
+@pytest.mark.slow
+def test_data_derived_bound_beats_the_bright_data_constant_when_photon_starved(lowcount_farfield):
+    """The finding behind the default: a bound of 1/4 stalls DM (0.118 at 30 iterations here)."""
+    data, arrays = lowcount_farfield
+    constant = reconstruct(data, arrays, {"engine": "DM", "iterations": LOWCOUNT_ITERATIONS, "pbound": 0.25})
+    assert constant.final.object_error > 1.5 * LOWCOUNT_FARFIELD_BARS["DM"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", list(LOWCOUNT_NEARFIELD_BARS))
+def test_photon_starved_nearfield_engines_reach_their_bar(lowcount_nearfield, engine):
+    data, arrays = lowcount_nearfield
+    error = reconstruct(data, arrays, {"engine": engine, "iterations": 100}).final.object_error
+    assert error <= LOWCOUNT_NEARFIELD_BARS[engine], f"{engine}: object error {error:.4f}"
+
+
+@pytest.mark.parametrize("engine", ["DM", "RAAR", "ePIE", "rPIE", "ML"])
+def test_every_engine_is_invariant_to_the_scale_of_the_data(tiny, tiny_arrays, engine):
+    """Processed data (scaled, float) reconstruct like the counts: within 10 % over nine decades."""
+    parameters = {"engine": engine, "iterations": 15}
+    reference = reconstruct(tiny, tiny_arrays, parameters).final.object_error
+    for scale in SCALES:
+        arrays = dict(tiny_arrays,
+                      diffraction_data=(tiny_arrays["diffraction_data"] * scale).astype(np.float32),
+                      initial_probe=(tiny_arrays["initial_probe"] * np.sqrt(scale)).astype(np.complex64))
+        result = reconstruct(tiny, arrays, parameters)
+        assert result.final.object_error == pytest.approx(reference, rel=0.10), (engine, scale)
+        assert np.all(np.isfinite(result.probe))
+
+
+def test_returned_probe_is_in_the_units_of_the_data(tiny, tiny_arrays):
+    scale = 1e-3
+    arrays = dict(tiny_arrays, diffraction_data=(tiny_arrays["diffraction_data"] * scale).astype(np.float32),
+                  initial_probe=(tiny_arrays["initial_probe"] * np.sqrt(scale)).astype(np.complex64))
+    raw = reconstruct(tiny, tiny_arrays, {"engine": "DM", "iterations": 5}).probe
+    scaled = reconstruct(tiny, arrays, {"engine": "DM", "iterations": 5}).probe
+    np.testing.assert_allclose(scaled, raw * np.sqrt(scale), rtol=1e-3, atol=1e-3 * np.abs(raw).max() * np.sqrt(scale))
+
+
 @pytest.mark.slow
 def test_two_probe_modes_beat_one_on_partially_coherent_data():
+    """The object, not the R-factor: with the noise-floor bound both fit the data to the noise
+    (R-factor 0.125 either way), but one mode puts the incoherent part into the object."""
     data = load("farfield-64-256-2modes")
-    r_factors = {}
+    errors = {}
     for modes in (1, 2):
         arrays = data.arrays(probe_modes=modes)
-        r_factors[modes] = reconstruct(data, arrays, {"engine": "DM", "iterations": 60}).final.r_factor
-    assert r_factors[2] < 0.95 * r_factors[1], r_factors
+        errors[modes] = reconstruct(data, arrays, {"engine": "DM", "iterations": 60}).final.object_error
+    assert errors[2] < 0.85 * errors[1], errors
 
 
 @pytest.mark.slow
@@ -76,7 +147,8 @@ def test_noise_free_data_at_the_solution_is_a_fixed_point_of_dm(tiny):
     arrays["initial_object"] = tiny.ground_truth_object()
     arrays["initial_probe"] = tiny.ground_truth_probe()
     for engine in ("DM", "RAAR"):
-        result = reconstruct(tiny, arrays, {"engine": engine, "iterations": 10, "probe_update_start": 0})
+        result = reconstruct(tiny, arrays, {"engine": engine, "iterations": 10, "probe_update_start": 0,
+                                            "photons_per_unit": 1.0})
         assert result.column("object_error").max() < 2e-3, engine
         assert result.column("err_fmag").max() < 1e-6 * arrays["diffraction_data"].mean(), engine
 

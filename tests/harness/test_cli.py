@@ -77,6 +77,15 @@ def test_demo_runs_a_small_sweep_with_a_table_and_a_plot(tmp_path, capsys):
     assert len(read_records(tmp_path / "results.jsonl")) == 2
 
 
+def test_engines_with_a_dataset_shows_the_constants_derived_from_it(capsys):
+    assert main(["engines", "DM", "--dataset", "nearfield-64-64-lowcount"]) == 0
+    out = capsys.readouterr().out
+    assert "photons per unit     1 photons per unit (counts)" in out
+    floor = float(out.split("Poisson noise floor")[-1].split()[0])
+    assert 0.05 < floor < 0.45
+    assert f"DM    pbound 'auto' -> {floor:.4g}" in out
+
+
 def test_engines_lists_every_engine_and_its_keys(capsys):
     assert main(["engines"]) == 0
     out = capsys.readouterr().out
