@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ptybench.engines.validation import ProblemShape, validate_inputs
 
+from .base import Dataset, DatasetGeometry, GroundTruth
 from .cache import cache_dir
 from .catalogue import DETECTOR_LADDER, FRAME_LADDER, describe, get_spec, ladder, names
 from .cxi import CXIDataset, open_cxi, write_cxi
@@ -19,8 +20,7 @@ from .spec import DatasetSpec, human_bytes
 from .synthetic import SyntheticDataset
 
 
-def load(name_or_path: str | os.PathLike | DatasetSpec, threads: int | None = None
-         ) -> SyntheticDataset | CXIDataset:
+def load(name_or_path: str | os.PathLike | DatasetSpec, threads: int | None = None) -> Dataset:
     """A dataset from a catalogue name, a DatasetSpec, or a path to a CXI file."""
     if isinstance(name_or_path, DatasetSpec):
         return SyntheticDataset(name_or_path, threads=threads)
@@ -36,7 +36,7 @@ def default_cxi_path(name: str) -> Path:
 
 
 __all__ = [
-    "DETECTOR_LADDER", "FRAME_LADDER", "CXIDataset", "DatasetSpec", "ProblemShape", "SyntheticDataset",
-    "cache_dir", "default_cxi_path", "describe", "get_spec", "human_bytes", "ladder", "load", "names",
-    "open_cxi", "validate_inputs", "write_cxi",
+    "DETECTOR_LADDER", "FRAME_LADDER", "CXIDataset", "Dataset", "DatasetGeometry", "DatasetSpec",
+    "GroundTruth", "ProblemShape", "SyntheticDataset", "cache_dir", "default_cxi_path", "describe",
+    "get_spec", "human_bytes", "ladder", "load", "names", "open_cxi", "validate_inputs", "write_cxi",
 ]

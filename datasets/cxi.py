@@ -20,6 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .base import Dataset, GroundTruth
 from .spec import HC_KEV_M, DatasetSpec
 
 CXI_VERSION = 160
@@ -30,7 +31,7 @@ EXTRA = "entry_1/ptybench"
 WRITE_BLOCK_BYTES = 256 * 2**20
 
 
-def write_cxi(path: str | os.PathLike, dataset: Any) -> Path:
+def write_cxi(path: str | os.PathLike, dataset: Dataset) -> Path:
     """Write a dataset (SyntheticDataset or CXIDataset) to ``path`` block by block, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,14 +68,15 @@ def write_cxi(path: str | os.PathLike, dataset: Any) -> Path:
             extra.attrs["spec"] = json.dumps(spec.to_dict())
         extra["initial/object"] = dataset.initial_object()
         extra["initial/probe"] = dataset.initial_probe()
-        if dataset.has_ground_truth:
-            extra["ground_truth/object"] = dataset.ground_truth_object()
-            extra["ground_truth/probe"] = dataset.ground_truth_probe()
+        truth = dataset.ground_truth()
+        if truth is not None:
+            extra["ground_truth/object"] = truth.object
+            extra["ground_truth/probe"] = truth.probe
     os.replace(partial, path)
     return path
 
 
-class CXIDataset:
+class CXIDataset(Dataset):
     """A CXI file read lazily: frames come from disk block by block, like a SyntheticDataset's.
 
     Files from other codes (no ptybench group) get positions from the translations and the far-field
@@ -163,15 +165,11 @@ class CXIDataset:
         block = self._data[start:stop]
         return block if block.dtype == np.uint32 else block.astype(np.float32)
 
-    @property
-    def has_ground_truth(self) -> bool:
-        return self._extra is not None and "ground_truth" in self._extra
-
-    def ground_truth_object(self) -> np.ndarray:
-        return np.asarray(self._extra["ground_truth/object"])
-
-    def ground_truth_probe(self) -> np.ndarray:
-        return np.asarray(self._extra["ground_truth/probe"])
+    def ground_truth(self) -> GroundTruth | None:
+        if self._extra is None or "ground_truth" not in self._extra:
+            return None
+        truth = self._extra["ground_truth"]
+        return GroundTruth(np.asarray(truth["object"]), np.asarray(truth["probe"]))
 
     @property
     def object_shape(self) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """Scan trajectories: Fermat spiral (default: no raster-grid ambiguity) and jittered raster.
 
 Positions are the top-left corner of each frame in object pixels (row, col), whole numbers stored as
-float32: the engines use the integer part (ALGORITHMS.md), so the stored positions are exactly the
+float32: the engines use the integer part (docs/algorithms.md), so the stored positions are exactly the
 ones that made the data.
 """
 

@@ -17,6 +17,7 @@ from ptybench.engines.backends.numpy_backend import NumpyBackend
 from ptybench.engines.metrics import illuminated_region
 from ptybench.engines.propagation import make_propagator
 
+from .base import Dataset, GroundTruth
 from .ground_truth import (
     FRAME_STREAM,
     GUESS_STREAM,
@@ -37,7 +38,7 @@ CHUNK_BYTES = 64 * 2**20
 INITIAL_OBJECT_NOISE = 0.01
 
 
-class SyntheticDataset:
+class SyntheticDataset(Dataset):
     """A dataset spec made real: positions, ground truth, mask, initial guesses and frames on demand."""
 
     def __init__(self, spec: DatasetSpec, threads: int | None = None) -> None:
@@ -48,14 +49,13 @@ class SyntheticDataset:
     def __repr__(self) -> str:
         return f"SyntheticDataset({self.spec.describe()})"
 
-    # --- metadata shared with CXIDataset ---------------------------------------------------------
+    # --- metadata (docs/design.md, "Registries") --------------------------------------------------
     n_frames = property(lambda self: self.spec.n_frames)
     frame_shape = property(lambda self: self.spec.frame_shape)
     energy_kev = property(lambda self: self.spec.energy_kev)
     distance_m = property(lambda self: self.spec.distance_m)
     detector_pixel_m = property(lambda self: self.spec.detector_pixel_m)
     object_pixel_m = property(lambda self: self.spec.object_pixel_m)
-    has_ground_truth = True
 
     # --- geometry and ground truth (cached: computed once per dataset) -------------------------
     @cached_property
@@ -79,7 +79,7 @@ class SyntheticDataset:
 
     @cached_property
     def illuminated_region(self) -> np.ndarray:
-        """(A, B) bool: where the object error is measured (ALGORITHMS.md, "Error metrics")."""
+        """(A, B) bool: where the object error is measured (docs/algorithms.md, "Error metrics")."""
         return illuminated_region(self._probe, self._scan[0].astype(np.int64), self.object_shape)
 
     @cached_property
@@ -92,6 +92,9 @@ class SyntheticDataset:
         spec = self.spec
         return make_probe(spec.kind, spec.frame_shape, spec.probe_diameter_px, spec.photons, spec.probe_modes,
                           spec.seed, spec.pixel_fresnel_number)
+
+    def ground_truth(self) -> GroundTruth:
+        return GroundTruth(self.ground_truth_object(), self.ground_truth_probe())
 
     def ground_truth_object(self) -> np.ndarray:
         return self._object.copy()
@@ -199,13 +202,3 @@ class SyntheticDataset:
 
                 list(pool.map(sample, range(chunk_start, chunk_stop)))
         return out
-
-    def arrays(self, probe_modes: int | None = None, object_modes: int | None = None) -> dict[str, np.ndarray]:
-        """The seed API's five arguments, from the default initial guesses (materialises all frames)."""
-        return {
-            "diffraction_data": self.frames(),
-            "initial_object": self.initial_object(object_modes),
-            "initial_probe": self.initial_probe(probe_modes),
-            "scan_positions": self.positions,
-            "mask": self.mask.copy(),
-        }

@@ -13,11 +13,19 @@ from .reconstruction import (
     ReconstructionResult,
     ptychography,
 )
-from .registry import ENGINE_NAMES
+from .registry import engine_names, engine_spec, register
 from .validation import ProblemShape, validate_inputs
 
 __all__ = [
     "ENGINE_NAMES", "BackendUnavailable", "IterationRecord", "ParameterError", "ProblemShape",
     "Reconstruction", "ReconstructionDiverged", "ReconstructionResult", "backend_status",
-    "describe_options", "get_backend", "parse_parameters", "ptychography", "validate_inputs",
+    "describe_options", "engine_names", "engine_spec", "get_backend", "parse_parameters", "ptychography",
+    "register", "validate_inputs",
 ]
+
+
+def __getattr__(name: str):
+    """``ENGINE_NAMES`` is read when asked: plug-in engines may add to it."""
+    if name == "ENGINE_NAMES":
+        return engine_names()
+    raise AttributeError(name)

@@ -1,4 +1,4 @@
-"""Reductions over frames, the only thing that crosses MPI ranks (DESIGN.md, "Distributed runs").
+"""Reductions over frames, the only thing that crosses MPI ranks (docs/algorithms.md, "Distributed runs (MPI)").
 
 Engines call ``comm.allreduce_sum`` on partial sums over their own frames; serially that is the
 identity. The MPI implementation (ptybench.engines.mpi) stages device buffers through the host. Engines
@@ -15,6 +15,7 @@ class SerialCommunicator:
 
     rank = 0
     size = 1
+    bytes_reduced = 0
 
     def allreduce_sum(self, array: Any) -> Any:
         return array
@@ -33,3 +34,9 @@ class SerialCommunicator:
 
     def barrier(self) -> None:
         """Nothing to wait for."""
+
+    def gather(self, value: Any) -> list[Any]:
+        return [value]
+
+    def node_rank(self) -> int:
+        return 0

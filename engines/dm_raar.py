@@ -1,4 +1,4 @@
-"""DM and RAAR: one update rule, two sets of coefficients (ALGORITHMS.md, "Engines").
+"""DM and RAAR: one update rule, two sets of coefficients (docs/algorithms.md, "Engines").
 
     ψ ← ψ + b·Π_M(c·Π_Oψ + (1 − c)·ψ) + a·Π_Oψ − (a + b)·ψ
     DM: (a, b, c) = (−α, 1, 1 + α)        RAAR: (a, b, c) = (1 − 2β, β, 2)
@@ -15,20 +15,21 @@ from typing import Any
 import numpy as np
 
 from .metrics import FourierErrorSums
-from .options import ProjectionOptions
+from .options import DMOptions, ProjectionOptions, RAAROptions
 from .problem import Problem
+from .registry import MemoryTerms, register
+
+#: Fused: overlap, mix→detector, projected, object terms + the views; reference kernels allocate every
+#: intermediate (amplitudes, masks, products). Object buffers: numerator, new object, illumination.
+_MEMORY = MemoryTerms(fused=(4, 1), reference=(16.5, 1), object_buffers=2.5)
+_FORM = dict(memory=_MEMORY, propagations_per_frame=2, keeps_exit_waves=True, distributed="exact")
 
 
+@register("RAAR", options=RAAROptions, **_FORM)
+@register("DM", options=DMOptions, **_FORM)
 class ProjectionEngine:
-    """Keeps every exit wave (N·M_p·M_o·Y·X complex64): the memory term that makes big data not fit."""
-
-    #: Frames per FFT batch (None: the problem's frames_per_block); used for the FFT floor.
-    frames_per_fft_batch = None
-
-    @staticmethod
-    def propagations_per_frame(options: ProjectionOptions) -> int:
-        """Forward and backward through the Fourier projection."""
-        return 2
+    """Keeps every exit wave (N·M_p·M_o·Y·X complex64): the memory term that makes big data not fit.
+    Per frame: one propagation forward and one back through the Fourier projection."""
 
     def constants(self) -> dict[str, Any]:
         """Values this run derived from the data (for the record)."""

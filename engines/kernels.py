@@ -25,7 +25,7 @@ class Kernels:
         self.xp = xp
 
     def exit_waves(self, probe: Any, views: Any) -> Any:
-        """ψ_jkl = P_k · O_l,j  (ALGORITHMS.md, "Notation")."""
+        """ψ_jkl = P_k · O_l,j  (docs/algorithms.md, "Notation")."""
         return probe[None, :, None, :, :] * views[:, None, :, :, :]
 
     def linear_mix(self, overlap: Any, waves: Any, c: float) -> Any:
@@ -50,7 +50,7 @@ class Kernels:
 
         One real factor per pixel is shared by all modes. With a power bound, a frame whose mean
         error over valid pixels exceeds ``pbound`` gets amplitude √I + √(pbound/err)·(A − √I); a
-        frame at or below it is left as it is (ALGORITHMS.md). Masked pixels keep Ψ.
+        frame at or below it is left as it is (docs/algorithms.md). Masked pixels keep Ψ.
         """
         xp = self.xp
         amplitude = xp.sqrt(self.mode_intensity(waves))
@@ -71,7 +71,7 @@ class Kernels:
         return error, absolute_error
 
     def difference_map_update(self, waves: Any, projected: Any, overlap: Any, a: float, b: float) -> Any:
-        """ψ ← ψ + b·Π_M(·) + a·Π_Oψ − (a + b)·ψ, in place on ``waves`` (ALGORITHMS.md)."""
+        """ψ ← ψ + b·Π_M(·) + a·Π_Oψ − (a + b)·ψ, in place on ``waves`` (docs/algorithms.md)."""
         if a + b != 0.0:
             waves *= 1.0 - a - b
         waves += b * projected
@@ -89,7 +89,7 @@ class Kernels:
         denominator = xp.sum(xp.real(views) ** 2 + xp.imag(views) ** 2, axis=(0, 1))
         return numerator, denominator
 
-    # --- maximum likelihood (ALGORITHMS.md, "ML") ----------------------------------------------
+    # --- maximum likelihood (docs/algorithms.md, "Engines") ----------------------------------------------
     def likelihood_weights(self, waves: Any, intensities: Any, mask: Any, noise: str) -> tuple[float, Any, Any]:
         """Multiply ``waves`` (detector side) in place by 2·∂L/∂Î; return (L in float64, per-frame
         Σ M (A − √I)², per-frame Σ M |A − √I|). Gaussian L = Σ M w (Î − I)², w = 1/(I + 1);

@@ -1,4 +1,4 @@
-"""Error metrics of ALGORITHMS.md ("Error metrics"), identical in every backend.
+"""Error metrics of docs/algorithms.md ("Error metrics"), identical in every backend.
 
 err_fmag = Σ_j Σ M (A_j − √I_j)² / (N·ΣM); R-factor = Σ M |A − √I| / Σ M √I; object error against
 ground truth on the illuminated region (Σ_j |P_true(r − r_j)|² above 10 % of its maximum), after

@@ -20,20 +20,19 @@ import numpy as np
 from .metrics import FourierErrorSums
 from .options import MLOptions
 from .problem import Problem
+from .registry import MemoryTerms, register
 
 #: Memory of the probe/object gradient scale between iterations (PtyPy's scale_p_o_memory).
 SCALE_MEMORY = 0.9
 
 
+@register("ML", options=MLOptions, propagations_per_frame=5, keeps_exit_waves=False, distributed="exact",
+          memory=MemoryTerms(fused=(9.5, 3), reference=(21, 3), object_buffers=10.0))
 class MaximumLikelihoodEngine:
-    """Keeps gradients and directions (≈ 3× object + 3× probe) and one block of exit waves."""
-
-    frames_per_fft_batch = None
-
-    @staticmethod
-    def propagations_per_frame(options: MLOptions) -> int:
-        """Gradient: forward and backward; line search: D(P·O), D(P·h_O + h_P·O), D(h_P·h_O)."""
-        return 5
+    """Keeps gradients and directions (≈ 3× object + 3× probe) and one block of exit waves.
+    Propagations per frame: gradient forward and back; line search D(P·O), D(P·h_O + h_P·O), D(h_P·h_O).
+    Block temporaries: the gradient pass and line search (P·O, a, b, c, linear) + views of object and
+    direction; object buffers: gradients, directions, trial objects."""
 
     def constants(self) -> dict[str, Any]:
         """ML's flux constants are in photons (the data are scaled to photons at load)."""

@@ -10,7 +10,6 @@ algorithm from serial ePIE, measured as such (README, "Distributed runs").
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -30,14 +29,13 @@ def frame_range(n_frames: int, rank: int, size: int) -> tuple[int, int]:
 
 
 class MPICommunicator:
-    """Reductions over MPI ranks, with the seconds spent in them (``take_seconds``)."""
+    """Reductions over MPI ranks; counts the bytes it reduces (the communication model's input)."""
 
     def __init__(self, comm: Any = None) -> None:
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
         self.backend: Any = None  # set by the Problem: device arrays are staged through the host
-        self.seconds = 0.0
         self.bytes_reduced = 0
 
     def bind(self, backend: Any) -> None:
@@ -47,7 +45,6 @@ class MPICommunicator:
         return frame_range(n_frames, self.rank, self.size)
 
     def allreduce_sum(self, array: Any) -> Any:
-        start = time.perf_counter()
         if isinstance(array, np.ndarray):
             host = np.ascontiguousarray(array)
             self.comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
@@ -57,15 +54,12 @@ class MPICommunicator:
             self.comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
             result = self.backend.asarray(host)
         self.bytes_reduced += host.nbytes
-        self.seconds += time.perf_counter() - start
         return result
 
     def allreduce_scalars(self, values: list[float]) -> list[float]:
-        start = time.perf_counter()
         buffer = np.asarray(values, dtype=np.float64)
         self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
         self.bytes_reduced += buffer.nbytes
-        self.seconds += time.perf_counter() - start
         return buffer.tolist()
 
     def merge_weighted(self, problem: Any) -> None:
@@ -87,7 +81,10 @@ class MPICommunicator:
     def barrier(self) -> None:
         self.comm.Barrier()
 
-    def take_seconds(self) -> float:
-        """Seconds spent communicating since the last call."""
-        seconds, self.seconds = self.seconds, 0.0
-        return seconds
+    def gather(self, value: Any) -> list[Any] | None:
+        """Every rank's ``value`` on rank 0 (None elsewhere)."""
+        return self.comm.gather(value, root=0)
+
+    def node_rank(self) -> int:
+        """This rank's index among the ranks on its node (which local GPU it takes)."""
+        return self.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()

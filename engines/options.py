@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .backends import BACKEND_NAMES
 from .propagation import PROPAGATIONS
+from .registry import engine_names, engine_spec
 
 
 class ParameterError(ValueError):
@@ -48,8 +50,7 @@ def _one_of(*choices: Any) -> Callable[[Any], bool]:
 class RunOptions:
     """Keys for the whole reconstruction (every stage)."""
 
-    backend: str = option("numpy", "array backend", _one_of("numpy", "torch", "cupy"),
-                          "'numpy', 'torch' or 'cupy'")
+    backend: str = option("numpy", "array backend", _one_of(*BACKEND_NAMES), f"one of {list(BACKEND_NAMES)}")
     device: Any = option(None, "device: 'cpu', 'cuda', 'cuda:k' (torch) or k (cupy); None = default")
     propagation: str = option("farfield", "propagator", _one_of(*PROPAGATIONS), f"one of {list(PROPAGATIONS)}")
     fresnel_number: float | None = option(None, "Fresnel number of one pixel (near field)",
@@ -110,7 +111,7 @@ class DMOptions(ProjectionOptions):
     alpha: float = option(1.0, "difference-map α", _number(0, 2), "a number in [0, 2]")
 
     def update_coefficients(self) -> tuple[float, float, float]:
-        """(a, b, c) of ψ ← ψ + bΠ_M(cΠ_Oψ + (1−c)ψ) + aΠ_Oψ − (a+b)ψ (ALGORITHMS.md)."""
+        """(a, b, c) of ψ ← ψ + bΠ_M(cΠ_Oψ + (1−c)ψ) + aΠ_Oψ − (a+b)ψ (docs/algorithms.md)."""
         return -self.alpha, 1.0, 1.0 + self.alpha
 
 
@@ -155,9 +156,6 @@ class MLOptions(StageOptions):
                                  _one_of(True, False), "true or false")
 
 
-ENGINE_OPTIONS: dict[str, type[StageOptions]] = {
-    "DM": DMOptions, "RAAR": RAAROptions, "ePIE": EPIEOptions, "rPIE": RPIEOptions, "ML": MLOptions,
-}
 
 
 @dataclass(frozen=True)
@@ -173,9 +171,6 @@ class Plan:
     run: RunOptions
     stages: tuple[Stage, ...]
 
-    @property
-    def total_iterations(self) -> int:
-        return sum(stage.options.iterations for stage in self.stages)
 
 
 def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
@@ -200,9 +195,9 @@ def _stage(entry: Any, defaults: Mapping[str, Any], where: str) -> Stage:
         name = values.pop("engine", None)
     else:
         raise ParameterError(f"parameters{where}: expected an engine name or a mapping, got {entry!r}")
-    if name not in ENGINE_OPTIONS:
-        raise ParameterError(f"parameters{where}['engine']: expected one of {list(ENGINE_OPTIONS)}, got {name!r}")
-    return Stage(name, _build(ENGINE_OPTIONS[name], values, where))
+    if name not in engine_names():
+        raise ParameterError(f"parameters{where}['engine']: expected one of {list(engine_names())}, got {name!r}")
+    return Stage(name, _build(engine_spec(name).options_class, values, where))
 
 
 def parse_parameters(parameters: Mapping[str, Any] | None) -> Plan:
@@ -230,9 +225,14 @@ def parse_parameters(parameters: Mapping[str, Any] | None) -> Plan:
     return Plan(run, stages)
 
 
+def option_names(engine: str) -> set[str]:
+    """Every key ``parameters`` accepts for this engine: run-wide keys and the engine's own."""
+    return {f.name for f in fields(RunOptions)} | {f.name for f in fields(engine_spec(engine).options_class)}
+
+
 def describe_options() -> dict[str, list[tuple[str, Any, str]]]:
     """Every engine's keys with default and meaning, for --help and the README."""
     table = {"run": [(f.name, f.default, f.metadata["doc"]) for f in fields(RunOptions)]}
-    for name, cls in ENGINE_OPTIONS.items():
-        table[name] = [(f.name, f.default, f.metadata["doc"]) for f in fields(cls)]
+    for name in engine_names():
+        table[name] = [(f.name, f.default, f.metadata["doc"]) for f in fields(engine_spec(name).options_class)]
     return table

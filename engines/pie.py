@@ -1,4 +1,4 @@
-"""ePIE and rPIE: frame-by-frame updates in a seeded random order (ALGORITHMS.md, "Engines").
+"""ePIE and rPIE: frame-by-frame updates in a seeded random order (docs/algorithms.md, "Engines").
 
     ψ = P·O_j;  Δ = Π_Mψ − ψ
     O_j += α Σ_k P_k* Δ_k / w_O,   P_k += β Σ_l O_l,j* Δ_l / w_P
@@ -18,17 +18,18 @@ import numpy as np
 from .metrics import FourierErrorSums
 from .options import EPIEOptions, RPIEOptions
 from .problem import Problem
+from .registry import MemoryTerms, register
+
+#: One frame at a time: its temporaries do not grow with the block. Object buffers: a copy and a step.
+_FORM = dict(memory=MemoryTerms(fused=(5, 1), reference=(16, 1), object_buffers=2.0), propagations_per_frame=2,
+             keeps_exit_waves=False, distributed="merged", frames_per_fft_batch=1)
 
 
+@register("rPIE", options=RPIEOptions, **_FORM)
+@register("ePIE", options=EPIEOptions, **_FORM)
 class PIEEngine:
-    """Keeps no exit waves: one frame's worth of temporaries at a time."""
-
-    #: Frames are propagated one at a time: that is the algorithm, and the FFT floor measures it so.
-    frames_per_fft_batch = 1
-
-    @staticmethod
-    def propagations_per_frame(options: EPIEOptions) -> int:
-        return 2
+    """Keeps no exit waves: one frame's worth of temporaries at a time. Frames are propagated one at a
+    time: that is the algorithm, and the FFT floor measures it so."""
 
     def constants(self) -> dict[str, Any]:
         return {"pbound": self.pbound}

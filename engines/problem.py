@@ -27,6 +27,8 @@ from .validation import ProblemShape
 HOST_BLOCK_BYTES = 4 * 2**20
 #: Data are converted to float32 in steps of this many bytes, so loading adds little to the peak.
 LOAD_STEP_BYTES = 16 * 2**20
+#: The noise floor reads the data in steps of this many bytes (its integer temporaries are 3× that).
+NOISE_STEP_BYTES = 2**20
 
 
 class FrameStore:
@@ -155,7 +157,9 @@ class Problem:
     def _noise_floor(self, intensities: np.ndarray) -> float:
         """Mean over valid pixels of every frame of e(k) = E[(√λ − √k)²] at the measured counts k:
         the Fourier error a perfect model would have on these data (docs/algorithms.md, "Power bound")."""
-        local = noise_floor_sum(intensities, self.photon_scale.quantised)
+        step = max(1, NOISE_STEP_BYTES // (4 * self.frame_shape[0] * self.frame_shape[1]))
+        local = sum(noise_floor_sum(intensities[start:start + step], self.photon_scale.quantised)
+                    for start in range(0, self.n_frames, step))
         total = self.comm.allreduce_scalars([local])[0]
         return total / max(1, self.n_frames_total * self.valid_pixels)
 

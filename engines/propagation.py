@@ -1,4 +1,4 @@
-"""Unitary propagators D and D⁻¹ of ALGORITHMS.md ("Propagators").
+"""Unitary propagators D and D⁻¹ of docs/algorithms.md ("Propagators").
 
 Far field: D ψ = fftshift(FFT2(ψ)/√(YX)), zero frequency at pixel (Y//2, X//2) as on a detector.
 Engines keep detector-plane arrays (intensities, mask) in FFT order, ``to_internal`` once at load,

@@ -76,6 +76,9 @@ class Reconstruction:
         self._amplitude_sum: float | None = None
         self.history: list[IterationRecord] = []
         self.stage_constants: list[dict[str, Any]] = []
+        self._engine: Any = None
+        self._stage_index = -1
+        self._stage_done = 0
 
     def calibration(self) -> dict[str, Any]:
         """How the data were read: photons per unit and its source, the Poisson noise floor (photons),
@@ -90,17 +93,27 @@ class Reconstruction:
 
     def run(self) -> ReconstructionResult:
         """Run every stage in order and return object, probe (host arrays) and the history."""
-        problem = self.problem
-        with problem.backend.thread_limit(self.plan.run.threads):
-            iteration = 0
-            for stage in self.plan.stages:
-                engine = engine_class(stage.engine)(problem, stage.options)
-                self.stage_constants.append({"engine": stage.engine, **engine.constants()})
-                for _ in range(stage.options.iterations):
-                    self._iterate(engine, stage.engine, iteration)
-                    iteration += 1
-                del engine
+        with self.problem.backend.thread_limit(self.plan.run.threads):
+            while self.step() is not None:
+                pass
         return ReconstructionResult(self.object, self.probe, list(self.history))
+
+    def step(self) -> IterationRecord | None:
+        """One iteration of the current stage (starting the next stage when one is done); None when
+        every stage is done. ``run`` is a loop over it; benchmarks time it one iteration at a time."""
+        while self._engine is None or self._stage_done >= self.plan.stages[self._stage_index].options.iterations:
+            self._engine = None  # the finished stage's buffers go before the next stage allocates
+            self._stage_index += 1
+            if self._stage_index >= len(self.plan.stages):
+                return None
+            stage = self.plan.stages[self._stage_index]
+            self._engine = engine_class(stage.engine)(self.problem, stage.options)
+            self._stage_done = 0
+            self.stage_constants.append({"engine": stage.engine, **self._engine.constants()})
+        name = self.plan.stages[self._stage_index].engine
+        self._iterate(self._engine, name, len(self.history))
+        self._stage_done += 1
+        return self.history[-1]
 
     def _iterate(self, engine: Any, name: str, iteration: int) -> None:
         problem = self.problem

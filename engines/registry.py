@@ -1,22 +1,124 @@
-"""Engine registry: a name in ``parameters['engine']`` to the class that runs it."""
+"""The engine registry: one registration per engine binds everything the rest of ptybench needs.
+
+An engine module decorates its class with ``@register(...)``: name, options class, the memory terms the
+memory model uses, the FFTs per frame the FFT floor uses, whether it keeps every exit wave and whether
+its MPI form is the serial algorithm ("exact") or a merge of per-rank results ("merged"). Everything
+else (parameter parsing, ``ptybench engines``, ``plan``, the memory model, sweeps, asv grids) reads
+this registry, so adding an engine is one module plus its test.
+
+Engines outside this package register the same way; name their modules in ``PTYBENCH_ENGINE_MODULES``
+(comma-separated) so that every process ptybench starts (runner children, MPI ranks, asv) imports them.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
-_ENGINES = {
-    "DM": ("dm_raar", "ProjectionEngine"),
-    "RAAR": ("dm_raar", "ProjectionEngine"),
-    "ePIE": ("pie", "PIEEngine"),
-    "rPIE": ("pie", "PIEEngine"),
-    "ML": ("ml", "MaximumLikelihoodEngine"),
-}
+#: Modules of the built-in engines, imported on first use of the registry.
+BUILTIN_MODULES = ("dm_raar", "pie", "ml")
+#: Environment variable naming extra engine modules (plug-ins), comma-separated import paths.
+PLUGIN_VARIABLE = "PTYBENCH_ENGINE_MODULES"
+DISTRIBUTED_FORMS = ("exact", "merged")
 
-ENGINE_NAMES = tuple(_ENGINES)
+
+@dataclass(frozen=True)
+class MemoryTerms:
+    """Frame-sized arrays alive at the engine's peak, per frame of a block, as (exit-wave-sized,
+    view-sized) counts, for fused kernels (NumPy/numba) and for the reference kernels (torch, CuPy);
+    ``object_buffers``: object-sized complex64 arrays held besides the object. Counted in the engine
+    code and fitted to measured peaks (docs/design.md, "Memory model")."""
+
+    fused: tuple[float, float]
+    reference: tuple[float, float]
+    object_buffers: float
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str
+    engine_class: type
+    options_class: type
+    memory: MemoryTerms
+    #: Propagations (forward or backward FFT pairs of one frame's waves) per frame per iteration.
+    propagations_per_frame: int
+    #: Frames per FFT call: 1 for frame-by-frame engines, None for a whole block.
+    frames_per_fft_batch: int | None
+    keeps_exit_waves: bool
+    distributed: str
+
+    @property
+    def one_frame_at_a_time(self) -> bool:
+        return self.frames_per_fft_batch == 1
+
+
+_REGISTRY: dict[str, EngineSpec] = {}
+_loaded = False
+
+
+def register(name: str, *, options: type, memory: MemoryTerms, propagations_per_frame: int,
+             keeps_exit_waves: bool, distributed: str, frames_per_fft_batch: int | None = None
+             ) -> Callable[[type], type]:
+    """Class decorator: ``@register("DM", options=DMOptions, ...)``. A class may register several names."""
+    if distributed not in DISTRIBUTED_FORMS:
+        raise ValueError(f"distributed: expected one of {list(DISTRIBUTED_FORMS)}, got {distributed!r}")
+
+    def decorate(engine_class: type) -> type:
+        if name in _REGISTRY and _REGISTRY[name].engine_class is not engine_class:
+            raise ValueError(f"engine {name!r} is registered twice ({_REGISTRY[name].engine_class.__qualname__} "
+                             f"and {engine_class.__qualname__})")
+        _REGISTRY[name] = EngineSpec(name, engine_class, options, memory, propagations_per_frame,
+                                     frames_per_fft_batch, keeps_exit_waves, distributed)
+        return engine_class
+
+    return decorate
+
+
+def unregister(name: str) -> None:
+    """Remove a registration (a plug-in's tests register and remove their engine)."""
+    _REGISTRY.pop(name, None)
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in BUILTIN_MODULES:
+        importlib.import_module(f"{__package__}.{module}")
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGIN_VARIABLE, "").split(","))):
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ImportError(f"{PLUGIN_VARIABLE}: cannot import engine module {module!r}: {error}") from error
+
+
+def engine_names() -> tuple[str, ...]:
+    _load()
+    return tuple(_REGISTRY)
+
+
+def engine_spec(name: str) -> EngineSpec:
+    _load()
+    if name not in _REGISTRY:
+        raise ValueError(f"engine: expected one of {list(_REGISTRY)}, got {name!r}")
+    return _REGISTRY[name]
 
 
 def engine_class(name: str) -> type:
-    if name not in _ENGINES:
-        raise ValueError(f"engine: expected one of {list(_ENGINES)}, got {name!r}")
-    module_name, class_name = _ENGINES[name]
-    return getattr(importlib.import_module(f"{__package__}.{module_name}"), class_name)
+    return engine_spec(name).engine_class
+
+
+def engine_specs() -> Iterator[EngineSpec]:
+    _load()
+    return iter(list(_REGISTRY.values()))
+
+
+def __getattr__(name: str) -> Any:
+    """``ENGINE_NAMES``: the registered names, read when asked (plug-ins may add to them)."""
+    if name == "ENGINE_NAMES":
+        return engine_names()
+    raise AttributeError(name)

@@ -20,7 +20,7 @@ _CHECK_BLOCK = 256
 
 @dataclass(frozen=True)
 class ProblemShape:
-    """Sizes of one reconstruction problem, as ALGORITHMS.md names them."""
+    """Sizes of one reconstruction problem, as docs/algorithms.md names them."""
 
     n_frames: int
     frame_shape: tuple[int, int]

@@ -1,4 +1,4 @@
-"""Analytic memory model: bytes an engine needs, from the terms of ALGORITHMS.md ("Memory").
+"""Analytic memory model: bytes an engine needs, from the terms of docs/algorithms.md ("Memory terms").
 
     resident   intensities N·Y·X·4 (float32 copy), mask, object and probe with their update buffers,
                DM/RAAR exit waves N·M_p·M_o·Y·X·8
@@ -18,24 +18,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ptybench.engines.backends import backend_descriptor
 from ptybench.engines.problem import HOST_BLOCK_BYTES
-
-#: Frame-sized arrays alive at an engine's peak, per frame of a block: (exit-wave-sized, view-sized),
-#: for the NumPy backend's fused kernels and for the reference kernels (torch, CuPy), which allocate
-#: every intermediate (amplitudes, masks, products). Counted in the code, then fitted to the slope of
-#: measured peak vs frames_per_block at 64² and 128² (numpy ±3 %, reference ±8 %; see README).
-#: DM/RAAR (fused): overlap, mix→detector, projected, object terms + the views. ML: gradient pass and
-#: line search (P·O, a, b, c, linear) + views of object and direction.
-BLOCK_TEMPORARIES = {
-    "fused": {"DM": (4, 1), "RAAR": (4, 1), "ePIE": (5, 1), "rPIE": (5, 1), "ML": (9.5, 3)},
-    "reference": {"DM": (16.5, 1), "RAAR": (16.5, 1), "ePIE": (16, 1), "rPIE": (16, 1), "ML": (21, 3)},
-}
-#: Object-sized complex64 arrays held besides the object, fitted to the intercepts: DM/RAAR numerator,
-#: new object, illumination (float32); PIE a copy and a step; ML gradients, directions, trial objects.
-OBJECT_BUFFERS = {"DM": 2.5, "RAAR": 2.5, "ePIE": 2.0, "rPIE": 2.0, "ML": 10.0}
-#: Engines whose update keeps every exit wave (ALGORITHMS.md).
-KEEPS_EXIT_WAVES = ("DM", "RAAR")
-ENGINE_NAMES = tuple(OBJECT_BUFFERS)
+from ptybench.engines.registry import engine_spec
 
 
 @dataclass(frozen=True)
@@ -98,17 +83,15 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
                    ranks: int = 1, device: str | None = None) -> MemoryPrediction:
     """Predicted peak footprint of one rank running ``engine`` on ``dataset``.
 
-    ``backend`` is "numpy", "torch" or "cupy"; torch counts as a device backend when ``device``
-    names CUDA. ``frames_per_block`` None means the engine's default.
+    ``backend`` is a registered backend name; whether ``device`` is device memory is the backend
+    descriptor's call. ``frames_per_block`` None means the engine's default.
     """
-    if engine not in OBJECT_BUFFERS:
-        raise ValueError(f"engine: expected one of {list(OBJECT_BUFFERS)}, got {engine!r}")
-    if backend not in ("numpy", "torch", "cupy"):
-        raise ValueError(f"backend: expected 'numpy', 'torch' or 'cupy', got {backend!r}")
+    spec = engine_spec(engine)
+    descriptor = backend_descriptor(backend)
     if int(ranks) != ranks or ranks < 1:
         raise ValueError(f"ranks: expected a positive integer, got {ranks!r}")
     geometry = Geometry.of(dataset)
-    on_device = backend == "cupy" or (backend == "torch" and str(device or "cpu").startswith("cuda"))
+    on_device = descriptor.is_device_memory(device)
     n_local = math.ceil(geometry.n_frames / ranks)
     block = min(frames_per_block or default_frames_per_block(on_device, geometry, n_local), n_local)
     if block < 1:
@@ -124,19 +107,19 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
     object_bytes = 8 * geometry.object_modes * geometry.object_shape[0] * geometry.object_shape[1]
 
     per_frame = {"intensities": frame_intensity}
-    if engine in KEEPS_EXIT_WAVES:
+    if spec.keeps_exit_waves:
         per_frame["exit_waves"] = frame_waves
     frames_held = 2 * block if streaming else n_local  # in use + being uploaded
     terms = {name: size * frames_held for name, size in per_frame.items()}
     host_terms = {f"pinned_{name}": size * n_local for name, size in per_frame.items()} if streaming else {}
 
-    wave_blocks, view_blocks = BLOCK_TEMPORARIES["fused" if backend == "numpy" else "reference"][engine]
+    wave_blocks, view_blocks = spec.memory.fused if descriptor.fused_kernels else spec.memory.reference
     per_frame_temporaries = wave_blocks * frame_waves + view_blocks * frame_views
-    if engine in ("ePIE", "rPIE"):  # one frame at a time; the R-factor's first sum reads one block
+    if spec.one_frame_at_a_time:  # the R-factor's first sum reads one block
         terms["block_temporaries"] = int(per_frame_temporaries + block * frame_intensity)
     else:
         terms["block_temporaries"] = int(block * per_frame_temporaries)
-    terms["object_and_buffers"] = int((1 + OBJECT_BUFFERS[engine]) * object_bytes)
+    terms["object_and_buffers"] = int((1 + spec.memory.object_buffers) * object_bytes)
     terms["probe_and_buffers"] = 4 * 8 * geometry.probe_modes * pixels
     terms["mask_and_indices"] = pixels + 16 * n_local
     return MemoryPrediction(engine, backend, block, ranks, streaming, terms, host_terms)

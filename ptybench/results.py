@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-STATUSES = ("ok", "oom", "diverged", "timeout", "error")
+from ptybench.record import SCHEMA_VERSION, STATUSES
+
 #: Fields that identify a measurement: a sweep skips a configuration whose key is already stored.
 KEY_FIELDS = ("dataset", "dataset_changes", "engine", "backend", "device", "ranks", "threads", "frames_per_block",
               "iterations", "warmup", "parameters")

@@ -15,14 +15,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ptybench.runner import Measurement, _die_with_parent, _kill_group, child_environment, failure_record
+from ptybench.isolation import child_environment, run_child
+from ptybench.measurement import Measurement
+from ptybench.record import Record
 
 
 class MPIUnavailable(RuntimeError):
@@ -60,24 +61,19 @@ def run_mpi(measurement: Measurement, arrays_path: str | None = None,
         config.write_text(measurement.to_json())
         command = mpi_command(measurement.ranks, "ptybench.mpi_run", str(config), str(result),
                               *([arrays_path] if arrays_path else []))
-        environment = {**child_environment(measurement), **(extra_environment or {})}
-        started = time.time()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env=environment, start_new_session=True, preexec_fn=_die_with_parent)
-        try:
-            _, stderr = process.communicate(timeout=measurement.timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            process.communicate()
-            return failure_record(measurement, "timeout", f"no result after {measurement.timeout_s:g} s; killed",
-                                  time.time() - started)
-        if process.returncode == 0 and result.exists():
+        environment = child_environment(measurement.threads, measurement.memory_limit_bytes is not None,
+                                        extra_environment)
+        outcome = run_child(command, environment, measurement.timeout_s)
+        if outcome.timed_out:
+            return Record.failure(measurement, "timeout", f"no result after {measurement.timeout_s:g} s; killed",
+                                  outcome.seconds).to_dict()
+        if outcome.returncode == 0 and result.exists():
             return json.loads(result.read_text())
-        lines = [line for line in stderr.splitlines() if line.strip()]
+        lines = [line for line in outcome.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if "Error" in line or "rank" in line.lower()]
         message = "\n".join((errors or lines)[-12:])
-        return failure_record(measurement, "error", f"mpiexec exit status {process.returncode}\n{message}",
-                              time.time() - started)
+        return Record.failure(measurement, "error", f"mpiexec exit status {outcome.returncode}\n{message}",
+                              outcome.seconds).to_dict()
 
 
 def scaling_points(base: Measurement, mode: str, ranks: list[int], frames_per_rank: int | None = None

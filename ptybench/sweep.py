@@ -15,20 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from ptybench import results
+from ptybench.engines import ParameterError, parse_parameters
+from ptybench.engines.backends import parse_target
+from ptybench.engines.options import option_names
+from ptybench.engines.registry import engine_names
+from ptybench.measurement import DEFAULT_TARGET_ERROR, Measurement
 from ptybench.memory_model import parse_bytes
-from ptybench.runner import DEFAULT_TARGET_ERROR, Measurement, run_isolated
+from ptybench.runner import run_isolated
 
 #: Keys a sweep TOML file may hold (see `ptybench sweep --help`).
 CONFIG_KEYS = ("datasets", "engines", "backends", "frames_per_block", "iterations", "warmup", "threads",
                "timeout_s", "target_error", "memory_limit", "parameters", "out")
-
-
-def parse_backend(text: str) -> tuple[str, str | None]:
-    """"numpy", "torch", "torch:cuda", "torch:cuda:1", "cupy", "cupy:1" -> (backend, device)."""
-    name, _, device = str(text).partition(":")
-    if name not in ("numpy", "torch", "cupy"):
-        raise ValueError(f"backends: expected numpy, torch[:DEVICE] or cupy[:DEVICE], got {text!r}")
-    return name, device or None
 
 
 @dataclass
@@ -57,7 +54,10 @@ class SweepConfig:
         self.frames_per_block = [None if value in (None, 0, "default") else int(value)
                                  for value in self.frames_per_block]
         for backend in self.backends:
-            parse_backend(backend)
+            parse_target(backend)
+        for engine in self.engines:
+            self.engine_parameters(engine)  # every value checked before anything runs
+        self._check_every_key_is_used()
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> SweepConfig:
@@ -72,15 +72,43 @@ class SweepConfig:
         table.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**table)
 
+    def engine_parameters(self, engine: str) -> dict[str, Any]:
+        """``parameters`` for one engine: run-wide keys, the shared keys this engine knows, then its own
+        table (``[parameters.DM]``), which wins. Raises ValueError naming a bad key or value."""
+        names = set(engine_names())
+        shared = {key: value for key, value in self.parameters.items() if key not in names}
+        own = self.parameters.get(engine, {})
+        if not isinstance(own, Mapping):
+            raise ValueError(f"parameters.{engine}: expected a table of {engine}'s keys, got {own!r}")
+        known = option_names(engine)
+        chosen = {**{key: value for key, value in shared.items() if key in known}, **own}
+        try:
+            parse_parameters({"engine": engine, **chosen})
+        except ParameterError as error:
+            raise ValueError(f"sweep parameters for {engine}: {error}") from None
+        return chosen
+
+    def _check_every_key_is_used(self) -> None:
+        names = set(engine_names())
+        for key, value in self.parameters.items():
+            if key in names or isinstance(value, Mapping):
+                if key not in names:
+                    raise ValueError(f"parameters.{key}: not an engine; expected one of {sorted(names)}")
+                self.engine_parameters(key)  # a table for an engine not selected now is still checked
+                continue
+            if not any(key in option_names(engine) for engine in self.engines):
+                raise ValueError(f"parameters: no selected engine ({', '.join(self.engines)}) takes {key!r}; "
+                                 f"put engine keys in that engine's table, e.g. [parameters.DM]")
+
     def measurements(self) -> list[Measurement]:
         limit = parse_bytes(self.memory_limit) if self.memory_limit is not None else None
         points = []
         for dataset, engine, backend, block in itertools.product(self.datasets, self.engines, self.backends,
                                                                  self.frames_per_block):
-            name, device = parse_backend(backend)
+            name, device = parse_target(backend)
             points.append(Measurement(dataset=dataset, engine=engine, backend=name, device=device,
                                       iterations=self.iterations, warmup=self.warmup, threads=self.threads,
-                                      frames_per_block=block, parameters=dict(self.parameters),
+                                      frames_per_block=block, parameters=self.engine_parameters(engine),
                                       target_error=self.target_error, memory_limit_bytes=limit,
                                       timeout_s=self.timeout_s))
         return points

@@ -1,19 +1,64 @@
-"""Backend registry: a name ("numpy", "torch", "cupy") to a Backend, imported only when asked for."""
+"""Backend registry: one descriptor per backend, the only place backend names and devices are parsed.
+
+A descriptor knows what the harness needs without importing the (heavy, maybe absent) library: its
+module, whether a device string means device memory, its default probe targets and whether it runs
+fused kernels (what the memory model counts). Adding a backend is one module plus one
+``register_backend`` line here.
+"""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .base import Backend, BackendUnavailable, MemoryStats
 
-_MODULES = {
-    "numpy": ("numpy_backend", "NumpyBackend"),
-    "torch": ("torch_backend", "TorchBackend"),
-    "cupy": ("cupy_backend", "CupyBackend"),
-}
 
-BACKEND_NAMES = tuple(_MODULES)
+@dataclass(frozen=True)
+class BackendDescriptor:
+    name: str
+    module: str
+    class_name: str
+    #: device (None for the default) -> True when arrays live apart from the host (a GPU).
+    device_memory: Callable[[str | int | None], bool]
+    #: (backend, device) pairs `ptybench backends` probes.
+    probe_devices: tuple[str, ...]
+    #: True when the element-wise steps are fused (fewer block temporaries; ptybench/memory_model.py).
+    fused_kernels: bool = False
+
+    def is_device_memory(self, device: str | int | None) -> bool:
+        return self.device_memory(device)
+
+
+_BACKENDS: dict[str, BackendDescriptor] = {}
+
+
+def register_backend(descriptor: BackendDescriptor) -> None:
+    _BACKENDS[descriptor.name] = descriptor
+
+
+register_backend(BackendDescriptor("numpy", "numpy_backend", "NumpyBackend", lambda device: False, ("cpu",),
+                                   fused_kernels=True))
+register_backend(BackendDescriptor("torch", "torch_backend", "TorchBackend",
+                                   lambda device: str(device or "cpu").startswith("cuda"), ("cpu", "cuda")))
+register_backend(BackendDescriptor("cupy", "cupy_backend", "CupyBackend", lambda device: True, ("cuda",)))
+
+BACKEND_NAMES = tuple(_BACKENDS)
+
+
+def backend_descriptor(name: str) -> BackendDescriptor:
+    if name not in _BACKENDS:
+        raise ValueError(f"backend: expected one of {list(_BACKENDS)}, got {name!r}")
+    return _BACKENDS[name]
+
+
+def parse_target(text: str) -> tuple[str, str | None]:
+    """"numpy", "torch", "torch:cuda", "torch:cuda:1", "cupy", "cupy:1" -> (backend, device or None)."""
+    name, _, device = str(text).partition(":")
+    if name not in _BACKENDS:
+        raise ValueError(f"backend: expected one of {', '.join(f'{b}[:DEVICE]' for b in _BACKENDS)}, got {text!r}")
+    return name, device or None
 
 
 def get_backend(name: str = "numpy", device: str | int | None = None,
@@ -21,14 +66,12 @@ def get_backend(name: str = "numpy", device: str | int | None = None,
     """Build a backend by name; raises BackendUnavailable (with the reason) if it cannot run here."""
     if isinstance(name, Backend):
         return name
-    if name not in _MODULES:
-        raise ValueError(f"backend: expected one of {list(_MODULES)}, got {name!r}")
-    module_name, class_name = _MODULES[name]
+    descriptor = backend_descriptor(name)
     try:
-        module = importlib.import_module(f"{__name__}.{module_name}")
+        module = importlib.import_module(f"{__name__}.{descriptor.module}")
     except ImportError as error:
         raise BackendUnavailable(f"{name}: {error}") from error
-    return getattr(module, class_name)(device=device, threads=threads)
+    return getattr(module, descriptor.class_name)(device=device, threads=threads)
 
 
 @dataclass(frozen=True)
@@ -40,7 +83,7 @@ class BackendStatus:
 
 
 #: The (backend, device) pairs `ptybench backends` probes.
-PROBED_TARGETS = (("numpy", "cpu"), ("torch", "cpu"), ("torch", "cuda"), ("cupy", "cuda"))
+PROBED_TARGETS = tuple((d.name, device) for d in _BACKENDS.values() for device in d.probe_devices)
 
 
 def backend_status(targets: tuple[tuple[str, str], ...] = PROBED_TARGETS) -> list[BackendStatus]:
@@ -60,5 +103,5 @@ def _versions(backend: Backend) -> str:
     return ", ".join(f"{key} {value}" for key, value in info.items() if key not in ("backend", "device"))
 
 
-__all__ = ["BACKEND_NAMES", "Backend", "BackendStatus", "BackendUnavailable", "MemoryStats",
-           "backend_status", "get_backend"]
+__all__ = ["BACKEND_NAMES", "Backend", "BackendDescriptor", "BackendStatus", "BackendUnavailable", "MemoryStats",
+           "backend_descriptor", "backend_status", "get_backend", "parse_target", "register_backend"]

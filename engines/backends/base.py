@@ -134,6 +134,10 @@ class Backend:
         """The backend's own thread pools, limited (and restored on exit); nothing for a GPU."""
         return contextlib.nullcontext()
 
+    def device_count(self) -> int:
+        """Devices of this backend's kind on this node (one rank per device under MPI)."""
+        return 1
+
     def describe(self) -> dict[str, Any]:
         """Name, device and library versions, for result records."""
         return {"backend": self.name, "device": self.device}

@@ -126,6 +126,9 @@ class CupyBackend(Backend):
         self._pool.free_all_blocks()
         cupy.get_default_pinned_memory_pool().free_all_blocks()
 
+    def device_count(self) -> int:
+        return max(device_count(), 1)
+
     def describe(self) -> dict[str, Any]:
         properties = cupy.cuda.runtime.getDeviceProperties(self.cuda_device.id)
         name = properties["name"]

@@ -141,6 +141,9 @@ class TorchBackend(Backend):
         finally:
             torch.set_num_threads(previous)
 
+    def device_count(self) -> int:
+        return max(torch.cuda.device_count(), 1) if self.is_device_memory else 1
+
     def describe(self) -> dict[str, Any]:
         info = {"backend": self.name, "device": self.device, "threads": self.threads, "torch": torch.__version__}
         if self.is_device_memory:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ptybench.engines.registry import engine_names
+
 from .common import (
     CPU_BACKENDS,
-    ENGINES,
     FULL_CPU_DATASETS,
     FULL_GPU_DATASETS,
     GPU_BACKENDS,
@@ -14,8 +15,8 @@ from .common import (
     THREADS,
     dataset,
     dataset_arrays,
+    parse_target,
     require,
-    split_backend,
 )
 
 WARMUP = 2
@@ -34,18 +35,15 @@ class _EngineIteration:
     def setup(self, engine: str, backend: str, name: str) -> None:
         require(backend)
         from ptybench.engines import Reconstruction
-        from ptybench.engines.registry import engine_class
 
-        backend_name, device = split_backend(backend)
+        backend_name, device = parse_target(backend)
+        # Enough iterations for every sample asv may take; each sample is one Reconstruction.step().
         parameters = {"engine": engine, "backend": backend_name, "device": device, "threads": THREADS,
-                      "iterations": 1, **dataset(name).engine_parameters()}
+                      "iterations": 10_000, **dataset(name).engine_parameters()}
         self.reconstruction = Reconstruction(**dataset_arrays(name), parameters=parameters)
-        problem = self.reconstruction.problem
-        self.backend = problem.backend
+        self.backend = self.reconstruction.backend
         self._limit = self.backend.thread_limit(THREADS)
         self._limit.__enter__()
-        self.engine = engine_class(engine)(problem, self.reconstruction.plan.stages[0].options)
-        self.iteration = 0
         for _ in range(WARMUP):
             self._step()
 
@@ -58,9 +56,7 @@ class _EngineIteration:
             backend.free_memory()
 
     def _step(self) -> None:
-        self.engine.iterate(self.iteration)
-        self.backend.sync()
-        self.iteration += 1
+        self.reconstruction.step()  # reads the time after a device sync
 
     def time_iteration(self, engine: str, backend: str, name: str) -> None:
         self._step()
@@ -71,11 +67,11 @@ class _EngineIteration:
 
 
 class QuickEngineIteration(_EngineIteration):
-    params = [ENGINES, CPU_BACKENDS, QUICK_DATASETS]
+    params = [engine_names(), CPU_BACKENDS, QUICK_DATASETS]
 
 
 class FullEngineIteration(_EngineIteration):
-    params = [ENGINES, CPU_BACKENDS + GPU_BACKENDS, FULL_CPU_DATASETS + FULL_GPU_DATASETS]
+    params = [engine_names(), CPU_BACKENDS + GPU_BACKENDS, FULL_CPU_DATASETS + FULL_GPU_DATASETS]
 
     def setup(self, engine: str, backend: str, name: str) -> None:
         on_gpu = backend in GPU_BACKENDS

@@ -13,16 +13,17 @@ import dataclasses
 import itertools
 from typing import Any
 
+from ptybench.engines.registry import engine_names
+
 from .common import (
     CPU_BACKENDS,
-    ENGINES,
     FULL_CPU_DATASETS,
     FULL_GPU_DATASETS,
     GPU_BACKENDS,
     QUICK_DATASETS,
     THREADS,
+    parse_target,
     skip_reason,
-    split_backend,
 )
 
 ITERATIONS = 5
@@ -56,13 +57,14 @@ class _Measured:
         return True
 
     def setup_cache(self) -> dict[tuple[str, str, str], dict[str, Any]]:
-        from ptybench.runner import Measurement, run_isolated
+        from ptybench.measurement import Measurement
+        from ptybench.runner import run_isolated
 
         records = {}
         for engine, backend, name in itertools.product(*self.params):
             if skip_reason(backend) is not None or not self.runs_here(backend, name):
                 continue
-            backend_name, device = split_backend(backend)
+            backend_name, device = parse_target(backend)
             measurement = Measurement(dataset=name, engine=engine, backend=backend_name, device=device,
                                       iterations=ITERATIONS, warmup=WARMUP, threads=THREADS, timeout_s=900)
             records[(engine, backend, name)] = best_of([run_isolated(measurement) for _ in range(RUNS)])
@@ -107,11 +109,11 @@ class _Measured:
 
 
 class QuickMeasured(_Measured):
-    params = [ENGINES, CPU_BACKENDS, QUICK_DATASETS]
+    params = [engine_names(), CPU_BACKENDS, QUICK_DATASETS]
 
 
 class FullMeasured(_Measured):
-    params = [ENGINES, CPU_BACKENDS + GPU_BACKENDS, FULL_CPU_DATASETS + FULL_GPU_DATASETS]
+    params = [engine_names(), CPU_BACKENDS + GPU_BACKENDS, FULL_CPU_DATASETS + FULL_GPU_DATASETS]
 
     def runs_here(self, backend: str, name: str) -> bool:
         return (backend in GPU_BACKENDS) == (name in FULL_GPU_DATASETS)
@@ -120,7 +122,7 @@ class FullMeasured(_Measured):
 class FullDeviceMemory(_Measured):
     """Peak device memory (torch.cuda.max_memory_allocated, the CuPy pool) at the GPU sizes."""
 
-    params = [ENGINES, GPU_BACKENDS, FULL_GPU_DATASETS]
+    params = [engine_names(), GPU_BACKENDS, FULL_GPU_DATASETS]
 
     def track_device_peak_memory(self, records, engine, backend, name) -> float:
         return float(self._record(records, engine, backend, name)["memory"]["device_peak_bytes"])
@@ -137,7 +139,7 @@ class QuickStrongScaling:
     dataset = "farfield-64-1024"
 
     def setup_cache(self) -> dict[int, dict[str, Any]]:
-        from ptybench.runner import Measurement
+        from ptybench.measurement import Measurement
         from ptybench.scaling import MPIUnavailable, mpiexec_path, run_mpi
 
         try:

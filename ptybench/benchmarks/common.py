@@ -13,7 +13,8 @@ import functools
 import os
 from typing import Any
 
-ENGINES = ["DM", "RAAR", "ePIE", "rPIE", "ML"]
+from ptybench.engines.backends import parse_target
+
 CPU_BACKENDS = ["numpy", "torch"]
 GPU_BACKENDS = ["cupy", "torch:cuda"]
 QUICK_DATASETS = ["farfield-64-256"]
@@ -23,18 +24,13 @@ FULL_GPU_DATASETS = ["farfield-128-16384", "farfield-256-4096"]
 THREADS = int(os.environ.get("PTYBENCH_BENCH_THREADS", "2"))
 
 
-def split_backend(label: str) -> tuple[str, str | None]:
-    name, _, device = label.partition(":")
-    return name, device or None
-
-
 @functools.cache
 def skip_reason(label: str) -> str | None:
     """None when the backend runs here, else the reason (asv skips on NotImplementedError)."""
-    from ptybench.engines.backends import backend_status
+    from ptybench.engines.backends import backend_descriptor, backend_status
 
-    name, device = split_backend(label)
-    status = backend_status(((name, device or ("cuda" if name == "cupy" else "cpu")),))[0]
+    name, device = parse_target(label)
+    status = backend_status(((name, device or backend_descriptor(name).probe_devices[0]),))[0]
     return None if status.available else status.reason
 
 
@@ -53,6 +49,4 @@ def dataset(name: str) -> Any:
 
 @functools.cache
 def dataset_arrays(name: str) -> dict[str, Any]:
-    from ptybench.runner import dataset_arrays as arrays_of
-
-    return arrays_of(dataset(name))
+    return dataset(name).arrays()

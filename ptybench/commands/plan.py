@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ptybench.engines.registry import engine_names
 from ptybench.memory_model import (
-    ENGINE_NAMES,
     Geometry,
     largest_block_that_fits,
     parse_bytes,
@@ -20,12 +20,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Answer before anyone runs it: for each engine and backend, the memory model's prediction "
                     "with everything resident, the largest frames_per_block that fits in --device-memory (the "
                     "per-frame data then stream from pinned host memory), and the number of ranks (one device "
-                    "each) at which everything is resident. The model comes from ALGORITHMS.md's memory terms "
-                    "with block temporaries fitted to measurements (see README: within ±10%% on the NumPy backend).")
+                    "each) at which everything is resident. The model is docs/algorithms.md's memory terms with "
+                    "block temporaries fitted to measurements; its accuracy is stated in docs/design.md "
+                    "(\"Memory model\").")
     parser.add_argument("--dataset", required=True, help="catalogue name (e.g. seed-2552x768) or a .cxi file")
     parser.add_argument("--device-memory", required=True, help="memory of one device (or host), e.g. 80GB, 24GiB")
     parser.add_argument("--ranks", type=int, default=1, help="ranks sharing the frames (default: %(default)s)")
-    parser.add_argument("--engines", default=",".join(ENGINE_NAMES), help="comma-separated (default: all)")
+    parser.add_argument("--engines", default=None, help="comma-separated (default: every registered engine)")
     parser.add_argument("--backends", default="cupy,torch:cuda,numpy",
                         help="comma-separated: numpy, torch (CPU), torch:cuda, cupy (default: %(default)s)")
     parser.set_defaults(func=plan)
@@ -37,7 +38,7 @@ def _gb(value: int | None) -> str:
 
 def plan(args: argparse.Namespace) -> int:
     from ptybench.datasets import load
-    from ptybench.sweep import parse_backend
+    from ptybench.engines.backends import parse_target
 
     capacity = parse_bytes(args.device_memory)
     if args.ranks < 1:
@@ -52,11 +53,10 @@ def plan(args: argparse.Namespace) -> int:
               f"{'streamed GB':>11} {'pinned host GB':>14} {'ranks needed':>12}")
     print(header)
     print("-" * len(header))
-    for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
+    engines = engine_names() if args.engines is None else [e.strip() for e in args.engines.split(",") if e.strip()]
+    for engine in engines:
         for backend_text in [b.strip() for b in args.backends.split(",") if b.strip()]:
-            backend, device = parse_backend(backend_text)
-            if backend == "cupy":
-                device = device or "cuda"
+            backend, device = parse_target(backend_text)
             resident = predict_memory(geometry, engine, backend, None, args.ranks, device)
             block = largest_block_that_fits(geometry, engine, backend, capacity, args.ranks, device)
             streamed = predict_memory(geometry, engine, backend, block, args.ranks, device) if block else None

@@ -6,9 +6,10 @@ import argparse
 import json
 
 from ptybench import results
+from ptybench.engines.backends import parse_target
+from ptybench.measurement import DEFAULT_TARGET_ERROR, Measurement
 from ptybench.memory_model import parse_bytes
-from ptybench.runner import DEFAULT_TARGET_ERROR, Measurement, run_isolated
-from ptybench.sweep import parse_backend
+from ptybench.runner import run_isolated
 
 
 def add_measurement_options(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_one(args: argparse.Namespace) -> int:
     from ptybench.report import format_table
 
-    backend, device = parse_backend(args.backend)
+    backend, device = parse_target(args.backend)
     measurement = Measurement(dataset=args.dataset, engine=args.engine, backend=backend, device=device,
                               iterations=args.iterations, warmup=args.warmup, threads=args.threads,
                               frames_per_block=args.frames_per_block, parameters=args.parameters or {},

@@ -45,8 +45,9 @@ def _ints(text: str, name: str) -> list[int]:
 
 def run_scale(args: argparse.Namespace) -> int:
     from ptybench import results
+    from ptybench.engines.backends import parse_target
+    from ptybench.measurement import Measurement
     from ptybench.report import plot_scaling_curves
-    from ptybench.runner import Measurement
     from ptybench.scaling import (
         fit_amdahl,
         fit_gustafson,
@@ -57,11 +58,10 @@ def run_scale(args: argparse.Namespace) -> int:
         scaling_points,
         scaling_table,
     )
-    from ptybench.sweep import parse_backend
 
     mpiexec_path()  # a clear message now rather than a failed record per point
     ranks = _ints(args.ranks, "--ranks")
-    backend, device = parse_backend(args.backend)
+    backend, device = parse_target(args.backend)
     base = Measurement(dataset=args.dataset, engine=args.engine, backend=backend, device=device,
                        iterations=args.iterations, warmup=args.warmup, threads=args.threads_per_rank,
                        timeout_s=args.timeout_s, fft_floor=False)

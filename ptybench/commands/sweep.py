@@ -27,8 +27,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                "  iterations = 10\n  warmup = 2\n  threads = 2\n  timeout_s = 600\n"
                '  memory_limit = "8GB"                   # optional\n'
                '  out = "reports/sweep/results.jsonl"\n'
-               "  [parameters]                           # optional extra engine parameters\n"
-               "  pbound = 0.25\n")
+               "  [parameters]                           # optional; keys go to the engines that take them\n"
+               '  photons_per_unit = 1.0                 # run-wide: every engine\n'
+               "  [parameters.DM]                        # one engine's own keys\n"
+               "  pbound = 0.1\n"
+               "  [parameters.ML]\n"
+               '  noise = "poisson"\n\n'
+               "A key no selected engine takes, or a bad value, is an error before anything runs (exit 2).")
     parser.add_argument("config", nargs="?", help="sweep TOML file (optional when the lists are given as flags)")
     parser.add_argument("--datasets", help="comma-separated catalogue names or .cxi files")
     parser.add_argument("--engines", help="comma-separated engines")

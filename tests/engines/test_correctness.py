@@ -181,6 +181,6 @@ def test_ml_gradient_equals_a_finite_difference_gradient(tiny, noise, target):
 
     step = 1e-3
     finite_difference = (loss_at(step) - loss_at(-step)) / (2 * step)
-    # dL = Re⟨g, dO⟩ with g = Σ P* D⁻¹[2 (∂L/∂Î) D ψ] (ALGORITHMS.md).
+    # dL = Re⟨g, dO⟩ with g = Σ P* D⁻¹[2 (∂L/∂Î) D ψ] (docs/algorithms.md).
     analytic = float(np.sum(np.real(np.conj(gradient) * direction), dtype=np.float64))
     assert finite_difference == pytest.approx(analytic, rel=2e-2)

@@ -12,8 +12,8 @@ import pytest
 from ptybench.cli import main
 from ptybench.datasets import get_spec, load
 from ptybench.engines import Reconstruction, ptychography
+from ptybench.measurement import Measurement
 from ptybench.results import read_records
-from ptybench.runner import Measurement
 from ptybench.scaling import (
     AllreduceModel,
     MPIUnavailable,
@@ -171,3 +171,20 @@ def test_reconstruction_records_communication_as_its_own_stage():
     result = Reconstruction(**data.arrays(), parameters={"engine": "DM", "iterations": 2}).run()
     stages = result.history[-1].stage_seconds
     assert "communication" in stages and sum(stages.values()) <= result.history[-1].seconds * 1.01
+
+
+@needs_mpi
+def test_a_serial_run_and_a_one_rank_mpi_run_make_records_with_the_same_fields():
+    """One measurement path: `ptybench run` and a 1-rank `ptybench scale` differ only in the launcher."""
+    from ptybench.record import RECORD_FIELDS
+    from ptybench.runner import run_isolated
+
+    measurement = Measurement(dataset="farfield-64-256", engine="DM", iterations=2, warmup=0, threads=1,
+                              fft_floor=False)
+    serial = run_isolated(measurement)
+    distributed = run_mpi(measurement)
+    assert serial["status"] == distributed["status"] == "ok", (serial["message"], distributed["message"])
+    assert set(serial) == set(distributed) == {"schema", *RECORD_FIELDS}
+    assert set(serial["memory"]) == set(distributed["memory"])
+    assert serial["object_error"] == pytest.approx(distributed["object_error"], rel=1e-6)
+    assert len(serial["per_rank"]) == len(distributed["per_rank"]) == 1

@@ -6,8 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from ptybench.measurement import Measurement, time_to_quality
 from ptybench.memory_model import Geometry, largest_block_that_fits, parse_bytes, predict_memory, ranks_needed
-from ptybench.runner import Measurement, run_isolated, time_to_quality
+from ptybench.runner import run_isolated
 
 
 def test_an_ok_record_has_times_memory_floor_errors_and_machine():
@@ -66,8 +67,7 @@ def test_time_to_quality_counts_iterations_and_seconds_until_the_target():
 
 
 # --- memory model -------------------------------------------------------------------------------
-#: The model must be within ±15 % of the measured algorithm footprint (the issue's bar); it was
-#: fitted within ±10 % at these sizes on the NumPy backend.
+#: The model must be within ±15 % of the measured algorithm footprint (docs/design.md, "Memory model").
 MODEL_TOLERANCE = 0.15
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from ptybench.cli import main
 from ptybench.results import measurement_key, read_records
-from ptybench.sweep import SweepConfig, parse_backend, pending, run_sweep
+from ptybench.sweep import SweepConfig, pending, run_sweep
 
 TINY_SWEEP = ["--datasets", "farfield-64-256", "--engines", "DM,ePIE,ML", "--backends", "numpy",
               "--iterations", "1", "--warmup", "0", "--threads", "1", "--no-progress"]
@@ -98,12 +98,33 @@ def test_sweep_config_from_toml_with_flag_overrides(tmp_path):
         SweepConfig.from_toml(path)
 
 
-@pytest.mark.parametrize("text, expected", [("numpy", ("numpy", None)), ("torch:cuda:1", ("torch", "cuda:1")),
-                                            ("cupy:0", ("cupy", "0"))])
-def test_parse_backend(text, expected):
-    assert parse_backend(text) == expected
+def test_each_engine_gets_the_keys_it_takes_and_its_own_table(tmp_path):
+    """One file for DM's bound and ML's noise model; run-wide keys go to every engine."""
+    path = tmp_path / "sweep.toml"
+    path.write_text('datasets = ["farfield-64-256"]\nengines = ["DM", "ePIE", "ML"]\n[parameters]\n'
+                    'photons_per_unit = 1.0\nprobe_update_start = 3\n'
+                    '[parameters.DM]\npbound = 0.1\n[parameters.ML]\nnoise = "poisson"\n')
+    by_engine = {m.engine: m.parameters for m in SweepConfig.from_toml(path).measurements()}
+    assert by_engine == {"DM": {"photons_per_unit": 1.0, "probe_update_start": 3, "pbound": 0.1},
+                         "ePIE": {"photons_per_unit": 1.0, "probe_update_start": 3},
+                         "ML": {"photons_per_unit": 1.0, "probe_update_start": 3, "noise": "poisson"}}
 
 
-def test_parse_backend_rejects_unknown_names():
-    with pytest.raises(ValueError, match="backends"):
-        parse_backend("jax")
+@pytest.mark.parametrize(("parameters", "message"), [
+    ({"noise": "poisson"}, "no selected engine .* takes 'noise'"),
+    ({"DN": {"pbound": 0.1}}, "parameters.DN: not an engine"),
+    ({"DM": {"pbound": -1}}, "for DM: .*pbound"),
+    ({"ML": {"pbound": 0.1}}, "for ML: .*unknown key"),      # checked although ML is not selected
+    ({"DM": 0.1}, "parameters.DM: expected a table"),
+])
+def test_a_sweep_parameter_no_engine_takes_is_an_error_before_anything_runs(parameters, message):
+    with pytest.raises(ValueError, match=message):
+        SweepConfig(datasets=["farfield-64-256"], engines=["DM", "ePIE"], parameters=parameters)
+
+
+def test_the_cli_exits_2_on_a_parameter_no_engine_takes(tmp_path, capsys):
+    path = tmp_path / "sweep.toml"
+    path.write_text('datasets = ["farfield-64-256"]\nengines = ["ePIE"]\n[parameters]\nnoise = "poisson"\n')
+    out = tmp_path / "r.jsonl"
+    assert main(["sweep", str(path), "--out", str(out), "--no-progress"]) == 2
+    assert "takes 'noise'" in capsys.readouterr().err and not out.exists()

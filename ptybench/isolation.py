@@ -1,0 +1,86 @@
+"""Process isolation: every measurement runs in a child process (one, or one per MPI rank).
+
+Why: the peak-memory reading starts clean, a crash or an out-of-memory kill takes only the child, and
+the thread budget is in the environment before NumPy, numba or torch load (their pools size
+themselves at import). The child runs in its own process group, which a timeout kills whole (mpiexec
+and every rank), and dies with its parent, so a killed sweep leaves nothing computing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+
+#: Environment variables that size thread pools at import time.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS")
+
+
+def child_environment(threads: int | None, memory_limited: bool = False,
+                      extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment with the thread budget set; with a memory limit, glibc set up so that the
+    address-space cap counts what the algorithm holds: large blocks straight from mmap and back on
+    free, one malloc arena (no 64 MB per-thread reservations to fall back on)."""
+    environment = dict(os.environ)
+    if threads is not None:
+        for name in THREAD_VARIABLES:
+            environment[name] = str(threads)
+    if memory_limited:
+        environment["MALLOC_MMAP_THRESHOLD_"] = "65536"
+        environment["MALLOC_ARENA_MAX"] = "1"
+    environment.setdefault("PYTHONUNBUFFERED", "1")
+    environment.update(extra or {})
+    return environment
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    returncode: int | None
+    stderr: str
+    timed_out: bool
+    seconds: float
+
+    def why(self, lines: int = 15) -> str:
+        """How the child ended, for a failure record: signal or exit status and the end of stderr."""
+        tail = "\n".join([line for line in self.stderr.splitlines() if line.strip()][-lines:])
+        if self.returncode is not None and self.returncode < 0:
+            name = signal.Signals(-self.returncode).name
+            hint = " (the kernel's out-of-memory killer sends SIGKILL)" if name == "SIGKILL" else ""
+            return f"killed by {name}{hint}\n{tail}"
+        return f"exit status {self.returncode}\n{tail}"
+
+
+def run_child(command: list[str], environment: dict[str, str], timeout_s: float,
+              stdin_text: str | None = None) -> ChildOutcome:
+    """Run ``command`` isolated; on timeout kill its whole process group."""
+    started = time.time()
+    process = subprocess.Popen(command, stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+                               start_new_session=True, preexec_fn=_die_with_parent)
+    try:
+        _, stderr = process.communicate(stdin_text, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        _, stderr = process.communicate()
+        return ChildOutcome(None, stderr or "", True, time.time() - started)
+    return ChildOutcome(process.returncode, stderr or "", False, time.time() - started)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the parent dies (PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,343 @@
+"""One measurement path: what to measure (``Measurement``) and how (``measure``), serial or on every rank.
+
+``measure(measurement, comm)`` runs in a fresh process (ptybench.isolation): the serial runner calls it
+with a SerialCommunicator, every MPI rank with an MPICommunicator, and both produce the same Record:
+
+1. pick the device (one GPU per rank), load this rank's frames of the dataset;
+2. warm the runtime on a tiny problem of the same geometry (compiled kernels, FFT plans and thread
+   pools go into the baseline, not into the timings or the footprint);
+3. read the baseline RSS, reset the peak (Linux clear_refs), optionally cap the address space;
+4. run warm-up + timed iterations, each read after a device sync;
+5. read peak host RSS and device peak; rank 0 gathers every rank's detail and builds the record
+   (times of the slowest rank, memory per rank, prediction, calibration, FFT floor).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptybench.record import Record
+
+#: Default object-error target for time-to-quality (synthetic data; docs/algorithms.md error metric).
+DEFAULT_TARGET_ERROR = 0.1
+#: Fault injection for the abort-path test: the rank named here raises after setting up.
+FAIL_RANK_VARIABLE = "PTYBENCH_FAIL_RANK"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What to measure. ``dataset`` is a catalogue name or a CXI path; ``parameters`` adds engine keys."""
+
+    dataset: str
+    engine: str
+    backend: str = "numpy"
+    device: str | None = None
+    iterations: int = 10
+    warmup: int = 2
+    threads: int | None = None
+    frames_per_block: int | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    target_error: float | None = DEFAULT_TARGET_ERROR
+    memory_limit_bytes: int | None = None
+    timeout_s: float = 600.0
+    fft_floor: bool = True
+    ranks: int = 1
+    #: DatasetSpec fields changed from the catalogue entry, e.g. {"n_frames": 4096} for weak scaling.
+    dataset_changes: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "warmup"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (1 if name == "iterations" else 0):
+                raise ValueError(f"{name}: expected an integer ≥ {1 if name == 'iterations' else 0}, got {value!r}")
+        for name in ("threads", "frames_per_block", "memory_limit_bytes"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}: expected a positive integer or None, got {value!r}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s: expected a positive number of seconds, got {self.timeout_s!r}")
+        if not isinstance(self.parameters, Mapping):
+            raise TypeError(f"parameters: expected a mapping, got {type(self.parameters).__name__}")
+
+    def engine_parameters(self) -> dict[str, Any]:
+        parameters = {**self.parameters, "engine": self.engine, "backend": self.backend,
+                      "iterations": self.warmup + self.iterations}
+        for name in ("device", "threads", "frames_per_block"):
+            if getattr(self, name) is not None:
+                parameters[name] = getattr(self, name)
+        return parameters
+
+    def identity(self) -> dict[str, Any]:
+        """The record fields that say what was measured (see ptybench.results.KEY_FIELDS)."""
+        return {"dataset": self.dataset, "engine": self.engine, "backend": self.backend, "device": self.device,
+                "ranks": self.ranks, "threads": self.threads, "frames_per_block": self.frames_per_block,
+                "iterations": self.iterations, "warmup": self.warmup, "parameters": dict(self.parameters),
+                "dataset_changes": dict(self.dataset_changes)}
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Measurement:
+        return cls(**json.loads(text))
+
+
+def load_dataset(measurement: Measurement) -> Any:
+    """The measurement's dataset: a catalogue entry (with ``dataset_changes``) or a CXI file."""
+    from ptybench.datasets import get_spec, load
+
+    if not measurement.dataset_changes:
+        return load(measurement.dataset, threads=measurement.threads)
+    if str(measurement.dataset).endswith((".cxi", ".h5", ".hdf5")):
+        raise ValueError(f"dataset_changes: only for catalogue datasets, got file {measurement.dataset!r}")
+    spec = get_spec(measurement.dataset).with_changes(**measurement.dataset_changes)
+    return load(spec, threads=measurement.threads)
+
+
+def device_for_rank(measurement: Measurement, comm: Any) -> str | None:
+    """One GPU per rank: the node-local rank picks the device when none (or just "cuda") is named."""
+    from ptybench.engines.backends import backend_descriptor, get_backend
+
+    descriptor = backend_descriptor(measurement.backend)
+    if comm.size == 1 or not descriptor.is_device_memory(measurement.device) \
+            or measurement.device not in (None, "cuda"):
+        return measurement.device
+    return f"cuda:{comm.node_rank() % get_backend(measurement.backend, measurement.device).device_count()}"
+
+
+def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None) -> Record | None:
+    """Run one measurement on this process's share of the frames; the record on rank 0, None elsewhere.
+    ``arrays_path``: rank 0 saves the reconstructed object and probe there (.npz) when the run is ok."""
+    from ptybench.engines import Reconstruction, ReconstructionDiverged, get_backend
+    from ptybench.machine import describe_machine
+    from ptybench.memory_model import predict_memory
+
+    started = time.time()
+    device = device_for_rank(measurement, comm)
+    backend = get_backend(measurement.backend, device, measurement.threads)
+    data = load_dataset(measurement)
+    geometry = data.geometry()
+    start, stop = comm.frame_range(geometry.n_frames)
+    arrays = data.arrays(start=start, stop=stop)
+    truth = data.ground_truth()
+    truth_arrays = {"true_object": truth.object, "true_probe": truth.probe} if truth is not None else {}
+    parameters = {**measurement.engine_parameters(), **data.engine_parameters()}
+    if device is not None:
+        parameters["device"] = device
+    _warm_runtime(measurement, data)
+    if os.environ.get(FAIL_RANK_VARIABLE) == str(comm.rank) and comm.size > 1:
+        raise RuntimeError(f"rank {comm.rank}: deliberate failure ({FAIL_RANK_VARIABLE})")
+
+    baseline = _proc_status_bytes("VmRSS")
+    peak_reset = _reset_peak_rss()
+    backend.reset_peak_memory()
+    if measurement.memory_limit_bytes is not None:
+        _limit_address_space(measurement.memory_limit_bytes)
+    comm.barrier()
+    reconstruction = None
+    try:
+        reconstruction = Reconstruction(**arrays, parameters=parameters, comm=comm,
+                                        n_frames_total=geometry.n_frames, **truth_arrays)
+        reconstruction.run()
+        status, message = "ok", ""
+    except ReconstructionDiverged as error:  # the object is replicated: every rank sees it at once
+        status, message = "diverged", str(error)
+    except Exception as error:
+        if not _is_out_of_memory(error):
+            raise
+        status, message = "oom", f"{type(error).__name__}: {error}"
+    finally:
+        _unlimit_address_space()
+    peak = _proc_status_bytes("VmHWM")
+    history = reconstruction.history if reconstruction is not None else []
+    timed = history[measurement.warmup:]
+    detail = {
+        "rank": comm.rank, "frames": [start, stop], "device": backend.device, "host": os.uname().nodename,
+        "iteration_seconds": [r.seconds for r in timed],
+        "communication_seconds": [r.stage_seconds.get("communication", 0.0) for r in timed],
+        "host_algorithm_bytes": (peak - baseline) if (peak and baseline and peak_reset) else None,
+        "host_peak_bytes": peak, "host_baseline_bytes": baseline,
+        "device_peak_bytes": backend.memory_stats().peak_bytes,
+        "bytes_reduced_per_iteration": comm.bytes_reduced / max(len(history), 1),
+    }
+    details = comm.gather(detail)
+    if comm.rank != 0:
+        return None
+    if arrays_path and status == "ok":
+        np.savez(arrays_path, object=reconstruction.object, probe=reconstruction.probe)
+
+    prediction = predict_memory(geometry, measurement.engine, measurement.backend, measurement.frames_per_block,
+                                comm.size, device)
+    record = Record.of(measurement, ranks=comm.size, status=status, message=message,
+                       target_error=measurement.target_error, dataset_info=data.describe(measurement.dataset),
+                       backend_info=backend.describe())
+    record.machine = describe_machine(record.backend_info)
+    _add_timing(record, history, measurement)
+    _add_distributed(record, details)
+    _add_memory(record, details, prediction, backend.is_device_memory, measurement.memory_limit_bytes)
+    if reconstruction is not None:
+        record.frames_per_block_used = reconstruction.problem.frames_per_block
+        record.streaming = bool(reconstruction.problem.streaming)
+        record.calibration = reconstruction.calibration()
+    if status == "oom":
+        record.oom_size = {"n_frames": geometry.n_frames, "frame_shape": list(geometry.frame_shape),
+                           "predicted_bytes": prediction.total_bytes}
+    if status == "ok" and measurement.fft_floor and reconstruction is not None:
+        from ptybench.fft_floor import reconstruction_fft_floor
+
+        record.fft_floor_seconds = reconstruction_fft_floor(reconstruction)
+        if record.fft_floor_seconds > 0 and record.seconds_per_iteration is not None:
+            record.fft_floor_ratio = record.seconds_per_iteration / record.fft_floor_seconds
+    record.wall_seconds = time.time() - started
+    return record
+
+
+def time_to_quality(history: list[Any], target: float | None) -> tuple[int | None, float | None]:
+    """Iterations (1-based, warm-up included) and summed iteration seconds until object error ≤ target."""
+    if target is None:
+        return None, None
+    elapsed = 0.0
+    for count, record in enumerate(history, start=1):
+        elapsed += record.seconds
+        if record.object_error is not None and record.object_error <= target:
+            return count, elapsed
+    return None, None
+
+
+def _add_timing(record: Record, history: list[Any], measurement: Measurement) -> None:
+    """Median and spread of rank 0's timed iterations and their mean stage breakdown; final errors."""
+    timed = history[measurement.warmup:]
+    record.iterations_done = len(history)
+    if timed:
+        seconds = np.array([r.seconds for r in timed])
+        stages: dict[str, float] = {}
+        for iteration in timed:
+            for name, value in iteration.stage_seconds.items():
+                stages[name] = stages.get(name, 0.0) + value / len(timed)
+        record.seconds_per_iteration = float(np.median(seconds))
+        record.seconds_min, record.seconds_max = float(seconds.min()), float(seconds.max())
+        record.seconds_q25, record.seconds_q75 = (float(v) for v in np.percentile(seconds, [25, 75]))
+        record.iteration_seconds = seconds.tolist()
+        record.stages = stages
+    if history:
+        final = history[-1]
+        record.object_error, record.r_factor, record.err_fmag = final.object_error, final.r_factor, final.err_fmag
+        record.iterations_to_target, record.seconds_to_target = time_to_quality(history, measurement.target_error)
+
+
+def _add_distributed(record: Record, details: list[dict[str, Any]]) -> None:
+    """Per iteration: compute = wall − communication on each rank; the slowest rank's compute sets the
+    pace, communication is averaged over ranks. Medians over the timed iterations."""
+    record.per_rank = details
+    record.bytes_reduced_per_iteration = float(details[0]["bytes_reduced_per_iteration"])
+    walls = np.array([d["iteration_seconds"] for d in details])            # (ranks, iterations)
+    if walls.size == 0:
+        return
+    communication = np.array([d["communication_seconds"] for d in details])
+    compute = walls - communication
+    record.compute_seconds = float(np.median(compute.max(axis=0)))
+    record.communication_seconds = float(np.median(communication.mean(axis=0)))
+    record.load_imbalance = float(np.median(compute.max(axis=0) / np.maximum(compute.mean(axis=0), 1e-12)))
+
+
+def _add_memory(record: Record, details: list[dict[str, Any]], prediction: Any, on_device: bool,
+                limit_bytes: int | None) -> None:
+    """The largest rank's footprint (device peak on a GPU, host peak − baseline on a CPU) vs the model."""
+    measured = [d["device_peak_bytes"] if on_device else d["host_algorithm_bytes"] for d in details]
+    largest = max((m for m in measured if m), default=None)
+    rank0 = details[0]
+    record.memory = {
+        "host_baseline_bytes": rank0["host_baseline_bytes"], "host_peak_bytes": rank0["host_peak_bytes"],
+        "host_algorithm_bytes": max((d["host_algorithm_bytes"] for d in details if d["host_algorithm_bytes"]),
+                                    default=None),
+        "device_peak_bytes": max((d["device_peak_bytes"] for d in details if d["device_peak_bytes"]), default=None),
+        "per_rank_bytes": measured, "predicted_bytes": prediction.total_bytes,
+        "predicted_host_bytes": prediction.host_bytes, "predicted_terms": prediction.terms,
+        "limit_bytes": limit_bytes,
+        "measured_over_predicted": (largest / prediction.total_bytes) if largest and all(measured) else None,
+    }
+
+
+# --- the process's own memory ------------------------------------------------------------------------
+def _proc_status_bytes(field_name: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Start a new VmHWM window (Linux ≥ 4.0); False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _limit_address_space(extra_bytes: int) -> None:
+    import resource
+
+    current = _proc_status_bytes("VmSize") or 0
+    resource.setrlimit(resource.RLIMIT_AS, (current + extra_bytes, resource.RLIM_INFINITY))
+
+
+def _unlimit_address_space() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, hard))
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    """MemoryError (NumPy, or RLIMIT_AS), torch.cuda.OutOfMemoryError, cupy's OutOfMemoryError."""
+    if isinstance(error, MemoryError):
+        return True
+    text = f"{type(error).__name__}: {error}".lower()
+    return "outofmemory" in text.replace(" ", "").replace("_", "") or "out of memory" in text
+
+
+def _warm_runtime(measurement: Measurement, data: Any) -> None:
+    """Run the engine for two iterations on a few frames of the dataset's own geometry, so code loaded
+    on first use (numba kernels compiled for these array types, FFT plans, libraries, thread pools:
+    tens of MB and seconds) is in the baseline and out of the timings, not in the algorithm's footprint."""
+    from ptybench.datasets import DatasetSpec, load
+    from ptybench.engines import ptychography
+
+    geometry = data.geometry()
+    frame_shape = geometry.frame_shape
+    # just enough frames for the parallel numba variants (PARALLEL_MIN_SIZE elements per block)
+    n_frames = int(min(16, max(2, -(-(1 << 16) // (frame_shape[0] * frame_shape[1])))))
+    tiny = load(DatasetSpec(kind=geometry.propagation, n_frames=n_frames, frame_shape=frame_shape, photons=1e6,
+                            seed=1))
+    parameters = {**measurement.engine_parameters(), "iterations": 2, "frames_per_block": None,
+                  "probe_update_start": 0, **tiny.engine_parameters()}  # the probe update's kernels too
+    parameters = {key: value for key, value in parameters.items() if value is not None}
+    try:
+        ptychography(**tiny.arrays(), parameters=parameters)
+    except Exception:  # best effort: a configuration that fails here fails again, measured, below
+        pass
+    _return_free_memory()
+
+
+def _return_free_memory() -> None:
+    """glibc keeps freed heap pages; give them back, so the run's pages are counted as it takes them."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -1,0 +1,93 @@
+"""The one record type: what a measurement stored, built in one place for successes and failures alike.
+
+Every record has every field (None where it does not apply), so a serial run, a 1-rank MPI run and a
+failure read the same way in tables, plots and the regression gate. Schema 2 added ``calibration``
+and the per-rank fields to every record; readers accept schema 1 lines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 2
+STATUSES = ("ok", "oom", "diverged", "timeout", "error")
+
+
+@dataclass
+class Record:
+    # --- what was measured (the key fields: ptybench.results.KEY_FIELDS) ---------------------------
+    dataset: str
+    engine: str
+    backend: str
+    device: str | None
+    ranks: int
+    threads: int | None
+    frames_per_block: int | None
+    iterations: int
+    warmup: int
+    parameters: dict[str, Any]
+    dataset_changes: dict[str, Any]
+    # --- how it went ----------------------------------------------------------------------------------
+    status: str = "ok"
+    message: str = ""
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    wall_seconds: float | None = None
+    machine: dict[str, Any] | None = None
+    target_error: float | None = None
+    dataset_info: dict[str, Any] | None = None
+    backend_info: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    # --- time (the slowest rank's iterations under MPI) -------------------------------------------------
+    iterations_done: int | None = None
+    seconds_per_iteration: float | None = None
+    seconds_min: float | None = None
+    seconds_q25: float | None = None
+    seconds_q75: float | None = None
+    seconds_max: float | None = None
+    iteration_seconds: list[float] | None = None
+    stages: dict[str, float] | None = None
+    fft_floor_seconds: float | None = None
+    fft_floor_ratio: float | None = None
+    # --- quality -----------------------------------------------------------------------------------------
+    object_error: float | None = None
+    r_factor: float | None = None
+    err_fmag: float | None = None
+    iterations_to_target: int | None = None
+    seconds_to_target: float | None = None
+    # --- memory --------------------------------------------------------------------------------------------
+    memory: dict[str, Any] | None = None
+    frames_per_block_used: int | None = None
+    streaming: bool | None = None
+    oom_size: dict[str, Any] | None = None
+    # --- ranks (one entry for a serial run) -----------------------------------------------------------------
+    compute_seconds: float | None = None
+    communication_seconds: float | None = None
+    load_imbalance: float | None = None
+    bytes_reduced_per_iteration: float | None = None
+    per_rank: list[dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"record status: expected one of {list(STATUSES)}, got {self.status!r}")
+
+    @classmethod
+    def of(cls, measurement: Any, **fields: Any) -> Record:
+        """A record of ``measurement`` (its identity fields) with the given results."""
+        return cls(**{**measurement.identity(), **fields})
+
+    @classmethod
+    def failure(cls, measurement: Any, status: str, message: str, wall_seconds: float) -> Record:
+        """A measurement that produced no result of its own (timeout, crash, bad configuration)."""
+        from ptybench.machine import describe_machine
+
+        return cls.of(measurement, status=status, message=message, wall_seconds=wall_seconds,
+                      machine=describe_machine(), target_error=measurement.target_error)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA_VERSION, **dataclasses.asdict(self)}
+
+
+RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(Record))
