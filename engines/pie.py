@@ -64,7 +64,7 @@ class PIEEngine:
                 problem.comm.merge_weighted(problem)
         return errors
 
-    def _weights(self, power: Any, update_shape: Any) -> Any:
+    def _weights(self, power: Any) -> Any:
         """ePIE: the maximum of |·|²; rPIE: (1 − a)|·|² + a·max|·|² per pixel."""
         xp = self.problem.xp
         largest = xp.max(power)
@@ -92,9 +92,9 @@ class PIEEngine:
             delta = (projected - waves)[0]  # (M_p, M_o, Y, X)
             probe_power = xp.sum(xp.real(probe) ** 2 + xp.imag(probe) ** 2, axis=0)
             object_step = xp.sum(xp.conj(probe)[:, None] * delta, axis=0)
-            view += (self.options.alpha / self._weights(probe_power, object_step)) * object_step
+            view += (self.options.alpha / self._weights(probe_power)) * object_step
             if update_probe:
                 object_power = xp.sum(xp.real(old_view) ** 2 + xp.imag(old_view) ** 2, axis=0)
                 probe_step = xp.sum(xp.conj(old_view)[None] * delta, axis=1)
-                problem.probe = probe + (self.options.beta / self._weights(object_power, probe_step)) * probe_step
+                problem.probe = probe + (self.options.beta / self._weights(object_power)) * probe_step
         return squared[0], absolute[0]

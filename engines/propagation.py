@@ -31,7 +31,6 @@ def fresnel_transfer_function(frame_shape: tuple[int, int], fresnel_number: floa
 
 class FarFieldPropagator:
     kind = "farfield"
-    ffts_per_propagation = 1
 
     def __init__(self, backend: Backend, frame_shape: tuple[int, int]) -> None:
         self.backend = backend
@@ -66,7 +65,6 @@ class FarFieldPropagator:
 
 class NearFieldPropagator:
     kind = "nearfield"
-    ffts_per_propagation = 2
 
     def __init__(self, backend: Backend, frame_shape: tuple[int, int], fresnel_number: float) -> None:
         self.backend = backend

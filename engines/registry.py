@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,11 +110,6 @@ def engine_spec(name: str) -> EngineSpec:
 
 def engine_class(name: str) -> type:
     return engine_spec(name).engine_class
-
-
-def engine_specs() -> Iterator[EngineSpec]:
-    _load()
-    return iter(list(_REGISTRY.values()))
 
 
 def __getattr__(name: str) -> Any:

@@ -35,16 +35,19 @@ class Geometry:
 
     @classmethod
     def of(cls, dataset: Any) -> Geometry:
-        """From a DatasetSpec, a loaded dataset (synthetic or CXI) or a Geometry."""
+        """From a Geometry, a Dataset (synthetic or CXI), its DatasetGeometry, or a DatasetSpec."""
+        from ptybench.datasets import Dataset, DatasetGeometry, DatasetSpec, load
+
         if isinstance(dataset, Geometry):
             return dataset
-        spec = getattr(dataset, "spec", dataset)
-        object_shape = getattr(dataset, "object_shape", None)
-        if object_shape is None:
-            from ptybench.datasets import load
-            object_shape = load(spec).object_shape
-        return cls(int(spec.n_frames), tuple(spec.frame_shape), tuple(object_shape),
-                   int(getattr(spec, "probe_modes", 1)), int(getattr(spec, "object_modes", 1)))
+        if isinstance(dataset, DatasetSpec):
+            dataset = load(dataset)
+        if isinstance(dataset, Dataset):
+            dataset = dataset.geometry()
+        if not isinstance(dataset, DatasetGeometry):
+            raise TypeError(f"dataset: expected a Dataset, DatasetSpec or geometry, got {type(dataset).__name__}")
+        return cls(dataset.n_frames, dataset.frame_shape, dataset.object_shape, dataset.probe_modes,
+                   dataset.object_modes)
 
 
 @dataclass(frozen=True)

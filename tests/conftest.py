@@ -25,3 +25,19 @@ def farfield_small():
 @pytest.fixture(scope="session")
 def farfield_arrays(farfield_small):
     return farfield_small.arrays()
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """Every matplotlib figure saved during the test, so tests check axes, labels and lines, not bytes."""
+    from matplotlib.figure import Figure
+
+    figures = []
+    original = Figure.savefig
+
+    def record(self, *args, **kwargs):
+        figures.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return figures

@@ -8,7 +8,6 @@ from pathlib import Path
 
 DEFAULT_DATASETS = ("farfield-64-256", "farfield-64-1024", "farfield-128-256")
 DEFAULT_ENGINES = ("DM", "ePIE", "ML")
-DEFAULT_BACKENDS = ("numpy", "torch")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

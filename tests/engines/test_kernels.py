@@ -5,19 +5,27 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ptybench.engines.backends.numba_kernels import NumbaKernels
+from ptybench.engines.backends.numba_kernels import PARALLEL_MIN_SIZE, NumbaKernels
 from ptybench.engines.kernels import Kernels
 
 array_api_numpy = pytest.importorskip("array_api_compat.numpy")
 REFERENCE, FUSED = Kernels(array_api_numpy), NumbaKernels(array_api_numpy)
-SHAPES = [(5, 1, 1, 16, 12), (4, 2, 3, 8, 8)]      # (n, M_p, M_o, Y, X): one mode and several
+#: (n, M_p, M_o, Y, X): one mode and several, each below and above PARALLEL_MIN_SIZE, so both the serial
+#: and the parallel (prange) build of every kernel is compared with the reference.
+SHAPES = {"single-mode": (5, 1, 1, 16, 12), "modes": (4, 2, 3, 8, 8),
+          "single-mode-parallel": (24, 1, 1, 64, 48), "modes-parallel": (8, 2, 2, 48, 48)}
+
+
+def test_the_parallel_shapes_reach_the_parallel_kernels():
+    for name, shape in SHAPES.items():
+        assert (np.prod(shape) >= PARALLEL_MIN_SIZE) == name.endswith("parallel"), name
 
 
 def complex_array(rng, shape):
     return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
 
 
-@pytest.fixture(params=SHAPES, ids=["single-mode", "modes"])
+@pytest.fixture(params=list(SHAPES.values()), ids=list(SHAPES))
 def case(request):
     n, mp, mo, y, x = request.param
     rng = np.random.default_rng(0)

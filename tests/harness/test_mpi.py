@@ -107,13 +107,19 @@ def test_a_rank_that_raises_ends_the_job_promptly_with_its_message():
 
 @needs_mpi
 @pytest.mark.mpi
-def test_scale_command_records_points_and_draws_the_plot(tmp_path, capsys):
+def test_scale_command_records_points_and_draws_the_plot(tmp_path, capsys, saved_figures):
     out = tmp_path / "s.jsonl"
     arguments = ["scale", "--mode", "weak", "--ranks", "1,2", "--dataset", "farfield-64-256", "--engine", "ML",
                  "--iterations", "2", "--warmup", "0", "--frames-per-rank", "64", "--out", str(out)]
     assert main(arguments) == 0
     text = capsys.readouterr().out
-    assert "Gustafson fit" in text and (tmp_path / "weak-ML.png").stat().st_size > 10_000
+    assert "Gustafson fit" in text and (tmp_path / "weak-ML.png").exists()
+    (figure,) = saved_figures
+    efficiency, stages = figure.axes
+    assert efficiency.get_ylabel() == "weak-scaling efficiency"
+    measured = next(line for line in efficiency.get_lines() if line.get_label().startswith("measured"))
+    assert list(measured.get_xdata()) == [1, 2] and measured.get_ydata()[0] == pytest.approx(1.0)
+    assert [patch.get_height() > 0 for patch in stages.patches[:2]] == [True, True]  # compute bars
     records = read_records(out)
     assert [(r["ranks"], r["dataset_info"]["n_frames"]) for r in records] == [(1, 64), (2, 128)]
     assert main(arguments) == 0  # resumes: both points reused

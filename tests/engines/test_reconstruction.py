@@ -32,26 +32,34 @@ def test_returns_object_and_probe_with_the_input_shapes_and_dtypes(tiny_arrays, 
     assert not np.array_equal(obj, tiny_arrays["initial_object"])     # it did something
 
 
-@pytest.mark.parametrize("engine", ENGINE_NAMES)
-def test_seed_function_and_object_api_return_identical_results(tiny_arrays, engine):
-    obj, probe = ptychography(**tiny_arrays, parameters=params(engine, seed=3))
-    result = Reconstruction(**tiny_arrays, parameters=params(engine, seed=3)).run()
-    np.testing.assert_array_equal(obj, result.object)
-    np.testing.assert_array_equal(probe, result.probe)
-
-
-@pytest.mark.parametrize("engine", ENGINE_NAMES)
-def test_same_seed_gives_identical_results(tiny_arrays, engine):
+@pytest.mark.parametrize("engine", ["ePIE", "rPIE"])  # the engines with a random choice (frame order)
+def test_the_seed_fixes_the_frame_order(tiny_arrays, engine):
     first = ptychography(**tiny_arrays, parameters=params(engine, seed=5))
     again = ptychography(**tiny_arrays, parameters=params(engine, seed=5))
+    other = ptychography(**tiny_arrays, parameters=params(engine, seed=6))
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert not np.array_equal(first[0], other[0])
+
+
+@pytest.mark.parametrize("engine", ["DM", "RAAR", "ML"])
+def test_deterministic_engines_repeat_exactly(tiny_arrays, engine):
+    """No hidden state between runs (plans, caches, thread scheduling of reductions)."""
+    first = ptychography(**tiny_arrays, parameters=params(engine))
+    again = ptychography(**tiny_arrays, parameters=params(engine))
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
 
 
-def test_pie_frame_order_follows_the_seed(tiny_arrays):
-    first = ptychography(**tiny_arrays, parameters=params("ePIE", seed=5))
-    other = ptychography(**tiny_arrays, parameters=params("ePIE", seed=6))
-    assert not np.array_equal(first[0], other[0])
+def test_step_runs_the_stages_one_iteration_at_a_time(tiny_arrays):
+    parameters = {"engine": [{"engine": "DM", "iterations": 2}, {"engine": "ML", "iterations": 1}]}
+    stepped = Reconstruction(**tiny_arrays, parameters=parameters)
+    engines = []
+    while (record := stepped.step()) is not None:
+        engines.append(record.engine)
+    assert engines == ["DM", "DM", "ML"] and stepped.step() is None
+    whole = Reconstruction(**tiny_arrays, parameters=parameters).run()
+    np.testing.assert_array_equal(stepped.object, whole.object)
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
@@ -97,7 +105,7 @@ def test_history_has_errors_object_error_and_stage_timings(tiny, tiny_arrays):
                             true_probe=tiny.ground_truth_probe(), callback=records.append).run()
     assert len(result.history) == ITERATIONS and records == result.history
     final = result.final
-    assert 0 < final.err_fmag and 0 < final.r_factor < 1 and 0 < final.object_error < 1.5
+    assert 0 < final.err_fmag and 0 < final.r_factor < 1 and 0 < final.object_error < 0.5
     assert {"propagation", "fourier_projection", "overlap_update"} <= set(final.stage_seconds)
     assert result.column("object_error")[-1] < result.column("object_error")[0]
 
