@@ -96,9 +96,16 @@ def _load() -> None:
             raise ImportError(f"{PLUGIN_VARIABLE}: cannot import engine module {module!r}: {error}") from error
 
 
+def _listing_order(spec: EngineSpec) -> int:
+    """Built-in engines in BUILTIN_MODULES order (whatever was imported first), then plug-ins."""
+    module = spec.engine_class.__module__.rpartition(".")[2]
+    builtin = spec.engine_class.__module__.startswith(__package__ + ".") and module in BUILTIN_MODULES
+    return BUILTIN_MODULES.index(module) if builtin else len(BUILTIN_MODULES)
+
+
 def engine_names() -> tuple[str, ...]:
     _load()
-    return tuple(_REGISTRY)
+    return tuple(sorted(_REGISTRY, key=lambda name: _listing_order(_REGISTRY[name])))
 
 
 def engine_spec(name: str) -> EngineSpec:

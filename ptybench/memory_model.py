@@ -3,8 +3,8 @@
     resident   intensities N·Y·X·4 (float32 copy), mask, object and probe with their update buffers,
                DM/RAAR exit waves N·M_p·M_o·Y·X·8
     per block  the temporaries of one block of frames: exit-wave-sized (n·M_p·M_o·Y·X·8) and
-               view-sized (n·M_o·Y·X·8) arrays alive at the same time, counted in the engine code
-               (see BLOCK_TEMPORARIES) and checked against measured peaks (tests/harness)
+               view-sized (n·M_o·Y·X·8) arrays alive at the same time, registered with each engine
+               (MemoryTerms in engines/registry.py); accuracy: docs/design.md, "Memory model"
 
 With streaming (a device backend and frames_per_block < N) the per-frame arrays live in pinned host
 memory and the device holds two blocks of them (the one in use and the one being uploaded). Under MPI

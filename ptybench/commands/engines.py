@@ -9,7 +9,7 @@ from ptybench.engines import describe_options
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "engines", help="the engines (DM, RAAR, ePIE, rPIE, ML) and their parameters",
+        "engines", help="the registered engines (built in: DM, RAAR, ePIE, rPIE, ML) and their parameters",
         description="List the keys of the `parameters` mapping of ptychography(...): run-wide keys, then each "
                     "engine's keys with defaults. `engine` may also be a list of stages, e.g. "
                     '[{"engine": "DM", "iterations": 50}, {"engine": "ML", "iterations": 50}].')

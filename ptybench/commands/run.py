@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "catalogue name or a CXI file (your own data: no ground truth, so R-factor and err_fmag "
                     "only). The record is appended to --out (JSON lines) and printed as a table.")
     parser.add_argument("--dataset", required=True, help="catalogue name (ptybench datasets list) or a .cxi file")
-    parser.add_argument("--engine", required=True, help="DM, RAAR, ePIE, rPIE or ML")
+    parser.add_argument("--engine", required=True, help="a registered engine (`ptybench engines` lists them)")
     parser.add_argument("--backend", default="numpy", help="numpy, torch, torch:cuda[:k], cupy[:k] (default: numpy)")
     parser.add_argument("--frames-per-block", type=int, default=None, help="frames per block (default: engine's)")
     add_measurement_options(parser)
