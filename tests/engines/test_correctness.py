@@ -85,10 +85,11 @@ def test_photon_starved_farfield_engines_reach_their_bar(lowcount_farfield, engi
 
 @pytest.mark.slow
 def test_data_derived_bound_beats_the_bright_data_constant_when_photon_starved(lowcount_farfield):
-    """The finding behind the default: a bound of 1/4 stalls DM (0.118 at 30 iterations here)."""
+    """The finding behind the default: a bound of 1/4 stalls DM (0.125 after 10 iterations, 0.118 after
+    30; the data's floor, 0.119, gives 0.086 and 0.051)."""
     data, arrays = lowcount_farfield
-    constant = reconstruct(data, arrays, {"engine": "DM", "iterations": LOWCOUNT_ITERATIONS, "pbound": 0.25})
-    assert constant.final.object_error > 1.5 * LOWCOUNT_FARFIELD_BARS["DM"]
+    constant = reconstruct(data, arrays, {"engine": "DM", "iterations": 10, "pbound": 0.25}).column("object_error")
+    assert constant[-1] > 1.5 * LOWCOUNT_FARFIELD_BARS["DM"]
 
 
 @pytest.mark.slow
