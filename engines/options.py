@@ -9,9 +9,12 @@ values raise a ValueError that names the key.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+import numpy as np
 
 from .backends import BACKEND_NAMES
 from .propagation import PROPAGATIONS
@@ -26,13 +29,18 @@ def option(default: Any, doc: str, check: Callable[[Any], bool] | None = None, e
     return field(default=default, metadata={"doc": doc, "check": check, "expected": expected})
 
 
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, (bool, np.bool_))
+
+
 def _integer(minimum: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+    """Python or NumPy integers (``np.int64(20)`` is as valid as ``20``)."""
+    return lambda v: isinstance(v, numbers.Integral) and not _is_bool(v) and v >= minimum
 
 
 def _number(minimum: float = -math.inf, maximum: float = math.inf, open_min: bool = False) -> Callable[[Any], bool]:
     def check(v: Any) -> bool:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if _is_bool(v) or not isinstance(v, numbers.Real) or not math.isfinite(v):
             return False
         return (v > minimum if open_min else v >= minimum) and v <= maximum
     return check
@@ -183,7 +191,12 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
         if check is not None and not check(value):
             raise ParameterError(f"parameters{where}[{key!r}]: expected {known[key].metadata['expected']}, "
                                  f"got {value!r}")
-    return cls(**values)
+    return cls(**{key: _plain(value) for key, value in values.items()})
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars become Python numbers, so options compare, print and serialise as usual."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _stage(entry: Any, defaults: Mapping[str, Any], where: str) -> Stage:
@@ -210,6 +223,9 @@ def parse_parameters(parameters: Mapping[str, Any] | None) -> Plan:
     run = _build(RunOptions, {k: v for k, v in parameters.items() if k in run_keys}, "")
     if run.propagation == "nearfield" and run.fresnel_number is None:
         raise ParameterError("parameters['fresnel_number']: expected a positive number for near field, got None")
+    if run.propagation == "farfield" and run.fresnel_number is not None:
+        raise ParameterError(f"parameters['fresnel_number']: expected None for far-field propagation, got "
+                             f"{run.fresnel_number!r} (set propagation='nearfield' to use it)")
     rest = {k: v for k, v in parameters.items() if k not in run_keys}
     engine = rest.pop("engine", "DM")
     if isinstance(engine, (list, tuple)):

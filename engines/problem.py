@@ -115,6 +115,7 @@ class Problem:
         self.object = self.backend.asarray(np.asarray(initial_object, dtype=np.complex64))
         probe_scale = np.float32(np.sqrt(self.photon_scale.photons_per_unit))
         self.probe = self.backend.asarray(np.asarray(initial_probe, dtype=np.complex64) * probe_scale)
+        self._require_probe_power_on_valid_pixels(initial_probe, internal_mask)
 
     def _block_size(self, requested: int | None) -> int:
         if requested is not None:
@@ -154,13 +155,27 @@ class Problem:
                           "State parameters['photons_per_unit'] if they are not.", stacklevel=4)
         return scale
 
+    def _require_probe_power_on_valid_pixels(self, initial_probe: np.ndarray, internal_mask: np.ndarray) -> None:
+        """A probe whose detector-side power falls only on masked pixels cannot be constrained by the data."""
+        from .backends.numpy_backend import NumpyBackend
+
+        host = make_propagator(NumpyBackend(), self.run.propagation, self.frame_shape, self.run.fresnel_number)
+        far = host.forward(np.asarray(initial_probe, dtype=np.complex64)[None, :, None].copy(), overwrite=True)
+        power = np.sum(np.abs(far[0, :, 0]) ** 2, axis=0)
+        if not np.sum(power[internal_mask]) > 1e-6 * np.sum(power):
+            raise ValueError("initial_probe: expected detector-side power on valid pixels, got (almost) none "
+                             "inside the mask: the data cannot constrain this probe")
+
     def _noise_floor(self, intensities: np.ndarray) -> float:
         """Mean over valid pixels of every frame of e(k) = E[(√λ − √k)²] at the measured counts k:
         the Fourier error a perfect model would have on these data (docs/algorithms.md, "Power bound")."""
         step = max(1, NOISE_STEP_BYTES // (4 * self.frame_shape[0] * self.frame_shape[1]))
         local = sum(noise_floor_sum(intensities[start:start + step], self.photon_scale.quantised)
                     for start in range(0, self.n_frames, step))
-        total = self.comm.allreduce_scalars([local])[0]
+        photons = float(np.sum(intensities, dtype=np.float64))
+        total, all_photons = self.comm.allreduce_scalars([local, photons])
+        if not all_photons > 0:
+            raise ValueError("diffraction_data: expected photons on valid pixels, got all zero (after the mask)")
         return total / max(1, self.n_frames_total * self.valid_pixels)
 
     def _streams(self) -> bool:

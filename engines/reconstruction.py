@@ -70,6 +70,9 @@ class Reconstruction:
                                self.plan.run, comm=comm, n_frames_total=n_frames_total)
         self._object_error = None
         if true_object is not None:
+            _require_truth_shape("true_object", true_object, initial_object.shape[-2:])
+            if true_probe is not None:
+                _require_truth_shape("true_probe", true_probe, initial_probe.shape[-2:])
             region_probe = initial_probe if true_probe is None else true_probe
             region = illuminated_region(region_probe, self.problem.corners, shape.object_shape)
             self._object_error = ObjectErrorMetric(self.problem.backend, true_object, region)
@@ -155,6 +158,14 @@ class Reconstruction:
         """The probe in the units of the input data (the engines work in photons)."""
         probe = self.problem.backend.to_numpy(self.problem.probe).astype(np.complex64, copy=False)
         return probe / np.float32(np.sqrt(self.problem.photon_scale.photons_per_unit))
+
+
+def _require_truth_shape(name: str, value: Any, shape: tuple[int, ...]) -> None:
+    """Ground truth must cover the same pixels as the reconstruction (modes may differ)."""
+    actual = tuple(np.shape(value))
+    if len(actual) not in (2, 3) or actual[-2:] != tuple(shape):
+        raise ValueError(f"{name}: expected an array of shape (modes, {shape[0]}, {shape[1]}) or "
+                         f"({shape[0]}, {shape[1]}) like the initial guess, got shape {actual}")
 
 
 def ptychography(diffraction_data: Any, initial_object: np.ndarray, initial_probe: np.ndarray,

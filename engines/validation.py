@@ -112,6 +112,10 @@ def validate_inputs(diffraction_data: Any, initial_object: Any, initial_probe: A
                          f"({height}, {width}), got shape {initial_object.shape}")
     _require_finite("initial_object", initial_object)
     _require_finite("initial_probe", initial_probe)
+    for name, value in (("initial_object", initial_object), ("initial_probe", initial_probe)):
+        if not np.any(value[0]):
+            raise ValueError(f"{name}: expected a non-zero first mode (the engines divide by its power), "
+                             f"got all zeros")
 
     _require_array("scan_positions", scan_positions, "an (N, 2) float32 numpy array")
     _require_dtype("scan_positions", scan_positions, (np.dtype(np.float32),), "an (N, 2) float32 array")

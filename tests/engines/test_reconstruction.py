@@ -116,6 +116,13 @@ def test_stages_run_in_order_with_their_own_iterations(tiny_arrays):
     assert [r.engine for r in result.history] == ["DM"] * 3 + ["ML"] * 2
 
 
+def test_numpy_scalars_are_valid_parameter_values():
+    options = parse_parameters({"engine": "ePIE", "iterations": np.int64(20), "alpha": np.float32(0.9),
+                                "threads": np.int32(2)})
+    assert options.stages[0].options.iterations == 20 and type(options.stages[0].options.iterations) is int
+    assert options.stages[0].options.alpha == pytest.approx(0.9) and options.run.threads == 2
+
+
 @pytest.mark.parametrize(("parameters", "key"), [
     ({"engine": "DX"}, "'engine'"),
     ({"engine": "DM", "iteration": 3}, "iteration"),
@@ -130,6 +137,8 @@ def test_stages_run_in_order_with_their_own_iterations(tiny_arrays):
     ({"propagation": "nearfield"}, "'fresnel_number'"),
     ({"frames_per_block": 0}, "'frames_per_block'"),
     ({"engine": [{"engine": "DM", "beta": 0.5}]}, "beta"),
+    ({"fresnel_number": 0.1}, "'fresnel_number'"),                  # far field takes none
+    ({"engine": "DM", "iterations": np.bool_(True)}, "'iterations'"),
 ])
 def test_bad_parameters_name_the_key(parameters, key):
     with pytest.raises(ParameterError) as info:

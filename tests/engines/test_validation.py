@@ -72,3 +72,28 @@ def test_bad_input_is_named_with_expected_and_actual(good, name, make_bad, error
     assert "expected" in message
     for word in words:
         assert word in message, message
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda a: {"diffraction_data": np.zeros_like(a["diffraction_data"])}, "diffraction_data: expected photons"),
+    (lambda a: {"initial_object": np.zeros_like(a["initial_object"])}, "initial_object: expected a non-zero"),
+    (lambda a: {"initial_probe": np.zeros_like(a["initial_probe"])}, "initial_probe: expected a non-zero"),
+    (lambda a: {"mask": np.pad(np.ones((2, 2), bool), ((0, 30), (0, 30)))}, "initial_probe: expected detector-side"),
+], ids=["all-zero data", "all-zero object", "all-zero probe", "probe power only on masked pixels"])
+def test_degenerate_inputs_are_input_errors_before_any_iteration(tiny_arrays, change, message):
+    """Not "the object became NaN at iteration 0", not a silent zero object: the argument and why."""
+    from ptybench.engines import Reconstruction
+
+    arrays = {**tiny_arrays, **change(tiny_arrays)}
+    with pytest.raises(ValueError, match=message):
+        Reconstruction(**arrays, parameters={"engine": "DM", "iterations": 1})
+
+
+@pytest.mark.parametrize("name", ["true_object", "true_probe"])
+def test_ground_truth_of_the_wrong_shape_names_the_argument(tiny, tiny_arrays, name):
+    from ptybench.engines import Reconstruction
+
+    truth = {"true_object": tiny.ground_truth_object(), "true_probe": tiny.ground_truth_probe(),
+             name: np.ones((1, 7, 7), np.complex64)}
+    with pytest.raises(ValueError, match=f"{name}: expected an array of shape"):
+        Reconstruction(**tiny_arrays, parameters={"iterations": 1}, **truth)
