@@ -21,12 +21,14 @@ from .synthetic import SyntheticDataset
 
 
 def load(name_or_path: str | os.PathLike | DatasetSpec, threads: int | None = None) -> Dataset:
-    """A dataset from a catalogue name, a DatasetSpec, or a path to a CXI file."""
+    """A dataset from a catalogue name, a DatasetSpec, a path to a CXI file, or comma-separated paths of
+    files that complete each other ("data.cxi,positions.h5": each field from the first file that has it)."""
     if isinstance(name_or_path, DatasetSpec):
         return SyntheticDataset(name_or_path, threads=threads)
     text = str(name_or_path)
-    if text.endswith((".cxi", ".h5", ".hdf5")) or Path(text).is_file():
-        return open_cxi(text)
+    parts = [part.strip() for part in text.split(",")] if "," in text else [text]
+    if all(part.endswith((".cxi", ".h5", ".hdf5", ".nxs")) or Path(part).is_file() for part in parts):
+        return open_cxi(*parts)
     return SyntheticDataset(get_spec(text), threads=threads)
 
 

@@ -26,6 +26,7 @@ from .spec import HC_KEV_M, DatasetSpec
 CXI_VERSION = 160
 JOULES_PER_KEV = 1.602176634e-16
 DETECTOR = "entry_1/instrument_1/detector_1"
+SOURCE = "entry_1/instrument_1/source_1"
 TRANSLATION = "entry_1/sample_1/geometry_1/translation"
 EXTRA = "entry_1/ptybench"
 WRITE_BLOCK_BYTES = 256 * 2**20
@@ -77,29 +78,60 @@ def write_cxi(path: str | os.PathLike, dataset: Dataset) -> Path:
 
 
 class CXIDataset(Dataset):
-    """A CXI file read lazily: frames come from disk block by block, like a SyntheticDataset's.
+    """CXI files read lazily: frames come from disk block by block, like a SyntheticDataset's.
 
-    Files from other codes (no ptybench group) get positions from the translations and the far-field
-    pixel size λz/(X·pixel), a flat initial object and a probe back-propagated from the mean pattern.
+    Only standard fields are required: detector data, distance and pixel size, source energy and the
+    sample translations (metres). Files from other codes get positions from the translations and the
+    far-field pixel size λz/(X·pixel); the initial probe from source_1/illumination, else estimated from
+    the mean pattern (``initial_probe_source`` says which); the initial object from an
+    entry_1/image_N with data_type "object", else flat. Several files can be combined (diffraction in
+    the first, positions or probe in the others, as some beamlines split them): each field is taken from
+    the first file that has it.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ValueError(f"dataset: expected a CXI file, {str(self.path)!r} does not exist")
-        self._file = h5py.File(self.path, "r")
-        if DETECTOR + "/data" not in self._file:
-            self._file.close()
-            raise ValueError(f"dataset: {str(self.path)!r} has no /{DETECTOR}/data, so it is not a CXI data file")
-        self._data = self._file[DETECTOR + "/data"]
-        self._extra = self._file.get(EXTRA)
+    REQUIRED = (DETECTOR + "/data", DETECTOR + "/distance", DETECTOR + "/x_pixel_size", SOURCE + "/energy",
+                TRANSLATION)
+
+    def __init__(self, path: str | os.PathLike, *more: str | os.PathLike) -> None:
+        self.paths = [Path(p) for p in (path, *more)]
+        self.path = self.paths[0]
+        self._files = [_open_hdf5(p) for p in self.paths]
+        try:
+            for field in self.REQUIRED:
+                self._require(field)
+            self._data = self._require(DETECTOR + "/data")
+            if self._data.ndim != 3:
+                raise ValueError(f"dataset: {self._where(DETECTOR + '/data')} is {self._data.ndim}-D with shape "
+                                 f"{self._data.shape}; expected (N, Y, X) frames")
+        except ValueError:
+            self.close()
+            raise
+        self._extra = self._find(EXTRA)
         attrs = self._extra.attrs if self._extra is not None else {}
         self.spec = DatasetSpec.from_dict(json.loads(attrs["spec"])) if "spec" in attrs else None
         self._propagation = str(attrs.get("propagation", "farfield"))
         self._fresnel_number = float(attrs["fresnel_number"]) if "fresnel_number" in attrs else None
 
+    # --- where fields are ----------------------------------------------------------------------------
+    def _find(self, field: str) -> Any:
+        for handle in self._files:
+            if field in handle:
+                return handle[field]
+        return None
+
+    def _require(self, field: str) -> Any:
+        found = self._find(field)
+        if found is None:
+            files = ", ".join(str(p) for p in self.paths)
+            raise ValueError(f"dataset: {files} lacks the required CXI field /{field}")
+        return found
+
+    def _where(self, field: str) -> str:
+        return f"/{field} in {self.paths[0]}"
+
     def close(self) -> None:
-        self._file.close()
+        for handle in self._files:
+            handle.close()
 
     def __enter__(self) -> CXIDataset:
         return self
@@ -108,7 +140,8 @@ class CXIDataset(Dataset):
         self.close()
 
     def __repr__(self) -> str:
-        return f"CXIDataset({str(self.path)!r}, {self.n_frames} frames of {self.frame_shape})"
+        files = ", ".join(repr(str(p)) for p in self.paths)
+        return f"CXIDataset({files}, {self.n_frames} frames of {self.frame_shape})"
 
     # --- metadata ------------------------------------------------------------------------
     @property
@@ -121,15 +154,15 @@ class CXIDataset(Dataset):
 
     @property
     def energy_kev(self) -> float:
-        return float(self._file["entry_1/instrument_1/source_1/energy"][()]) / JOULES_PER_KEV
+        return float(self._require(SOURCE + "/energy")[()]) / JOULES_PER_KEV
 
     @property
     def distance_m(self) -> float:
-        return float(self._file[DETECTOR + "/distance"][()])
+        return float(self._require(DETECTOR + "/distance")[()])
 
     @property
     def detector_pixel_m(self) -> float:
-        return float(self._file[DETECTOR + "/x_pixel_size"][()])
+        return float(self._require(DETECTOR + "/x_pixel_size")[()])
 
     @property
     def object_pixel_m(self) -> float:
@@ -148,21 +181,29 @@ class CXIDataset(Dataset):
     def positions(self) -> np.ndarray:
         if self._extra is not None and "positions_pixels" in self._extra:
             return np.asarray(self._extra["positions_pixels"], dtype=np.float32)
-        translation = np.asarray(self._file[TRANSLATION])
+        translation = np.asarray(self._require(TRANSLATION))
+        if translation.ndim != 2 or translation.shape[0] != self.n_frames or translation.shape[1] < 2:
+            raise ValueError(f"dataset: /{TRANSLATION} has shape {translation.shape}; expected ({self.n_frames}, 3) "
+                             f"translations in metres, one per frame")
         pixels = np.stack([translation[:, 1], translation[:, 0]], axis=1) / self.object_pixel_m
         return np.round(pixels - pixels.min(axis=0)).astype(np.float32)
 
     @property
     def mask(self) -> np.ndarray:
-        if DETECTOR + "/mask" not in self._file:
+        mask = self._find(DETECTOR + "/mask")
+        if mask is None:
             return np.ones(self.frame_shape, dtype=bool)
-        return np.asarray(self._file[DETECTOR + "/mask"]) == 0
+        return np.asarray(mask) == 0
 
     def frames(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         stop = self.n_frames if stop is None else stop
         if not (0 <= start <= stop <= self.n_frames):
             raise ValueError(f"frames: expected 0 <= start <= stop <= {self.n_frames}, got {start}, {stop}")
-        block = self._data[start:stop]
+        try:
+            block = self._data[start:stop]
+        except OSError as error:  # a truncated file: h5py cannot read the chunks
+            raise ValueError(f"dataset: cannot read frames {start}..{stop} of {self._where(DETECTOR + '/data')} "
+                             f"({error}); is the file complete?") from None
         return block if block.dtype == np.uint32 else block.astype(np.float32)
 
     def ground_truth(self) -> GroundTruth | None:
@@ -173,20 +214,80 @@ class CXIDataset(Dataset):
 
     @property
     def object_shape(self) -> tuple[int, int]:
-        if self._extra is not None and "initial/object" in self._extra:
-            return tuple(int(s) for s in self._extra["initial/object"].shape[1:])
+        stored = self._stored_object()
+        if stored is not None:
+            return tuple(int(s) for s in stored.shape[-2:])
         extent = self.positions.max(axis=0).astype(int)
         return (int(extent[0]) + self.frame_shape[0], int(extent[1]) + self.frame_shape[1])
 
+    def _stored_object(self) -> Any:
+        if self._extra is not None and "initial/object" in self._extra:
+            return self._extra["initial/object"]
+        return _image_of_type(self._files, "object")
+
+    def _stored_probe(self) -> Any:
+        if self._extra is not None and "initial/probe" in self._extra:
+            return self._extra["initial/probe"]
+        return self._find(SOURCE + "/illumination")
+
+    @property
+    def initial_probe_source(self) -> str:
+        if self._stored_probe() is not None:
+            return "file"
+        return "estimated from the mean diffraction pattern"
+
     def initial_object(self, modes: int | None = None) -> np.ndarray:
-        if self._extra is not None and "initial/object" in self._extra and modes is None:
-            return np.asarray(self._extra["initial/object"])
+        stored = self._stored_object()
+        if stored is not None:
+            obj = _as_modes(np.asarray(stored))
+            if modes is None or modes == obj.shape[0]:
+                return obj
         return np.ones((modes or 1, *self.object_shape), dtype=np.complex64)
 
     def initial_probe(self, modes: int | None = None) -> np.ndarray:
-        if self._extra is not None and "initial/probe" in self._extra and modes is None:
-            return np.asarray(self._extra["initial/probe"])
+        stored = self._stored_probe()
+        if stored is not None:
+            probe = _as_modes(np.asarray(stored))
+            if modes is None or modes == probe.shape[0]:
+                return probe
         return probe_from_mean_pattern(self.frames(0, min(self.n_frames, 256)), self.mask, modes or 1)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        return {**super().describe(name), "initial_probe": self.initial_probe_source,
+                "files": [str(p) for p in self.paths]}
+
+
+def _open_hdf5(path: Path) -> Any:
+    if not path.is_file():
+        raise ValueError(f"dataset: expected a CXI file, {str(path)!r} does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"dataset: {str(path)!r} is not a readable HDF5/CXI file ({error})") from None
+
+
+def _image_of_type(files: list[Any], data_type: str) -> Any:
+    """The data of the first entry_1/image_N whose data_type is ``data_type`` (CXI convention)."""
+    for handle in files:
+        entry = handle.get("entry_1")
+        if entry is None:
+            continue
+        for key in sorted(k for k in entry if k.startswith("image_")):
+            group = entry[key]
+            kind = group.get("data_type")
+            if kind is not None and "data" in group and _text(kind[()]) == data_type:
+                return group["data"]
+    return None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _as_modes(array: np.ndarray) -> np.ndarray:
+    """(Y, X) or (modes, Y, X) as complex64 (modes, Y, X)."""
+    array = np.asarray(array, dtype=np.complex64)
+    return array[None] if array.ndim == 2 else array
 
 
 def probe_from_mean_pattern(frames: np.ndarray, mask: np.ndarray, modes: int) -> np.ndarray:
@@ -199,5 +300,6 @@ def probe_from_mean_pattern(frames: np.ndarray, mask: np.ndarray, modes: int) ->
     return result
 
 
-def open_cxi(path: str | os.PathLike) -> CXIDataset:
-    return CXIDataset(path)
+def open_cxi(path: str | os.PathLike, *more: str | os.PathLike) -> CXIDataset:
+    """A CXI dataset from one file, or several that complete each other (fields from the first that has them)."""
+    return CXIDataset(path, *more)

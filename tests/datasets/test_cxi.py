@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from ptybench.datasets import DatasetSpec, load, write_cxi
+from ptybench.datasets import CXIDataset, DatasetSpec, load, write_cxi
 
 SPEC = DatasetSpec(kind="nearfield", n_frames=12, frame_shape=(32, 32), photons=1e5, probe_modes=2,
                    beamstop_radius=2.0, seed=5)
@@ -70,5 +70,74 @@ def test_missing_or_non_cxi_file_is_a_clear_error(tmp_path):
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
         f["x"] = 1
-    with pytest.raises(ValueError, match="not a CXI"):
+    with pytest.raises(ValueError, match="lacks the required CXI field /entry_1/instrument_1/detector_1/data"):
         load(other)
+
+
+def standard_only(tmp_path, name="standard.cxi", drop=(), spec=SPEC.with_changes(kind="farfield", probe_modes=1)):
+    """A file with only the standard CXI fields a beamline writes (no ptybench group, no mask)."""
+    path = write_cxi(tmp_path / name, load(spec))
+    with h5py.File(path, "a") as f:
+        for field in ("entry_1/ptybench", "entry_1/instrument_1/detector_1/mask", "entry_1/data_1", *drop):
+            del f[field]
+    return path
+
+
+def test_a_file_with_only_standard_fields_is_a_dataset(tmp_path):
+    with load(standard_only(tmp_path)) as data:
+        arrays = data.arrays()
+        assert arrays["diffraction_data"].shape == (12, 32, 32) and arrays["mask"].all()
+        assert arrays["initial_probe"].shape == (1, 32, 32) and arrays["initial_object"].shape[0] == 1
+        assert data.ground_truth() is None and data.geometry().n_frames == 12
+        info = data.describe("standard.cxi")
+        assert info["initial_probe"] == "estimated from the mean diffraction pattern" and info["kind"] == "file"
+
+
+@pytest.mark.parametrize("field", CXIDataset.REQUIRED)
+def test_a_missing_required_field_is_named(tmp_path, field):
+    path = standard_only(tmp_path, drop=() if field.endswith("/data") else (field,))
+    if field.endswith("/data"):
+        with h5py.File(path, "a") as f:
+            del f[field]
+    with pytest.raises(ValueError, match=f"lacks the required CXI field /{field}"):
+        load(path)
+
+
+def test_a_probe_and_object_in_the_standard_places_are_used(tmp_path):
+    source = load(SPEC.with_changes(kind="farfield", probe_modes=1))
+    path = standard_only(tmp_path)
+    with h5py.File(path, "a") as f:
+        f["entry_1/instrument_1/source_1/illumination"] = source.ground_truth_probe()[0]
+        f["entry_1/image_1/data"] = source.initial_object()[0]
+        f["entry_1/image_1/data_type"] = "object"
+    with load(path) as data:
+        np.testing.assert_array_equal(data.initial_probe()[0], source.ground_truth_probe()[0])
+        assert data.initial_object().shape == source.initial_object().shape
+        assert data.describe("x")["initial_probe"] == "file"
+
+
+def test_split_files_complete_each_other(tmp_path):
+    """Diffraction in one file, translations and probe in another, as some beamlines write them."""
+    full = standard_only(tmp_path, name="full.cxi")
+    data_only = standard_only(tmp_path, name="frames.cxi", drop=("entry_1/sample_1",))
+    with h5py.File(full, "r") as f, h5py.File(tmp_path / "positions.h5", "w") as g:
+        g["entry_1/sample_1/geometry_1/translation"] = f["entry_1/sample_1/geometry_1/translation"][()]
+    with pytest.raises(ValueError, match="lacks the required CXI field /entry_1/sample_1"):
+        load(data_only)
+    with load(f"{data_only},{tmp_path / 'positions.h5'}") as combined, load(full) as whole:
+        np.testing.assert_array_equal(combined.positions, whole.positions)
+        assert combined.describe("x")["files"] == [str(data_only), str(tmp_path / "positions.h5")]
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path):
+    flat = standard_only(tmp_path, name="flat.cxi")
+    with h5py.File(flat, "a") as f:
+        frames = f["entry_1/instrument_1/detector_1/data"][()]
+        del f["entry_1/instrument_1/detector_1/data"]
+        f["entry_1/instrument_1/detector_1/data"] = frames[0]
+    with pytest.raises(ValueError, match="is 2-D .* expected \\(N, Y, X\\) frames"):
+        load(flat)
+    truncated = tmp_path / "truncated.cxi"
+    truncated.write_bytes(standard_only(tmp_path, name="t.cxi").read_bytes()[:3000])
+    with pytest.raises(ValueError, match="not a readable HDF5/CXI file"):
+        load(truncated)

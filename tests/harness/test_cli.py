@@ -136,6 +136,31 @@ def test_run_on_a_cxi_file_reports_fourier_errors_without_ground_truth(tmp_path,
     assert record["dataset_info"]["propagation"] == "nearfield"
 
 
+def standard_cxi(tmp_path):
+    """A far-field file with only the standard CXI fields, as another code writes it."""
+    path = tmp_path / "beamline.cxi"
+    assert main(["datasets", "make", "farfield-64-256", "--out", str(path)]) == 0
+    with h5py.File(path, "a") as handle:
+        for field in ("entry_1/ptybench", "entry_1/instrument_1/detector_1/mask", "entry_1/data_1"):
+            del handle[field]
+    return path
+
+
+def test_info_plan_and_run_work_on_a_file_with_only_standard_cxi_fields(tmp_path, capsys):
+    path = standard_cxi(tmp_path)
+    assert main(["datasets", "info", str(path)]) == 0
+    assert "CXI file" in capsys.readouterr().out
+    assert main(["plan", "--dataset", str(path), "--device-memory", "1GB", "--backends", "numpy"]) == 0
+    assert "DM " in capsys.readouterr().out
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--dataset", str(path), "--engine", "DM", "--iterations", "2", "--warmup", "0",
+                 "--threads", "1", "--out", str(out)]) == 0
+    (record,) = read_records(out)
+    assert record["status"] == "ok" and record["object_error"] is None and 0 < record["r_factor"] < 1
+    assert record["dataset_info"]["initial_probe"] == "estimated from the mean diffraction pattern"
+    assert record["dataset_info"]["n_frames"] == 256
+
+
 def test_failed_run_exits_non_zero_but_keeps_the_record(tmp_path, capsys):
     out = tmp_path / "r.jsonl"
     assert main(["run", "--dataset", "farfield-64-256", "--engine", "rPIE", "--iterations", "4",

@@ -194,3 +194,20 @@ def test_a_serial_run_and_a_one_rank_mpi_run_make_records_with_the_same_fields()
     assert set(serial["memory"]) == set(distributed["memory"])
     assert serial["object_error"] == pytest.approx(distributed["object_error"], rel=1e-6)
     assert len(serial["per_rank"]) == len(distributed["per_rank"]) == 1
+
+
+@needs_mpi
+def test_a_standard_cxi_file_runs_on_two_ranks(tmp_path):
+    """Each rank reads its own frames of a file with only standard fields (no ptybench group)."""
+    import h5py
+
+    from ptybench.datasets import write_cxi
+
+    path = write_cxi(tmp_path / "beamline.cxi", load("farfield-64-256"))
+    with h5py.File(path, "a") as handle:
+        del handle["entry_1/ptybench"]
+    record = run_mpi(Measurement(dataset=str(path), engine="DM", iterations=2, warmup=0, threads=1,
+                                 fft_floor=False, ranks=2))
+    assert record["status"] == "ok", record["message"]
+    assert [r["frames"] for r in record["per_rank"]] == [[0, 128], [128, 256]]
+    assert record["object_error"] is None and 0 < record["r_factor"] < 1
