@@ -74,9 +74,12 @@ def test_missing_or_non_cxi_file_is_a_clear_error(tmp_path):
         load(other)
 
 
-def standard_only(tmp_path, name="standard.cxi", drop=(), spec=SPEC.with_changes(kind="farfield", probe_modes=1)):
+FARFIELD_SPEC = SPEC.with_changes(kind="farfield", probe_modes=1)
+
+
+def standard_only(tmp_path, name="standard.cxi", drop=()):
     """A file with only the standard CXI fields a beamline writes (no ptybench group, no mask)."""
-    path = write_cxi(tmp_path / name, load(spec))
+    path = write_cxi(tmp_path / name, load(FARFIELD_SPEC))
     with h5py.File(path, "a") as f:
         for field in ("entry_1/ptybench", "entry_1/instrument_1/detector_1/mask", "entry_1/data_1", *drop):
             del f[field]
@@ -135,7 +138,7 @@ def test_unreadable_files_are_one_line_errors(tmp_path):
         frames = f["entry_1/instrument_1/detector_1/data"][()]
         del f["entry_1/instrument_1/detector_1/data"]
         f["entry_1/instrument_1/detector_1/data"] = frames[0]
-    with pytest.raises(ValueError, match="is 2-D .* expected \\(N, Y, X\\) frames"):
+    with pytest.raises(ValueError, match=r"is 2-D .* expected \(N, Y, X\) frames"):
         load(flat)
     truncated = tmp_path / "truncated.cxi"
     truncated.write_bytes(standard_only(tmp_path, name="t.cxi").read_bytes()[:3000])
