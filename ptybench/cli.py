@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, BackendUnavailable, MPIUnavailable) as error:
+    except (ValueError, TypeError, OSError, BackendUnavailable, MPIUnavailable) as error:
         # Bad input is the user's to fix: say what was wrong without a traceback.
         print(f"ptybench: error: {error}", file=sys.stderr)
         return 2

@@ -180,6 +180,6 @@ def parse_bytes(text: str | int | float) -> int:
         value = float(number)
     except ValueError:
         value = -1.0
-    if unit not in units or not value > 0:
+    if unit not in units or not 0 < value < math.inf:
         raise ValueError(f"memory size: expected a number with an optional unit (e.g. 80GB, 24GiB), got {text!r}")
     return int(value * units[unit])

@@ -21,7 +21,8 @@ SUMMARY_COLUMNS = (
 
 
 def summary_frame(frame: Any) -> Any:
-    """Add the derived columns of the summary (backend label, throughput, memory in MB)."""
+    """Add the derived columns of the summary (backend label, throughput, memory in MB = 10⁶ bytes, as
+    everywhere in ptybench: --memory-limit, plan and dataset sizes)."""
     frame = frame.copy()
     if frame.empty:
         return frame
@@ -39,8 +40,8 @@ def summary_frame(frame: Any) -> Any:
                        for a, b in zip(q25, q75, strict=True)]
     device_peak = column("memory.device_peak_bytes").astype(float)
     host_algorithm = column("memory.host_algorithm_bytes").astype(float)
-    frame["memory_measured_mb"] = np.where(np.isfinite(device_peak), device_peak, host_algorithm) / 2**20
-    frame["memory_predicted_mb"] = column("memory.predicted_bytes").astype(float) / 2**20
+    frame["memory_measured_mb"] = np.where(np.isfinite(device_peak), device_peak, host_algorithm) / 1e6
+    frame["memory_predicted_mb"] = column("memory.predicted_bytes").astype(float) / 1e6
     return frame
 
 

@@ -48,6 +48,21 @@ def append(path: str | os.PathLike, record: Mapping[str, Any]) -> dict[str, Any]
     return full
 
 
+def require_writable(path: str | os.PathLike) -> Path:
+    """Check before measuring that records can be appended to ``path``, so no measurement is lost
+    after it ran. Creates the folder and the (empty) file if needed."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--out: {path} is a directory; expected a results file such as {path / 'results.jsonl'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as error:
+        raise ValueError(f"--out: cannot write {path}: {error.strerror or error}") from None
+    return path
+
+
 def write_json_atomically(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
     """One record as a whole JSON file, renamed into place (a reader never sees half of it)."""
     temporary = Path(f"{os.fspath(path)}.tmp")

@@ -38,9 +38,11 @@ def default_backends() -> list[str]:
 
 def run_demo(args: argparse.Namespace) -> int:
     from ptybench.report import format_table, plot_scaling
+    from ptybench.results import require_writable
     from ptybench.sweep import SweepConfig, run_sweep, sweep_results
 
     out = Path(args.out)
+    require_writable(out / "results.jsonl")
     backends = args.backends.split(",") if args.backends else default_backends()
     config = SweepConfig(datasets=args.datasets.split(","), engines=args.engines.split(","), backends=backends,
                          iterations=args.iterations, warmup=2, threads=args.threads, timeout_s=300,

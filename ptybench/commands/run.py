@@ -50,6 +50,7 @@ def run_one(args: argparse.Namespace) -> int:
     from ptybench.report import format_table
 
     backend, device = parse_target(args.backend)
+    results.require_writable(args.out)
     measurement = Measurement(dataset=args.dataset, engine=args.engine, backend=backend, device=device,
                               iterations=args.iterations, warmup=args.warmup, threads=args.threads,
                               frames_per_block=args.frames_per_block, parameters=args.parameters or {},

@@ -59,6 +59,8 @@ def run_scale(args: argparse.Namespace) -> int:
         scaling_table,
     )
 
+    results.require_writable(args.out)
+
     mpiexec_path()  # a clear message now rather than a failed record per point
     ranks = _ints(args.ranks, "--ranks")
     backend, device = parse_target(args.backend)

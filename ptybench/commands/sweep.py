@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from ptybench.commands.run import add_measurement_options
@@ -57,6 +58,9 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
     from ptybench.sweep import SweepConfig
 
     blocks = _split(args.frames_per_block)
+    if blocks and not all(block.isdigit() for block in blocks):
+        raise ValueError(f"--frames-per-block: expected comma-separated whole numbers (0 = the engine's default), "
+                         f"got {args.frames_per_block!r}")
     overrides = {"datasets": _split(args.datasets), "engines": _split(args.engines),
                  "backends": _split(args.backends), "frames_per_block": [int(b) for b in blocks] if blocks else None,
                  "iterations": args.iterations, "warmup": args.warmup, "threads": args.threads,
@@ -72,9 +76,11 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     from ptybench.report import format_table
+    from ptybench.results import require_writable
     from ptybench.sweep import pending, run_sweep, sweep_results
 
     config = config_from_args(args)
+    require_writable(config.out)
     total = len(config.measurements())
     todo = len(pending(config.measurements(), config.out, args.retry_failed))
     print(f"sweep: {total} points, {total - todo} already in {config.out}, {todo} to measure")
@@ -83,4 +89,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     print(format_table(frame))
     print(f"\n{len(new)} new records in {config.out}; `ptybench table {config.out}` prints this again, "
           f"`ptybench plot {config.out}` draws it")
+    failed = [record for record in new if record["status"] in ("error", "timeout")]
+    if new and len(failed) == len(new):
+        messages = {record["message"].splitlines()[0] if record["message"] else "" for record in failed}
+        print(f"ptybench: error: every point failed ({'; '.join(sorted(messages))[:300]})", file=sys.stderr)
+        return 1
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -182,3 +183,45 @@ def test_plan_answers_the_seed_workload_question(capsys):
 def test_sweep_without_a_config_or_lists_is_an_error(capsys):
     assert main(["sweep", "--engines", "DM"]) == 2
     assert "--datasets" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["run", "--dataset", "farfield-64-256", "--engine", "DM", "--out", "{tmp}"], "--out: .* is a directory"),
+    (["run", "--dataset", "farfield-64-256", "--engine", "DM", "--out", "{file}/r.jsonl"], "--out: cannot write"),
+    (["sweep", "--datasets", "farfield-64-256", "--engines", "DM", "--out", "{tmp}"], "--out: .* is a directory"),
+    (["sweep", "--datasets", "farfield-64-256", "--engines", "DM", "--frames-per-block", "a,b", "--out",
+      "{tmp}/r.jsonl"], "--frames-per-block: expected comma-separated whole numbers"),
+    (["plan", "--dataset", "farfield-64-256", "--device-memory", "infGB"], "memory size: expected a number"),
+    (["datasets", "make", "nearfield-64-64", "--out", "{file}/d.cxi"], "Not a directory|File exists"),
+    (["datasets", "info", "{file}"], "not a readable HDF5/CXI file"),
+], ids=["run --out dir", "run --out under a file", "sweep --out dir", "fpb letters", "inf memory",
+        "make into a file path", "info on a non-HDF5 file"])
+def test_user_mistakes_are_one_line_errors_before_any_measurement(tmp_path, capsys, arguments, message):
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("not a folder\n")
+    filled = [a.format(tmp=tmp_path, file=a_file) for a in arguments]
+    assert main(filled) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ptybench: error:") and "Traceback" not in err
+    assert re.search(message, err), err
+    assert not any(tmp_path.glob("**/*.jsonl")) or "--frames-per-block" in message
+
+
+def test_a_sweep_whose_every_point_failed_exits_non_zero(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    code = main(["sweep", "--datasets", "farfield-64-256", "--engines", "DM,ML", "--backends", "cupy",
+                 "--iterations", "1", "--warmup", "0", "--out", str(out), "--no-progress"])
+    assert code == 1 and "every point failed" in capsys.readouterr().err
+    assert [r["status"] for r in read_records(out)] == ["error", "error"]
+
+
+def test_the_table_prints_decimal_megabytes_like_every_other_size():
+    import pandas as pd
+
+    from ptybench.report import summary_frame
+
+    record = {"status": "ok", "backend": "numpy", "device": None, "engine": "DM",
+              "memory.host_algorithm_bytes": 5_000_000, "memory.predicted_bytes": 4_000_000}
+    frame = summary_frame(pd.DataFrame([record]))
+    assert frame["memory_measured_mb"].iloc[0] == pytest.approx(5.0)
+    assert frame["memory_predicted_mb"].iloc[0] == pytest.approx(4.0)
