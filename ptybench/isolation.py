@@ -42,6 +42,7 @@ class ChildOutcome:
     stderr: str
     timed_out: bool
     seconds: float
+    stdout: str = ""
 
     def why(self, lines: int = 15) -> str:
         """How the child ended, for a failure record: signal or exit status and the end of stderr."""
@@ -61,12 +62,12 @@ def run_child(command: list[str], environment: dict[str, str], timeout_s: float,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
                                start_new_session=True, preexec_fn=_die_with_parent)
     try:
-        _, stderr = process.communicate(stdin_text, timeout=timeout_s)
+        stdout, stderr = process.communicate(stdin_text, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         _kill_group(process)
-        _, stderr = process.communicate()
-        return ChildOutcome(None, stderr or "", True, time.time() - started)
-    return ChildOutcome(process.returncode, stderr or "", False, time.time() - started)
+        stdout, stderr = process.communicate()
+        return ChildOutcome(None, stderr or "", True, time.time() - started, stdout or "")
+    return ChildOutcome(process.returncode, stderr or "", False, time.time() - started, stdout or "")
 
 
 def _die_with_parent() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,8 +30,9 @@ from ptybench.record import Record
 
 #: Default object-error target for time-to-quality (synthetic data; docs/algorithms.md error metric).
 DEFAULT_TARGET_ERROR = 0.1
-#: Fault injection for the abort-path test: the rank named here raises after setting up.
+#: Fault injection for the abort-path tests: the rank named here raises (or is SIGKILLed) after setting up.
 FAIL_RANK_VARIABLE = "PTYBENCH_FAIL_RANK"
+KILL_RANK_VARIABLE = "PTYBENCH_KILL_RANK"
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,8 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
     _warm_runtime(measurement, data)
     if os.environ.get(FAIL_RANK_VARIABLE) == str(comm.rank) and comm.size > 1:
         raise RuntimeError(f"rank {comm.rank}: deliberate failure ({FAIL_RANK_VARIABLE})")
+    if os.environ.get(KILL_RANK_VARIABLE) == str(comm.rank) and comm.size > 1:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
 
     baseline = _proc_status_bytes("VmRSS")
     peak_reset = _reset_peak_rss()

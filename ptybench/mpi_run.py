@@ -9,6 +9,7 @@ exception on any rank aborts the whole job instead of leaving the others waiting
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     measurement = Measurement.from_json(Path(argv[0]).read_text())
-    record = measure(measurement, MPICommunicator(), arrays_path=argv[2] if len(argv) == 3 else None)
+    comm = MPICommunicator()
+    # Which process is which rank: if one dies, the launcher names the rank, not only mpiexec's PID.
+    (Path(argv[1]).parent / f"rank-{comm.rank}.pid").write_text(f"{os.getpid()} {os.uname().nodename}\n")
+    record = measure(measurement, comm, arrays_path=argv[2] if len(argv) == 3 else None)
     if record is not None:
         write_json_atomically(argv[1], record.to_dict())
     return 0

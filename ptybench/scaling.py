@@ -72,8 +72,37 @@ def run_mpi(measurement: Measurement, arrays_path: str | None = None,
         lines = [line for line in outcome.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if "Error" in line or "rank" in line.lower()]
         message = "\n".join((errors or lines)[-12:])
-        return Record.failure(measurement, "error", f"mpiexec exit status {outcome.returncode}\n{message}",
-                              outcome.seconds).to_dict()
+        dead = dead_rank(outcome.stdout + outcome.stderr, Path(scratch))
+        return Record.failure(measurement, "error", f"{dead or f'mpiexec exit status {outcome.returncode}'}\n"
+                              f"{message}".strip(), outcome.seconds).to_dict()
+
+
+def dead_rank(launcher_output: str, scratch: Path) -> str | None:
+    """"rank 1 (pid 123 on node7) was killed by SIGKILL": the launcher reports a PID and a signal or
+    exit code; every rank wrote its PID beside the record (ptybench.mpi_run), so the PID names the rank."""
+    import re
+    import signal as signals
+
+    pid = re.search(r"PID (\d+) RUNNING AT (\S+)", launcher_output)
+    code = re.search(r"signal (\d+)", launcher_output) or re.search(r"EXIT CODE: (\d+)", launcher_output)
+    if pid is None:
+        return None
+    ranks = {}
+    for path in scratch.glob("rank-*.pid"):
+        number, _, _host = path.read_text().partition(" ")
+        ranks[number.strip()] = path.stem.removeprefix("rank-")
+    rank = ranks.get(pid.group(1), "?")
+    how = "ended"
+    if code is not None:
+        number = int(code.group(1))
+        try:
+            name = signals.Signals(number).name
+            how = f"was killed by {name} (signal {number})"
+            if name == "SIGKILL":
+                how += "; the kernel's out-of-memory killer sends SIGKILL"
+        except ValueError:
+            how = f"exited with code {number}"
+    return f"rank {rank} (pid {pid.group(1)} on {pid.group(2)}) {how}"
 
 
 def scaling_points(base: Measurement, mode: str, ranks: list[int], frames_per_rank: int | None = None

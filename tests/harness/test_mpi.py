@@ -211,3 +211,12 @@ def test_a_standard_cxi_file_runs_on_two_ranks(tmp_path):
     assert record["status"] == "ok", record["message"]
     assert [r["frames"] for r in record["per_rank"]] == [[0, 128], [128, 256]]
     assert record["object_error"] is None and 0 < record["r_factor"] < 1
+
+
+@needs_mpi
+def test_a_rank_killed_by_a_signal_is_named_with_the_signal():
+    measurement = Measurement(dataset="farfield-64-256", engine="DM", iterations=1, warmup=0, threads=1,
+                              fft_floor=False, ranks=2)
+    record = run_mpi(measurement, extra_environment={"PTYBENCH_KILL_RANK": "1"})
+    assert record["status"] == "error"
+    assert record["message"].startswith("rank 1 (pid ") and "killed by SIGKILL (signal 9)" in record["message"]
