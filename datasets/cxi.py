@@ -1,19 +1,26 @@
 """CXI (HDF5) files: the standard paths other ptychography codes read, plus a ptybench group.
 
-Standard CXI 1.6 paths written and read:
-  /cxi_version, /entry_1/instrument_1/source_1/energy (J),
+Standard CXI 1.6 paths written (units in a ``units`` attribute) and read:
+  /cxi_version, /entry_1/definition ("NXcxi_ptycho"), /entry_1/start_time,
+  /entry_1/instrument_1/source_1/energy (J),
   /entry_1/instrument_1/detector_1/{data, distance (m), x_pixel_size, y_pixel_size (m), mask},
   /entry_1/sample_1/geometry_1/translation (N, 3) in metres (x = column, y = row, z = 0),
-  /entry_1/data_1/{data, translation} as links.
+  /entry_1/image_1/data the initial probe (modes, Y, X), data_type "probe", linked from
+  /entry_1/instrument_1/source_1/illumination; /entry_1/image_2/data the initial object (modes, A, B),
+  data_type "object"; each image with data_space "real", image_size (m) and process_1 (program, version,
+  date, note); /entry_1/data_1/{data, translation} as links.
 The CXI mask is a bit field with 0 = good pixel; ptybench's mask is True = measured.
-/entry_1/ptybench keeps what makes a round trip exact: pixel positions, the dataset spec,
-ground truth, initial guesses and the propagation.
+CXI cannot say which propagation regime the data are in: /entry_1/ptybench keeps the propagation
+("farfield" | "nearfield") and the Fresnel number of one pixel (near field; the standard distance and
+pixel size are written consistent with it), plus what makes a round trip exact: positions in pixels,
+the object pixel size, the dataset spec and the ground truth.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +35,35 @@ JOULES_PER_KEV = 1.602176634e-16
 DETECTOR = "entry_1/instrument_1/detector_1"
 SOURCE = "entry_1/instrument_1/source_1"
 TRANSLATION = "entry_1/sample_1/geometry_1/translation"
+PROBE_IMAGE = "entry_1/image_1"
+OBJECT_IMAGE = "entry_1/image_2"
 EXTRA = "entry_1/ptybench"
 WRITE_BLOCK_BYTES = 256 * 2**20
+#: data_type values that name an object image (ptybench writes "object"; ptychodus "electron density").
+OBJECT_DATA_TYPES = ("object", "electron density", "transmission", "complex")
+
+
+def _with_units(group: Any, name: str, value: Any, units: str) -> None:
+    group[name] = value
+    group[name].attrs["units"] = units
+
+
+def _write_image(f: Any, path: str, array: np.ndarray, data_type: str, pixel_m: float, note: str) -> None:
+    """A CXI image group the way other writers lay it out: data, data_type, data_space, image_size,
+    and the process that made it."""
+    from ptybench import __version__
+
+    image = f.require_group(path)
+    image["data"] = np.asarray(array, dtype=np.complex64)
+    image["data"].attrs["axes"] = "mode:y:x"
+    image["data_type"] = data_type
+    image["data_space"] = "real"
+    _with_units(image, "image_size", np.array([array.shape[-1] * pixel_m, array.shape[-2] * pixel_m, 0.0]), "m")
+    process = image.require_group("process_1")
+    process["program"] = "ptybench"
+    process["version"] = __version__
+    process["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    process["note"] = note
 
 
 def write_cxi(path: str | os.PathLike, dataset: Dataset) -> Path:
@@ -42,22 +76,28 @@ def write_cxi(path: str | os.PathLike, dataset: Dataset) -> Path:
     positions = dataset.positions
     with h5py.File(partial, "w") as f:
         f["cxi_version"] = CXI_VERSION
-        f["entry_1/instrument_1/source_1/energy"] = dataset.energy_kev * JOULES_PER_KEV
+        f["entry_1/definition"] = "NXcxi_ptycho"
+        f["entry_1/start_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        _with_units(f.require_group(SOURCE), "energy", dataset.energy_kev * JOULES_PER_KEV, "J")
         detector = f.require_group(DETECTOR)
         data = detector.create_dataset("data", shape=(n_frames, *frame_shape), dtype=np.uint32,
                                        chunks=(1, *frame_shape))
+        data.attrs["axes"] = "translation:y:x"
         block = max(1, WRITE_BLOCK_BYTES // (4 * frame_shape[0] * frame_shape[1]))
         for start in range(0, n_frames, block):
             stop = min(start + block, n_frames)
             data[start:stop] = dataset.frames(start, stop)
-        detector["distance"] = dataset.distance_m
-        detector["x_pixel_size"] = dataset.detector_pixel_m
-        detector["y_pixel_size"] = dataset.detector_pixel_m
+        _with_units(detector, "distance", dataset.distance_m, "m")
+        _with_units(detector, "x_pixel_size", dataset.detector_pixel_m, "m")
+        _with_units(detector, "y_pixel_size", dataset.detector_pixel_m, "m")
         detector["mask"] = np.where(dataset.mask, 0, 1).astype(np.uint32)
         translation = np.zeros((n_frames, 3))
         translation[:, 0] = positions[:, 1] * dataset.object_pixel_m
         translation[:, 1] = positions[:, 0] * dataset.object_pixel_m
-        f[TRANSLATION] = translation
+        _with_units(f, TRANSLATION, translation, "m")
+        _write_image(f, PROBE_IMAGE, dataset.initial_probe(), "probe", dataset.object_pixel_m, "initial guess")
+        f[SOURCE + "/illumination"] = h5py.SoftLink(f"/{PROBE_IMAGE}/data")
+        _write_image(f, OBJECT_IMAGE, dataset.initial_object(), "object", dataset.object_pixel_m, "initial guess")
         f["entry_1/data_1/data"] = h5py.SoftLink(f"/{DETECTOR}/data")
         f["entry_1/data_1/translation"] = h5py.SoftLink(f"/{TRANSLATION}")
         extra = f.require_group(EXTRA)
@@ -67,8 +107,6 @@ def write_cxi(path: str | os.PathLike, dataset: Dataset) -> Path:
             extra.attrs[key] = value
         if spec is not None:
             extra.attrs["spec"] = json.dumps(spec.to_dict())
-        extra["initial/object"] = dataset.initial_object()
-        extra["initial/probe"] = dataset.initial_probe()
         truth = dataset.ground_truth()
         if truth is not None:
             extra["ground_truth/object"] = truth.object
@@ -223,7 +261,7 @@ class CXIDataset(Dataset):
     def _stored_object(self) -> Any:
         if self._extra is not None and "initial/object" in self._extra:
             return self._extra["initial/object"]
-        return _image_of_type(self._files, "object")
+        return _image_of_type(self._files, OBJECT_DATA_TYPES)
 
     def _stored_probe(self) -> Any:
         if self._extra is not None and "initial/probe" in self._extra:
@@ -266,8 +304,8 @@ def _open_hdf5(path: Path) -> Any:
         raise ValueError(f"dataset: {str(path)!r} is not a readable HDF5/CXI file ({error})") from None
 
 
-def _image_of_type(files: list[Any], data_type: str) -> Any:
-    """The data of the first entry_1/image_N whose data_type is ``data_type`` (CXI convention)."""
+def _image_of_type(files: list[Any], data_types: tuple[str, ...]) -> Any:
+    """The data of the first entry_1/image_N whose data_type is one of ``data_types`` (CXI convention)."""
     for handle in files:
         entry = handle.get("entry_1")
         if entry is None:
@@ -275,7 +313,7 @@ def _image_of_type(files: list[Any], data_type: str) -> Any:
         for key in sorted(k for k in entry if k.startswith("image_")):
             group = entry[key]
             kind = group.get("data_type")
-            if kind is not None and "data" in group and _text(kind[()]) == data_type:
+            if kind is not None and "data" in group and _text(kind[()]) in data_types:
                 return group["data"]
     return None
 
@@ -285,8 +323,11 @@ def _text(value: Any) -> str:
 
 
 def _as_modes(array: np.ndarray) -> np.ndarray:
-    """(Y, X) or (modes, Y, X) as complex64 (modes, Y, X)."""
+    """(Y, X), (modes, Y, X) or (components, modes, Y, X) as complex64 (modes, Y, X); of several
+    probe components (ptychodus's orthogonal probe relaxation) the first, the mean probe."""
     array = np.asarray(array, dtype=np.complex64)
+    if array.ndim == 4:
+        array = array[0]
     return array[None] if array.ndim == 2 else array
 
 

@@ -46,6 +46,15 @@ def test_cxi_uses_the_standard_paths(tmp_path):
         assert translation.shape == (12, 3)
         mask = f["entry_1/instrument_1/detector_1/mask"][()]
         np.testing.assert_array_equal(mask == 0, source.mask)         # CXI: non-zero = bad pixel
+        assert f["entry_1/definition"][()] == b"NXcxi_ptycho"
+        assert {f[p].attrs["units"] for p in ("entry_1/instrument_1/source_1/energy",
+                                               "entry_1/instrument_1/detector_1/distance",
+                                               "entry_1/sample_1/geometry_1/translation")} == {"J", "m"}
+        # Where CXI readers look for the initial guesses: illumination -> image_1, the object in image_2.
+        np.testing.assert_array_equal(f["entry_1/instrument_1/source_1/illumination"][()], source.initial_probe())
+        assert f["entry_1/image_1/data_type"][()] == b"probe" and f["entry_1/image_2/data_type"][()] == b"object"
+        np.testing.assert_array_equal(f["entry_1/image_2/data"][()], source.initial_object())
+        assert f["entry_1/image_1/process_1/program"][()] == b"ptybench"
 
 
 def test_foreign_farfield_cxi_without_ptybench_group_still_loads(tmp_path):
@@ -81,7 +90,8 @@ def standard_only(tmp_path, name="standard.cxi", drop=()):
     """A file with only the standard CXI fields a beamline writes (no ptybench group, no mask)."""
     path = write_cxi(tmp_path / name, load(FARFIELD_SPEC))
     with h5py.File(path, "a") as f:
-        for field in ("entry_1/ptybench", "entry_1/instrument_1/detector_1/mask", "entry_1/data_1", *drop):
+        for field in ("entry_1/ptybench", "entry_1/instrument_1/detector_1/mask", "entry_1/data_1", "entry_1/image_1", "entry_1/image_2",
+                      "entry_1/instrument_1/source_1/illumination", *drop):
             del f[field]
     return path
 
