@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip install --constraint constraints.txt
 # Thread budget for timing runs and tests (2-core CI machines): set before any import.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test test-fast install install-dev install-gpu lint bench bench-check bench-report clean help
+.PHONY: demo test test-fast install install-dev install-gpu lint bench bench-check bench-report check-ptychodus clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -56,6 +56,12 @@ bench-check: install-dev  ## regression gate: BASE vs HEAD; fails when slower, b
 bench-report: install-dev  ## publish asv's HTML (git-ignored .asv/html) and print its path
 	$(ASV) publish
 	@echo "report: $$(pwd)/.asv/html/index.html"
+
+check-ptychodus: install-dev  ## interop with ptychodus (APS): it reads our CXI files, we run on its files
+	test -x .venv-ptychodus/bin/python || $(PYTHON) -m venv .venv-ptychodus
+	.venv-ptychodus/bin/python -m pip install -q "ptychodus==1.7.0"
+	PTYBENCH_PTYCHODUS_PYTHON=$(CURDIR)/.venv-ptychodus/bin/python $(BIN)/python -m pytest -q \
+		tests/datasets/test_ptychodus_interop.py
 
 lint: install-dev
 	$(BIN)/ruff check .
