@@ -1,15 +1,19 @@
 """Sweeps: datasets × engines × backends × frames_per_block, each point measured in its own process.
 
 Resumable: a point whose key is already in the results file is skipped (``retry_failed`` re-runs
-points stored as error or timeout). Every record is appended atomically as soon as it exists, so
+points stored as error or timeout). Concurrent sweeps on one results file claim each point first
+(``claim``), so none is measured twice. Every record is appended atomically as soon as it exists, so
 a killed sweep loses at most the measurement in flight.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import socket
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,8 +142,65 @@ def run_sweep(config: SweepConfig, retry_failed: bool = False, progress: bool = 
     with tqdm(total=len(todo), disable=not progress, unit="run", dynamic_ncols=True) as bar:
         for measurement in todo:
             bar.set_description(f"{measurement.dataset} {measurement.engine} {measurement.backend}")
-            record = results.append(config.out, run(measurement))
-            records.append(record)
-            bar.set_postfix_str(record["status"])
+            with claim(config.out, measurement) as mine:
+                if mine and not _stored_meanwhile(config.out, measurement, retry_failed):
+                    record = results.append(config.out, run(measurement))
+                    records.append(record)
+                    bar.set_postfix_str(record["status"])
+                else:
+                    bar.set_postfix_str("measured by another sweep")
             bar.update()
     return records
+
+
+def _stored_meanwhile(out: str | Path, measurement: Measurement, retry_failed: bool) -> bool:
+    """Another sweep on the same file may have recorded the point since this one listed its work."""
+    return not pending([measurement], out, retry_failed)
+
+
+@contextlib.contextmanager
+def claim(out: str | Path, measurement: Measurement) -> Iterator[bool]:
+    """Claim a point for this process, so two sweeps writing one results file never measure it twice.
+
+    The claim is a file named by the point's key beside the results file, created exclusively (atomic
+    on every local and NFS v3+ file system) and holding the owner's PID and host; a claim whose owner on
+    this host is dead (a killed sweep) is taken over. Yields False when another live sweep holds it.
+    """
+    folder = Path(f"{out}.claims")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / results.measurement_key(measurement.identity())
+    owner = f"{os.getpid()} {socket.gethostname()}"
+    for _ in range(2):
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _claim_is_live(path):
+                yield False
+                return
+            path.unlink(missing_ok=True)  # its sweep died: take the point over
+            continue
+        with os.fdopen(descriptor, "w") as stream:
+            stream.write(owner)
+        try:
+            yield True
+        finally:
+            path.unlink(missing_ok=True)
+        return
+    yield False
+
+
+def _claim_is_live(path: Path) -> bool:
+    try:
+        pid_text, _, host = path.read_text().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False  # half-written or vanished: not a live owner
+    if host.strip() != socket.gethostname():
+        return True  # another node's sweep: trust it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -90,8 +90,8 @@ def standard_only(tmp_path, name="standard.cxi", drop=()):
     """A file with only the standard CXI fields a beamline writes (no ptybench group, no mask)."""
     path = write_cxi(tmp_path / name, load(FARFIELD_SPEC))
     with h5py.File(path, "a") as f:
-        for field in ("entry_1/ptybench", "entry_1/instrument_1/detector_1/mask", "entry_1/data_1", "entry_1/image_1", "entry_1/image_2",
-                      "entry_1/instrument_1/source_1/illumination", *drop):
+        for field in ("entry_1/ptybench", "entry_1/instrument_1/detector_1/mask", "entry_1/data_1",
+                      "entry_1/image_1", "entry_1/image_2", "entry_1/instrument_1/source_1/illumination", *drop):
             del f[field]
     return path
 

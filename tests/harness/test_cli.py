@@ -142,8 +142,8 @@ def standard_cxi(tmp_path):
     path = tmp_path / "beamline.cxi"
     assert main(["datasets", "make", "farfield-64-256", "--out", str(path)]) == 0
     with h5py.File(path, "a") as handle:
-        for field in ("entry_1/ptybench", "entry_1/instrument_1/detector_1/mask", "entry_1/data_1", "entry_1/image_1", "entry_1/image_2",
-                      "entry_1/instrument_1/source_1/illumination"):
+        for field in ("entry_1/ptybench", "entry_1/instrument_1/detector_1/mask", "entry_1/data_1",
+                      "entry_1/image_1", "entry_1/image_2", "entry_1/instrument_1/source_1/illumination"):
             del handle[field]
     return path
 

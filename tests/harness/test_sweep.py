@@ -76,6 +76,34 @@ def test_killed_sweep_leaves_no_orphan_and_resumes_without_loss_or_duplicates(tm
     assert Counter(r["key"] for r in records) == Counter(keys_of(out))
 
 
+def test_two_sweeps_on_one_file_measure_every_point_once(tmp_path):
+    """Each point is claimed before it is measured: the second sweep skips what the first is measuring."""
+    out = tmp_path / "r.jsonl"
+    sweeps = [subprocess.Popen(sweep_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    for sweep in sweeps:
+        assert sweep.wait(timeout=300) == 0, sweep.stderr.read()
+    records = read_records(out)
+    assert Counter(r["key"] for r in records) == Counter(keys_of(out))   # three points, once each
+    assert not any((tmp_path / "r.jsonl.claims").iterdir())              # no claim left behind
+
+
+def test_a_claim_held_by_a_dead_sweep_is_taken_over(tmp_path):
+    from ptybench.sweep import claim
+
+    config = SweepConfig(datasets=["farfield-64-256"], engines=["DM"], out=str(tmp_path / "r.jsonl"))
+    (point,) = config.measurements()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    key = measurement_key(point.identity())
+    (tmp_path / "r.jsonl.claims").mkdir()
+    (tmp_path / "r.jsonl.claims" / key).write_text(f"{dead.pid} {__import__('socket').gethostname()}")
+    with claim(config.out, point) as mine:
+        assert mine
+        with claim(config.out, point) as again:      # held by a live process (this one) now
+            assert not again
+
+
 def test_out_of_memory_is_data_and_the_sweep_continues(tmp_path):
     config = SweepConfig(datasets=["farfield-64-1024", "farfield-64-256"], engines=["DM"], iterations=1,
                          warmup=0, threads=1, memory_limit="40MB", out=str(tmp_path / "r.jsonl"))

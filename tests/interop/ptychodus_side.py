@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy
-
 from ptychodus.api.object import Object, ObjectCenter
 from ptychodus.plugins.cxi_file import CXIDiffractionFileReader, CXIDiffractionFileWriter, CXIProductFileIO
 
@@ -32,7 +31,7 @@ def main(source: str, expected_path: str, out: str) -> int:
     probe = numpy.asarray(product.probes.get_array())
     report = {
         "frames_equal": bool(numpy.array_equal(frames, expected["frames"])),
-        "n_positions": int(len(positions)),
+        "n_positions": len(positions),
         "positions_max_error_m": float(numpy.abs(translation - expected["translation"][:, :2]).max()),
         "probe_equal": bool(numpy.array_equal(probe.reshape(expected["probe"].shape), expected["probe"])),
         "energy_eV": float(metadata.photon_energy_eV),
