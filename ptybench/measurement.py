@@ -129,9 +129,6 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
     data = load_dataset(measurement)
     geometry = data.geometry()
     start, stop = comm.frame_range(geometry.n_frames)
-    arrays = data.arrays(start=start, stop=stop)
-    truth = data.ground_truth()
-    truth_arrays = {"true_object": truth.object, "true_probe": truth.probe} if truth is not None else {}
     parameters = {**measurement.engine_parameters(), **data.engine_parameters()}
     if device is not None:
         parameters["device"] = device
@@ -141,26 +138,30 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
     if os.environ.get(KILL_RANK_VARIABLE) == str(comm.rank) and comm.size > 1:
         os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
 
-    baseline = _proc_status_bytes("VmRSS")
-    peak_reset = _reset_peak_rss()
-    backend.reset_peak_memory()
-    if measurement.memory_limit_bytes is not None:
-        _limit_address_space(measurement.memory_limit_bytes)
-    comm.barrier()
     reconstruction = None
+    baseline, peak_reset = None, False
+    previous_limit = _limit_address_space(measurement.memory_limit_bytes)  # the data count against it too
     try:
-        reconstruction = Reconstruction(**arrays, parameters=parameters, comm=comm,
-                                        n_frames_total=geometry.n_frames, **truth_arrays)
-        reconstruction.run()
-        status, message = "ok", ""
-    except ReconstructionDiverged as error:  # the object is replicated: every rank sees it at once
-        status, message = "diverged", str(error)
-    except Exception as error:
-        if not _is_out_of_memory(error):
-            raise
-        status, message = "oom", f"{type(error).__name__}: {error}"
+        arrays, truth_arrays, status, message = _load_arrays(data, start, stop)
+        if comm.allreduce_scalars([float(status == "ok")])[0] < comm.size and status == "ok":
+            status, message = "oom", "another rank ran out of memory loading its frames"
+        if status == "ok":
+            baseline = _proc_status_bytes("VmRSS")
+            peak_reset = _reset_peak_rss()
+            backend.reset_peak_memory()
+            comm.barrier()
+            try:
+                reconstruction = Reconstruction(**arrays, parameters=parameters, comm=comm,
+                                                n_frames_total=geometry.n_frames, **truth_arrays)
+                reconstruction.run()
+            except ReconstructionDiverged as error:  # the object is replicated: every rank sees it at once
+                status, message = "diverged", str(error)
+            except Exception as error:
+                if not _is_out_of_memory(error):
+                    raise
+                status, message = "oom", f"{type(error).__name__}: {error}"
     finally:
-        _unlimit_address_space()
+        _restore_address_space(previous_limit)
     peak = _proc_status_bytes("VmHWM")
     history = reconstruction.history if reconstruction is not None else []
     timed = history[measurement.warmup:]
@@ -194,6 +195,7 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
         record.calibration = reconstruction.calibration()
     if status == "oom":
         record.oom_size = {"n_frames": geometry.n_frames, "frame_shape": list(geometry.frame_shape),
+                           "data_bytes": 4 * geometry.n_frames * geometry.frame_shape[0] * geometry.frame_shape[1],
                            "predicted_bytes": prediction.total_bytes}
     if status == "ok" and measurement.fft_floor and reconstruction is not None:
         from ptybench.fft_floor import reconstruction_fft_floor
@@ -203,6 +205,20 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
             record.fft_floor_ratio = record.seconds_per_iteration / record.fft_floor_seconds
     record.wall_seconds = time.time() - started
     return record
+
+
+def _load_arrays(data: Any, start: int, stop: int) -> tuple[dict[str, Any], dict[str, Any], str, str]:
+    """This rank's arrays and ground truth; a dataset that does not fit is an out-of-memory result."""
+    try:
+        arrays = data.arrays(start=start, stop=stop)
+        truth = data.ground_truth()
+    except MemoryError:
+        height, width = data.geometry().frame_shape
+        size = 4 * (stop - start) * height * width
+        return {}, {}, "oom", (f"MemoryError loading the dataset: frames {start}..{stop} of {height}x{width} "
+                               f"({size / 1e6:.1f} MB as stored, more with its float32 copy) do not fit the limit")
+    truth_arrays = {"true_object": truth.object, "true_probe": truth.probe} if truth is not None else {}
+    return arrays, truth_arrays, "ok", ""
 
 
 def time_to_quality(history: list[Any], target: float | None) -> tuple[int | None, float | None]:
@@ -291,19 +307,26 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _limit_address_space(extra_bytes: int) -> None:
-    import resource
-
-    current = _proc_status_bytes("VmSize") or 0
-    resource.setrlimit(resource.RLIMIT_AS, (current + extra_bytes, resource.RLIM_INFINITY))
-
-
-def _unlimit_address_space() -> None:
+def _limit_address_space(extra_bytes: int | None) -> tuple[int, int] | None:
+    """Cap further address space at ``extra_bytes`` (never above a hard limit a batch system set, e.g.
+    ``ulimit -v``); returns the previous limits to restore, None when nothing was changed."""
+    if extra_bytes is None:
+        return None
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
-        resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, hard))
+    wanted = (_proc_status_bytes("VmSize") or 0) + extra_bytes
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+    return soft, hard
+
+
+def _restore_address_space(previous: tuple[int, int] | None) -> None:
+    if previous is not None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, previous)
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
