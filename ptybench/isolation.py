@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: Environment variables that size thread pools at import time.
@@ -55,18 +56,29 @@ class ChildOutcome:
 
 
 def run_child(command: list[str], environment: dict[str, str], timeout_s: float,
-              stdin_text: str | None = None) -> ChildOutcome:
-    """Run ``command`` isolated; on timeout kill its whole process group."""
+              stdin_text: str | None = None, while_waiting: Callable[[], None] | None = None,
+              poll_s: float = 0.5) -> ChildOutcome:
+    """Run ``command`` isolated; on timeout kill its whole process group. ``while_waiting`` is called
+    every ``poll_s`` seconds while the child runs (progress display)."""
     started = time.time()
     process = subprocess.Popen(command, stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
                                start_new_session=True, preexec_fn=_die_with_parent)
-    try:
-        stdout, stderr = process.communicate(stdin_text, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        stdout, stderr = process.communicate()
-        return ChildOutcome(None, stderr or "", True, time.time() - started, stdout or "")
+    pending_input = stdin_text
+    while True:
+        remaining = timeout_s - (time.time() - started)
+        step = remaining if while_waiting is None else min(poll_s, remaining)
+        try:
+            stdout, stderr = process.communicate(pending_input, timeout=max(step, 0.0))
+            break
+        except subprocess.TimeoutExpired:
+            pending_input = None  # already sent: communicate() continues where it stopped
+            if time.time() - started >= timeout_s:
+                _kill_group(process)
+                stdout, stderr = process.communicate()
+                return ChildOutcome(None, stderr or "", True, time.time() - started, stdout or "")
+            if while_waiting is not None:
+                while_waiting()
     return ChildOutcome(process.returncode, stderr or "", False, time.time() - started, stdout or "")
 
 

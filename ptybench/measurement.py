@@ -19,7 +19,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ DEFAULT_TARGET_ERROR = 0.1
 #: Fault injection for the abort-path tests: the rank named here raises (or is SIGKILLed) after setting up.
 FAIL_RANK_VARIABLE = "PTYBENCH_FAIL_RANK"
 KILL_RANK_VARIABLE = "PTYBENCH_KILL_RANK"
+#: A file the measuring process appends "iterations_done iterations_total" to after every iteration.
+PROGRESS_VARIABLE = "PTYBENCH_PROGRESS_FILE"
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,8 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
             comm.barrier()
             try:
                 reconstruction = Reconstruction(**arrays, parameters=parameters, comm=comm,
-                                                n_frames_total=geometry.n_frames, **truth_arrays)
+                                                n_frames_total=geometry.n_frames, **truth_arrays,
+                                                callback=_progress_writer(measurement, comm))
                 reconstruction.run()
             except ReconstructionDiverged as error:  # the object is replicated: every rank sees it at once
                 status, message = "diverged", str(error)
@@ -205,6 +208,20 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
             record.fft_floor_ratio = record.seconds_per_iteration / record.fft_floor_seconds
     record.wall_seconds = time.time() - started
     return record
+
+
+def _progress_writer(measurement: Measurement, comm: Any) -> Callable[[Any], None] | None:
+    """Rank 0 appends its progress where the launcher asked for it (ptybench.runner shows a bar)."""
+    path = os.environ.get(PROGRESS_VARIABLE)
+    if not path or comm.rank != 0:
+        return None
+    total = measurement.warmup + measurement.iterations
+
+    def write(record: Any) -> None:
+        with open(path, "a") as stream:
+            stream.write(f"{record.iteration + 1} {total}\n")
+
+    return write
 
 
 def _load_arrays(data: Any, start: int, stop: int) -> tuple[dict[str, Any], dict[str, Any], str, str]:

@@ -12,31 +12,57 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ptybench.isolation import child_environment, run_child
-from ptybench.measurement import DEFAULT_TARGET_ERROR, Measurement, measure, time_to_quality
+from ptybench.measurement import DEFAULT_TARGET_ERROR, PROGRESS_VARIABLE, Measurement, measure, time_to_quality
 from ptybench.record import Record
 
 __all__ = ["DEFAULT_TARGET_ERROR", "Measurement", "main", "run_isolated", "time_to_quality"]
 
 
-def run_isolated(measurement: Measurement) -> dict[str, Any]:
-    """Measure in a fresh process; always returns a record (its status says how it went)."""
+def run_isolated(measurement: Measurement, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Measure in a fresh process; always returns a record (its status says how it went).
+    ``progress(iterations_done, iterations_total)`` is called while it runs, about twice a second."""
     import json
 
     with tempfile.TemporaryDirectory(prefix="ptybench-run-") as scratch:
         result_path = Path(scratch) / "record.json"
-        environment = child_environment(measurement.threads, measurement.memory_limit_bytes is not None)
+        progress_path = Path(scratch) / "progress"
+        extra = {PROGRESS_VARIABLE: str(progress_path)} if progress is not None else None
+        environment = child_environment(measurement.threads, measurement.memory_limit_bytes is not None, extra)
+
+        def report() -> None:
+            done = _last_progress(progress_path)
+            if done is not None:
+                progress(*done)
+
         outcome = run_child([sys.executable, "-m", "ptybench.runner", str(result_path)], environment,
-                            measurement.timeout_s, stdin_text=measurement.to_json())
+                            measurement.timeout_s, stdin_text=measurement.to_json(),
+                            while_waiting=report if progress is not None else None)
+        if progress is not None:
+            report()
         if outcome.timed_out:
             return Record.failure(measurement, "timeout", f"no result after {measurement.timeout_s:g} s; killed",
                                   outcome.seconds).to_dict()
         if result_path.exists():
             return json.loads(result_path.read_text())
         return Record.failure(measurement, "error", outcome.why(), outcome.seconds).to_dict()
+
+
+def _last_progress(path: Path) -> tuple[int, int] | None:
+    try:
+        lines = path.read_text().split()
+    except OSError:
+        return None
+    if len(lines) < 2:
+        return None
+    try:
+        return int(lines[-2]), int(lines[-1])
+    except ValueError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,7 +56,12 @@ def run_one(args: argparse.Namespace) -> int:
                               frames_per_block=args.frames_per_block, parameters=args.parameters or {},
                               target_error=args.target_error, timeout_s=args.timeout_s,
                               memory_limit_bytes=parse_bytes(args.memory_limit) if args.memory_limit else None)
-    record = results.append(args.out, run_isolated(measurement))
+    from tqdm import tqdm
+
+    # A bar on a terminal (iteration, s/iteration so far, ETA); nothing in a pipe or a log.
+    with tqdm(total=measurement.warmup + measurement.iterations, unit="it", disable=None, leave=False,
+              desc=f"{measurement.engine} {args.dataset}") as bar:
+        record = results.append(args.out, run_isolated(measurement, progress=lambda done, _: bar.update(done - bar.n)))
     if args.json:
         print(json.dumps(record, indent=2))
     else:

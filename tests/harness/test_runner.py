@@ -92,3 +92,12 @@ def test_a_hard_address_space_limit_from_the_batch_system_is_respected(tmp_path)
                        preexec_fn=batch_limit, capture_output=True, timeout=300)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["status"] for r in records] == ["ok", "ok"], [r["message"] for r in records]
+
+
+def test_progress_is_reported_while_the_child_measures():
+    seen = []
+    record = run_isolated(Measurement(dataset="farfield-64-256", engine="ML", iterations=6, warmup=1, threads=1,
+                                      fft_floor=False), progress=lambda done, total: seen.append((done, total)))
+    assert record["status"] == "ok"
+    assert seen and seen[-1] == (7, 7) and all(total == 7 for _, total in seen)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
