@@ -148,6 +148,7 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
         if comm.allreduce_scalars([float(status == "ok")])[0] < comm.size and status == "ok":
             status, message = "oom", "another rank ran out of memory loading its frames"
         if status == "ok":
+            _return_free_memory()  # the pages loading freed must not be reused unseen by the run
             baseline = _proc_status_bytes("VmRSS")
             peak_reset = _reset_peak_rss()
             backend.reset_peak_memory()
