@@ -63,9 +63,12 @@ class RunOptions:
     propagation: str = option("farfield", "propagator", _one_of(*PROPAGATIONS), f"one of {list(PROPAGATIONS)}")
     fresnel_number: float | None = option(None, "Fresnel number of one pixel (near field)",
                                           _optional(_number(0, open_min=True)), "a positive number")
-    frames_per_block: int | None = option(None, "frames processed at once (bounds temporary and device "
-                                          "memory); None = backend default", _optional(_integer(1)),
-                                          "an integer >= 1 or None")
+    frames_per_block: int | str | None = option(
+        "auto", "frames computed at once (temporaries grow with it); 'auto' (or None): from the engines' memory "
+        "terms and the free memory", lambda v: v in ("auto", None) or _integer(1)(v), "'auto' or an integer >= 1")
+    residency: str = option("auto", "per-frame data on the device ('resident') or streamed from pinned host "
+                            "memory ('streamed'); 'auto': resident when they fit",
+                            _one_of("auto", "resident", "streamed"), "'auto', 'resident' or 'streamed'")
     threads: int | None = option(None, "CPU threads (FFT workers, BLAS, numba); None = all available",
                                  _optional(_integer(1)), "an integer >= 1 or None")
     photons_per_unit: float | None = option(

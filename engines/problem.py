@@ -14,17 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from .backends import get_backend
+from .backends import backend_descriptor, get_backend
 from .backends.base import Backend
 from .communication import SerialCommunicator
 from .options import RunOptions
 from .photons import PhotonScale, noise_floor_sum, photon_scale
+from .placement import Placement, choose_placement, frame_costs
 from .propagation import make_propagator
+from .registry import engine_spec
 from .timing import StageTimer
 from .validation import ProblemShape
 
-#: NumPy keeps a block's temporaries near this size so they stay in cache between steps.
-HOST_BLOCK_BYTES = 4 * 2**20
 #: Data are converted to float32 in steps of this many bytes, so loading adds little to the peak.
 LOAD_STEP_BYTES = 16 * 2**20
 #: The noise floor reads the data in steps of this many bytes (its integer temporaries are 3× that).
@@ -84,7 +84,7 @@ class Problem:
 
     def __init__(self, diffraction_data: Any, initial_object: np.ndarray, initial_probe: np.ndarray,
                  scan_positions: np.ndarray, mask: np.ndarray, shape: ProblemShape, run: RunOptions,
-                 comm: Any = None, n_frames_total: int | None = None) -> None:
+                 comm: Any = None, n_frames_total: int | None = None, stages: Any = None) -> None:
         self.run = run
         self.shape = shape
         self.comm = comm or SerialCommunicator()
@@ -105,8 +105,9 @@ class Problem:
         internal_mask = self.propagator.to_internal(np.asarray(mask, dtype=bool))
         self.mask = self.backend.asarray(internal_mask)
         self.valid_pixels = int(internal_mask.sum())
-        self.frames_per_block = self._block_size(run.frames_per_block)
-        self.streaming = self._streams()
+        self.placement = self._place(list(stages or ()))
+        self.frames_per_block = self.placement.frames_per_block
+        self.streaming = self.placement.streaming
         intensities = self._load_intensities(diffraction_data, internal_mask)
         self.photon_scale = self._to_photons(intensities, diffraction_data)
         self.noise_floor = self._noise_floor(intensities)
@@ -117,14 +118,16 @@ class Problem:
         self.probe = self.backend.asarray(np.asarray(initial_probe, dtype=np.complex64) * probe_scale)
         self._require_probe_power_on_valid_pixels(initial_probe, internal_mask)
 
-    def _block_size(self, requested: int | None) -> int:
-        if requested is not None:
-            return min(requested, self.n_frames)
-        if self.backend.is_device_memory:
-            return self.n_frames
-        height, width = self.frame_shape
-        frame_bytes = 8 * height * width * self.shape.probe_modes * self.shape.object_modes
-        return int(max(1, min(self.n_frames, HOST_BLOCK_BYTES // frame_bytes)))
+    def _place(self, stages: list[Any]) -> Placement:
+        """Residency and compute block from the stages' registered memory terms and the free memory."""
+        descriptor = backend_descriptor(self.run.backend)
+        specs = [engine_spec(name) for name in stages] if stages else [engine_spec("DM")]
+        costs = frame_costs(self.frame_shape, self.shape.object_shape, self.shape.probe_modes,
+                            self.shape.object_modes, specs, descriptor.fused_kernels)
+        requested = None if self.run.frames_per_block in (None, "auto") else int(self.run.frames_per_block)
+        available = self.backend.available_memory_bytes() if self.backend.is_device_memory else None
+        return choose_placement(self.n_frames, costs, self.backend.is_device_memory, available, requested,
+                                self.run.residency)
 
     def _load_intensities(self, diffraction_data: Any, internal_mask: np.ndarray) -> np.ndarray:
         """float32 copy in internal order with masked pixels zeroed, converted in place block by block
@@ -177,10 +180,6 @@ class Problem:
         if not all_photons > 0:
             raise ValueError("diffraction_data: expected photons on valid pixels, got all zero (after the mask)")
         return total / max(1, self.n_frames_total * self.valid_pixels)
-
-    def _streams(self) -> bool:
-        """Per-frame arrays stay on the host only on a device backend with fewer frames per block than N."""
-        return self.backend.is_device_memory and self.frames_per_block < self.n_frames
 
     def frame_store(self, host_array: np.ndarray | None, shape: tuple[int, ...], dtype: Any) -> FrameStore:
         """A per-frame array, resident or streamed in this problem's blocks."""

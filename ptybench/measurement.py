@@ -184,8 +184,10 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
     if arrays_path and status == "ok":
         np.savez(arrays_path, object=reconstruction.object, probe=reconstruction.probe)
 
-    prediction = predict_memory(geometry, measurement.engine, measurement.backend, measurement.frames_per_block,
-                                comm.size, device)
+    placement = reconstruction.problem.placement if reconstruction is not None else None
+    prediction = predict_memory(geometry, measurement.engine, measurement.backend,
+                                placement.frames_per_block if placement else measurement.frames_per_block,
+                                comm.size, device, residency=placement.residency if placement else "auto")
     record = Record.of(measurement, ranks=comm.size, status=status, message=message,
                        target_error=measurement.target_error, dataset_info=data.describe(measurement.dataset),
                        backend_info=backend.describe())
@@ -196,6 +198,8 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
     if reconstruction is not None:
         record.frames_per_block_used = reconstruction.problem.frames_per_block
         record.streaming = bool(reconstruction.problem.streaming)
+        record.residency = reconstruction.problem.placement.residency
+        record.placement_reason = reconstruction.problem.placement.reason
         record.calibration = reconstruction.calibration()
     if status == "oom":
         record.oom_size = {"n_frames": geometry.n_frames, "frame_shape": list(geometry.frame_shape),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ptybench.engines.backends import backend_descriptor
-from ptybench.engines.problem import HOST_BLOCK_BYTES
+from ptybench.engines.placement import choose_placement, frame_costs
 from ptybench.engines.registry import engine_spec
 
 
@@ -73,21 +73,15 @@ class MemoryPrediction:
         return sum(self.host_terms.values())
 
 
-def default_frames_per_block(on_device: bool, geometry: Geometry, n_local: int) -> int:
-    """The engines' own default (engines/problem.py): all frames on a device, ~4 MB blocks on a CPU."""
-    if on_device:
-        return n_local
-    height, width = geometry.frame_shape
-    frame_bytes = 8 * height * width * geometry.probe_modes * geometry.object_modes
-    return max(1, min(n_local, HOST_BLOCK_BYTES // frame_bytes))
-
-
 def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per_block: int | None = None,
-                   ranks: int = 1, device: str | None = None) -> MemoryPrediction:
+                   ranks: int = 1, device: str | None = None, residency: str = "auto",
+                   available_bytes: int | None = None) -> MemoryPrediction:
     """Predicted peak footprint of one rank running ``engine`` on ``dataset``.
 
     ``backend`` is a registered backend name; whether ``device`` is device memory is the backend
-    descriptor's call. ``frames_per_block`` None means the engine's default.
+    descriptor's call. Residency and block follow the engines' own choice (engines/placement.py) for
+    ``available_bytes`` of free memory (None: unlimited), unless ``frames_per_block`` / ``residency``
+    state them.
     """
     spec = engine_spec(engine)
     descriptor = backend_descriptor(backend)
@@ -96,10 +90,12 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
     geometry = Geometry.of(dataset)
     on_device = descriptor.is_device_memory(device)
     n_local = math.ceil(geometry.n_frames / ranks)
-    block = min(frames_per_block or default_frames_per_block(on_device, geometry, n_local), n_local)
-    if block < 1:
+    if frames_per_block is not None and frames_per_block < 1:
         raise ValueError(f"frames_per_block: expected a positive integer, got {frames_per_block!r}")
-    streaming = on_device and block < n_local
+    costs = frame_costs(geometry.frame_shape, geometry.object_shape, geometry.probe_modes, geometry.object_modes,
+                        [spec], descriptor.fused_kernels)
+    placement = choose_placement(n_local, costs, on_device, available_bytes, frames_per_block, residency)
+    block, streaming = placement.frames_per_block, placement.streaming
 
     height, width = geometry.frame_shape
     pixels = height * width
@@ -130,12 +126,14 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
 
 def largest_block_that_fits(dataset: Any, engine: str, backend: str, device_memory_bytes: int, ranks: int = 1,
                             device: str | None = None) -> int | None:
-    """The largest frames_per_block whose prediction fits ``device_memory_bytes`` (None: not even 1)."""
+    """The largest frames_per_block that fits ``device_memory_bytes`` with the per-frame data streamed
+    (None: not even 1)."""
     geometry = Geometry.of(dataset)
     n_local = math.ceil(geometry.n_frames / ranks)
 
     def fits(block: int) -> bool:
-        return predict_memory(geometry, engine, backend, block, ranks, device).total_bytes <= device_memory_bytes
+        return predict_memory(geometry, engine, backend, block, ranks, device,
+                              residency="streamed").total_bytes <= device_memory_bytes
 
     if fits(n_local):
         return n_local
@@ -148,11 +146,13 @@ def largest_block_that_fits(dataset: Any, engine: str, backend: str, device_memo
 
 def ranks_needed(dataset: Any, engine: str, backend: str, device_memory_bytes: int, max_ranks: int = 4096,
                  device: str | None = None) -> int | None:
-    """Fewest ranks (one device each) at which the engine's default blocks fit: on a device, everything
-    resident without streaming."""
+    """Fewest ranks (one device each) at which each rank's frames are resident, with the block the
+    engine would choose on that memory."""
     geometry = Geometry.of(dataset)
     for ranks in _powers_and_steps(max_ranks):
-        if predict_memory(geometry, engine, backend, None, ranks, device).total_bytes <= device_memory_bytes:
+        prediction = predict_memory(geometry, engine, backend, None, ranks, device, residency="resident",
+                                    available_bytes=device_memory_bytes)
+        if prediction.total_bytes <= device_memory_bytes:
             return ranks
     return None
 

@@ -61,6 +61,8 @@ class Record:
     memory: dict[str, Any] | None = None
     frames_per_block_used: int | None = None
     streaming: bool | None = None
+    residency: str | None = None
+    placement_reason: str | None = None
     oom_size: dict[str, Any] | None = None
     # --- ranks (one entry for a serial run) -----------------------------------------------------------------
     compute_seconds: float | None = None

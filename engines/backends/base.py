@@ -134,6 +134,12 @@ class Backend:
         """The backend's own thread pools, limited (and restored on exit); nothing for a GPU."""
         return contextlib.nullcontext()
 
+    def available_memory_bytes(self) -> int:
+        """Free memory arrays can take: the host's available memory (device backends override)."""
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+
     def device_count(self) -> int:
         """Devices of this backend's kind on this node (one rank per device under MPI)."""
         return 1

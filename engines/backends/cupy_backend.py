@@ -126,6 +126,11 @@ class CupyBackend(Backend):
         self._pool.free_all_blocks()
         cupy.get_default_pinned_memory_pool().free_all_blocks()
 
+    def available_memory_bytes(self) -> int:
+        """Free device memory plus what CuPy's pool holds but does not use (it hands it back to arrays)."""
+        free = int(self.cuda_device.mem_info[0])
+        return free + int(self._pool.total_bytes() - self._pool.used_bytes())
+
     def device_count(self) -> int:
         return max(device_count(), 1)
 

@@ -141,6 +141,12 @@ class TorchBackend(Backend):
         finally:
             torch.set_num_threads(previous)
 
+    def available_memory_bytes(self) -> int:
+        if not self.is_device_memory:
+            return super().available_memory_bytes()
+        reserved_free = torch.cuda.memory_reserved(self.torch_device) - torch.cuda.memory_allocated(self.torch_device)
+        return int(torch.cuda.mem_get_info(self.torch_device)[0] + reserved_free)
+
     def device_count(self) -> int:
         return max(torch.cuda.device_count(), 1) if self.is_device_memory else 1
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
 
+from ptybench.engines.backends import parse_target
 from ptybench.engines.registry import engine_names
 from ptybench.memory_model import (
     Geometry,
@@ -16,56 +19,80 @@ from ptybench.memory_model import (
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "plan", help="predict memory per engine/backend, the largest frames_per_block that fits, the ranks needed",
-        description="Answer before anyone runs it: for each engine and backend, the memory model's prediction "
-                    "with everything resident, the largest frames_per_block that fits in --device-memory (the "
-                    "per-frame data then stream from pinned host memory), and the number of ranks (one device "
-                    "each) at which everything is resident. The model is docs/algorithms.md's memory terms with "
-                    "block temporaries fitted to measurements; its accuracy is stated in docs/design.md "
-                    "(\"Memory model\").")
+        "plan", help="predict memory per engine/backend: residency, block size, devices needed (--json for tools)",
+        description="Answer before anyone runs it: for each engine and backend on --device-memory, what the "
+                    "engines will choose (per-frame data resident or streamed from pinned host memory, and the "
+                    "compute block B), the predicted device and pinned-host memory, the largest block that fits "
+                    "when streaming, and the devices needed to keep everything resident. The model is "
+                    "docs/algorithms.md's memory terms with block temporaries fitted to measurements; its "
+                    "accuracy is stated in docs/design.md (\"Memory model\").")
     parser.add_argument("--dataset", required=True, help="catalogue name (e.g. seed-2552x768) or a .cxi file")
     parser.add_argument("--device-memory", required=True, help="memory of one device (or host), e.g. 80GB, 24GiB")
     parser.add_argument("--ranks", type=int, default=1, help="ranks sharing the frames (default: %(default)s)")
     parser.add_argument("--engines", default=None, help="comma-separated (default: every registered engine)")
     parser.add_argument("--backends", default="cupy,torch:cuda,numpy",
                         help="comma-separated: numpy, torch (CPU), torch:cuda, cupy (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per row (for tools and reports)")
     parser.set_defaults(func=plan)
 
 
-def _gb(value: int | None) -> str:
+def _gb(value: float | None) -> str:
     return "-" if value is None else f"{value / 1e9:.2f}"
+
+
+def plan_rows(dataset: Any, engines: list[str], backends: list[str], capacity: int, ranks: int) -> list[dict]:
+    """One row per engine × backend: what the engines choose on ``capacity`` bytes, and what it costs."""
+    geometry = Geometry.of(dataset)
+    rows = []
+    for engine in engines:
+        for backend_text in backends:
+            backend, device = parse_target(backend_text)
+            chosen = predict_memory(geometry, engine, backend, None, ranks, device, available_bytes=capacity)
+            resident = predict_memory(geometry, engine, backend, None, ranks, device, residency="resident",
+                                      available_bytes=capacity)
+            streamed = predict_memory(geometry, engine, backend, None, ranks, device, residency="streamed",
+                                      available_bytes=capacity)
+            rows.append({
+                "engine": engine, "backend": backend_text, "residency": "streamed" if chosen.streaming else "resident",
+                "frames_per_block": chosen.frames_per_block, "device_bytes": chosen.total_bytes,
+                "pinned_host_bytes": chosen.host_bytes, "fits": chosen.total_bytes <= capacity,
+                "resident_bytes": resident.total_bytes, "streamed_bytes": streamed.total_bytes,
+                "largest_streamed_block": largest_block_that_fits(geometry, engine, backend, capacity, ranks, device),
+                "devices_needed": ranks_needed(geometry, engine, backend, capacity, device=device),
+            })
+    return rows
 
 
 def plan(args: argparse.Namespace) -> int:
     from ptybench.datasets import load
-    from ptybench.engines.backends import parse_target
 
     capacity = parse_bytes(args.device_memory)
     if args.ranks < 1:
         raise ValueError(f"--ranks: expected a positive integer, got {args.ranks}")
     data = load(args.dataset)
     geometry = Geometry.of(data)
+    engines = engine_names() if args.engines is None else [e.strip() for e in args.engines.split(",") if e.strip()]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    rows = plan_rows(geometry, engines, backends, capacity, args.ranks)
+    if args.json:
+        for row in rows:
+            print(json.dumps({"dataset": args.dataset, "memory_bytes": capacity, "ranks": args.ranks, **row}))
+        return 0
     print(f"dataset {args.dataset}: N = {geometry.n_frames} frames of {geometry.frame_shape[0]}×"
           f"{geometry.frame_shape[1]}, object {geometry.object_shape[0]}×{geometry.object_shape[1]}, modes "
           f"{geometry.probe_modes}×{geometry.object_modes}; memory {capacity / 1e9:.1f} GB per device, "
           f"{args.ranks} rank(s)\n")
-    header = (f"{'engine':<6} {'backend':<11} {'resident GB':>11} {'fits':>5} {'largest fpb':>11} "
-              f"{'streamed GB':>11} {'pinned host GB':>14} {'ranks needed':>12}")
+    header = (f"{'engine':<6} {'backend':<11} {'residency':>9} {'block':>6} {'device GB':>9} {'pinned GB':>9} "
+              f"{'fits':>4} {'resident GB':>11} {'max streamed B':>14} {'devices':>7}")
     print(header)
     print("-" * len(header))
-    engines = engine_names() if args.engines is None else [e.strip() for e in args.engines.split(",") if e.strip()]
-    for engine in engines:
-        for backend_text in [b.strip() for b in args.backends.split(",") if b.strip()]:
-            backend, device = parse_target(backend_text)
-            resident = predict_memory(geometry, engine, backend, None, args.ranks, device)
-            block = largest_block_that_fits(geometry, engine, backend, capacity, args.ranks, device)
-            streamed = predict_memory(geometry, engine, backend, block, args.ranks, device) if block else None
-            ranks = ranks_needed(geometry, engine, backend, capacity, device=device)
-            fits = resident.total_bytes <= capacity
-            print(f"{engine:<6} {backend_text:<11} {_gb(resident.total_bytes):>11} {'yes' if fits else 'no':>5} "
-                  f"{block if block else 'none':>11} {_gb(streamed.total_bytes if streamed else None):>11} "
-                  f"{_gb(streamed.host_bytes if streamed else None):>14} {ranks if ranks else '>4096':>12}")
-    print("\nresident: every per-frame array on the device; largest fpb: frames_per_block that fits with "
-          "streaming (on the NumPy backend, fpb sets the size of the temporaries only); ranks needed: "
-          "devices for everything resident. Predictions, not measurements.")
+    for row in rows:
+        print(f"{row['engine']:<6} {row['backend']:<11} {row['residency']:>9} {row['frames_per_block']:>6} "
+              f"{_gb(row['device_bytes']):>9} {_gb(row['pinned_host_bytes'] or None):>9} "
+              f"{'yes' if row['fits'] else 'no':>4} {_gb(row['resident_bytes']):>11} "
+              f"{row['largest_streamed_block'] or 'none':>14} {row['devices_needed'] or '>4096':>7}")
+    print("\nresidency and block: what the engines choose on this memory (frames_per_block='auto'); device GB: "
+          "their predicted footprint; resident GB: with every per-frame array on the device; max streamed B: the "
+          "largest block that fits when streaming; devices: the fewest with everything resident. Predictions, "
+          "not measurements (GB = 10⁹ bytes).")
     return 0

@@ -121,6 +121,11 @@ class HostAsDevice(NumpyBackend):
 
     is_device_memory = True
     uploads = 0
+    #: Free "device" memory the placement sees.
+    free_bytes = 10**12
+
+    def available_memory_bytes(self):
+        return HostAsDevice.free_bytes
 
     def upload_async(self, host_block):
         HostAsDevice.uploads += 1
@@ -131,6 +136,7 @@ class HostAsDevice(NumpyBackend):
 def test_streaming_blocks_through_host_buffers_equals_resident(tiny_arrays, engine, monkeypatch):
     parameters = {"engine": engine, "iterations": 3, "frames_per_block": 10, "probe_update_start": 0}
     resident = ptychography(**tiny_arrays, parameters=parameters)
+    parameters["residency"] = "streamed"
     HostAsDevice.uploads = 0
     monkeypatch.setattr(problem_module, "get_backend", lambda *args, **kwargs: HostAsDevice())
     reconstruction = Reconstruction(**tiny_arrays, parameters=parameters)
@@ -148,6 +154,30 @@ def test_with_everything_resident_nothing_is_streamed(tiny_arrays, monkeypatch):
     reconstruction.run()
     assert not reconstruction.problem.streaming
     assert HostAsDevice.uploads == 0
+
+
+@pytest.mark.parametrize(("free_bytes", "residency"), [(10**12, "resident"), (500_000, "streamed")])
+def test_residency_and_block_are_chosen_from_the_free_device_memory(tiny_arrays, monkeypatch, free_bytes, residency):
+    """Resident when the per-frame data fit, streamed when not; the block is bounded either way, and the
+    result is the same as on the host."""
+    parameters = {"engine": "DM", "iterations": 3, "probe_update_start": 0}
+    host = ptychography(**tiny_arrays, parameters=parameters)
+    monkeypatch.setattr(HostAsDevice, "free_bytes", free_bytes)
+    monkeypatch.setattr(problem_module, "get_backend", lambda *args, **kwargs: HostAsDevice())
+    reconstruction = Reconstruction(**tiny_arrays, parameters=parameters)
+    placement = reconstruction.problem.placement
+    assert placement.residency == residency, placement.reason
+    if residency == "streamed":
+        assert 1 <= placement.frames_per_block < tiny_arrays["diffraction_data"].shape[0]
+    result = reconstruction.run()
+    np.testing.assert_allclose(result.object, host[0], rtol=0, atol=1e-5 * np.abs(host[0]).max())
+
+
+def test_an_explicit_block_and_residency_win(tiny_arrays, monkeypatch):
+    monkeypatch.setattr(problem_module, "get_backend", lambda *args, **kwargs: HostAsDevice())
+    problem = Reconstruction(**tiny_arrays, parameters={"engine": "ML", "iterations": 1, "frames_per_block": 7,
+                                                        "residency": "resident"}).problem
+    assert (problem.frames_per_block, problem.streaming) == (7, False)
 
 
 def test_unavailable_backends_say_why():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -176,10 +177,21 @@ def test_plan_answers_the_seed_workload_question(capsys):
                  "--backends", "cupy"]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("DM ", "ePIE "))}
-    assert rows["DM"][3] == "no" and int(rows["DM"][4]) < 2552 and int(rows["DM"][-1]) > 1
-    assert rows["ePIE"][3] == "yes" and rows["ePIE"][-1] == "1"
+    # DM: everything resident on one 80 GB card in bounded blocks (it used to say 229.5 GB and 3 GPUs).
+    assert rows["DM"][2] == "resident" and 1 < int(rows["DM"][3]) < 2552 and float(rows["DM"][4]) < 30
+    assert rows["DM"][-1] == "1" and rows["ePIE"][-1] == "1"
     assert main(["plan", "--dataset", "seed-2552x768", "--device-memory", "lots"]) == 2
     assert "memory size" in capsys.readouterr().err
+
+
+def test_plan_json_rows_are_what_tools_read(capsys):
+    assert main(["plan", "--dataset", "seed-2552x768", "--device-memory", "16GB", "--engines", "DM",
+                 "--backends", "cupy", "--json"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {"engine", "backend", "residency", "frames_per_block", "device_bytes", "resident_bytes", "streamed_bytes",
+            "pinned_host_bytes", "devices_needed"} <= set(row)
+    assert row["residency"] == "streamed" and row["fits"] and row["devices_needed"] > 1
+    assert row["pinned_host_bytes"] == 2552 * 768 * 768 * (4 + 8)
 
 
 def test_sweep_without_a_config_or_lists_is_an_error(capsys):

@@ -37,7 +37,7 @@ def test_model_terms_follow_algorithms_md():
 
 def test_streaming_moves_per_frame_arrays_to_pinned_host_memory():
     geometry = Geometry(n_frames=1000, frame_shape=(100, 100), object_shape=(500, 500))
-    streamed = predict_memory(geometry, "DM", "cupy", frames_per_block=100)
+    streamed = predict_memory(geometry, "DM", "cupy", frames_per_block=100, residency="streamed")
     assert streamed.streaming and streamed.terms["exit_waves"] == 2 * 100 * 100 * 100 * 8
     assert streamed.host_terms["pinned_exit_waves"] == 1000 * 100 * 100 * 8
     assert not predict_memory(geometry, "DM", "numpy", frames_per_block=100).streaming
@@ -47,12 +47,27 @@ def test_largest_block_and_ranks_needed_are_consistent_with_the_model():
     geometry = Geometry(n_frames=2552, frame_shape=(768, 768), object_shape=(4957, 4949))
     capacity = parse_bytes("80GB")
     block = largest_block_that_fits(geometry, "DM", "cupy", capacity)
-    assert predict_memory(geometry, "DM", "cupy", block).total_bytes <= capacity
-    assert predict_memory(geometry, "DM", "cupy", block + 1).total_bytes > capacity
-    ranks = ranks_needed(geometry, "DM", "cupy", capacity)
-    assert predict_memory(geometry, "DM", "cupy", None, ranks).total_bytes <= capacity
-    assert predict_memory(geometry, "DM", "cupy", None, ranks - 1).total_bytes > capacity
+    assert predict_memory(geometry, "DM", "cupy", block, residency="streamed").total_bytes <= capacity
+    assert predict_memory(geometry, "DM", "cupy", block + 1, residency="streamed").total_bytes > capacity
     assert largest_block_that_fits(geometry, "DM", "cupy", 10**6) is None
+    small = parse_bytes("16GB")
+    ranks = ranks_needed(geometry, "DM", "cupy", small)
+    fits = [predict_memory(geometry, "DM", "cupy", None, k, residency="resident", available_bytes=small).total_bytes
+            <= small for k in (ranks - 1, ranks)]
+    assert fits == [False, True]
+
+
+def test_the_seed_workload_needs_one_80gb_device_for_every_engine():
+    """Blocks bounded by the free memory, not all N frames at once: the data alone (6 GB intensities,
+    12 GB exit waves) fit one 80 GB card, and so does the plan."""
+    geometry = Geometry(n_frames=2552, frame_shape=(768, 768), object_shape=(4957, 4949))
+    capacity = parse_bytes("80GB")
+    for engine in ("DM", "RAAR", "ePIE", "ML"):
+        assert ranks_needed(geometry, engine, "cupy", capacity) == 1, engine
+        plan = predict_memory(geometry, engine, "cupy", available_bytes=capacity)
+        assert not plan.streaming and 1 < plan.frames_per_block < 2552, engine
+    dm = predict_memory(geometry, "DM", "cupy", available_bytes=capacity)
+    assert dm.total_bytes <= 30e9 and dm.terms["exit_waves"] == 2552 * 768 * 768 * 8
 
 
 @pytest.mark.parametrize("text, expected", [("80GB", 80 * 10**9), ("24 GiB", 24 * 2**30), ("512MB", 512 * 10**6),

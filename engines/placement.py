@@ -1,0 +1,89 @@
+"""Where per-frame data live and how many frames are computed at once: two separate choices.
+
+Residency: the per-frame arrays (intensities, and DM/RAAR exit waves) are *resident* in the memory
+the engine computes in when they fit, and *streamed* from pinned host memory block by block when they
+do not (device backends only). Compute block B: frames processed at once, whatever the residency, so
+the temporaries are O(B), not O(N). Both are chosen from the engines' registered memory terms and
+the memory free on the device (or host) with a safety margin, unless the user states them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+#: Share of the free memory the plan may use (allocator fragmentation, libraries' workspaces).
+SAFETY = 0.85
+#: On a device the block's temporaries get at most this share of the usable memory: beyond a few
+#: hundred frames a larger block launches no fewer kernels that matter, and the rest is headroom.
+DEVICE_TEMPORARY_SHARE = 0.1
+#: On a host the block is kept near this size so its temporaries stay in cache between steps.
+HOST_BLOCK_BYTES = 4 * 2**20
+RESIDENCIES = ("auto", "resident", "streamed")
+
+
+@dataclass(frozen=True)
+class FrameCosts:
+    """Bytes per frame: held for the whole run (``data``), and alive during a block (``temporaries``);
+    ``fixed``: object, probe and their buffers; ``wave``: one frame of exit waves (the host block unit)."""
+
+    data: int
+    temporaries: int
+    fixed: int
+    wave: int
+
+
+@dataclass(frozen=True)
+class Placement:
+    frames_per_block: int
+    streaming: bool
+    reason: str
+
+    @property
+    def residency(self) -> str:
+        return "streamed" if self.streaming else "resident"
+
+
+def choose_placement(n_frames: int, costs: FrameCosts, on_device: bool, available_bytes: int | None,
+                     requested_block: int | None = None, requested_residency: str = "auto") -> Placement:
+    """Residency and block size for ``n_frames`` frames (explicit requests win)."""
+    if requested_residency not in RESIDENCIES:
+        raise ValueError(f"residency: expected one of {list(RESIDENCIES)}, got {requested_residency!r}")
+    if not on_device:
+        block = requested_block or max(1, HOST_BLOCK_BYTES // max(costs.wave, 1))
+        return Placement(min(block, n_frames), False, "host memory: resident, cache-sized blocks")
+    usable = math.inf if available_bytes is None else SAFETY * available_bytes
+    resident_bytes = n_frames * costs.data + costs.fixed
+    if requested_residency == "auto":
+        fits = resident_bytes + costs.temporaries <= usable
+        streaming = not fits
+        why = "fits the device" if fits else "does not fit the device: streamed from pinned host memory"
+    else:
+        streaming = requested_residency == "streamed"
+        why = f"{requested_residency} as requested"
+    if requested_block is not None:
+        return Placement(min(requested_block, n_frames), streaming, f"{why}; block as requested")
+    held = costs.fixed if streaming else resident_bytes
+    room = max(usable - held, 0.0)
+    per_frame = costs.temporaries + (2 * costs.data if streaming else 0)  # streamed: in use + in flight
+    budget = min(room, DEVICE_TEMPORARY_SHARE * usable)
+    block = int(min(n_frames, max(1, budget // max(per_frame, 1)))) if math.isfinite(budget) else n_frames
+    return Placement(block, streaming, f"{why}; block of {block} from {DEVICE_TEMPORARY_SHARE:.0%} of free memory")
+
+
+def frame_costs(frame_shape: tuple[int, int], object_shape: tuple[int, int], probe_modes: int, object_modes: int,
+                specs: list, fused_kernels: bool) -> FrameCosts:
+    """The registered memory terms of the engines that will run (the largest of their stages), in bytes:
+    docs/algorithms.md ("Memory terms"); ptybench's memory model reports the same numbers."""
+    pixels = frame_shape[0] * frame_shape[1]
+    wave = 8 * probe_modes * object_modes * pixels
+    view = 8 * object_modes * pixels
+    data = 4 * pixels + (wave if any(spec.keeps_exit_waves for spec in specs) else 0)
+    temporaries = 0
+    for spec in specs:
+        waves, views = spec.memory.fused if fused_kernels else spec.memory.reference
+        temporaries = max(temporaries, int(waves * wave + views * view))
+    object_bytes = 8 * object_modes * object_shape[0] * object_shape[1]
+    buffers = max(spec.memory.object_buffers for spec in specs)
+    fixed = int((1 + buffers) * object_bytes) + 4 * 8 * probe_modes * pixels + pixels
+    return FrameCosts(data=data, temporaries=temporaries, fixed=fixed, wave=wave)
