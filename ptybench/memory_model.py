@@ -6,7 +6,7 @@
                view-sized (n·M_o·Y·X·8) arrays alive at the same time, registered with each engine
                (MemoryTerms in engines/registry.py); accuracy: docs/design.md, "Memory model"
 
-With streaming (a device backend and frames_per_block < N) the per-frame arrays live in pinned host
+With streaming (residency "streamed" on a device backend) the per-frame arrays live in pinned host
 memory and the device holds two blocks of them (the one in use and the one being uploaded). Under MPI
 each rank holds its ⌈N/ranks⌉ frames and a full object and probe. The model predicts the algorithm's
 own footprint: measured as peak minus the baseline after imports and data load.

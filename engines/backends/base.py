@@ -57,7 +57,7 @@ class Backend:
         """Host buffer for streaming blocks to the device (page-locked where the backend can)."""
         return np.empty(shape, dtype=dtype)
 
-    # Streaming (frames_per_block < N on a device): copies run on a side stream so the next
+    # Streaming (residency "streamed" on a device): copies run on a side stream so the next
     # block's upload overlaps this block's compute. Host backends copy synchronously.
     def upload_async(self, host_block: np.ndarray) -> Any:
         """Start copying a (pinned) host block to the device; returns a handle for ``ready``."""
