@@ -17,10 +17,13 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     raise BackendUnavailable(f"torch: not installed ({error}); install with `pip install -c constraints.txt "
                              f"'.[torch]'`") from error
 
+from .torch_kernels import TorchKernels
+
 
 class TorchBackend(Backend):
     name = "torch"
     xp = xp_torch
+    _kernel_class = TorchKernels
 
     def __init__(self, device: str | None = None, threads: int | None = None) -> None:
         try:

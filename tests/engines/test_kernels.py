@@ -112,3 +112,37 @@ def test_parallel_and_serial_kernels_have_separate_cache_entries():
         assert sorted(v.targetoptions.get("parallel", False) for v in variants) == [False, True]
         index_files = {v._cache._cache_file._index_name for v in variants}
         assert len(index_files) == 2, index_files
+
+
+torch = pytest.importorskip("torch")
+
+
+def _torch_case(case):
+    return {name: torch.from_numpy(np.array(value, copy=True)) for name, value in case.items()}
+
+
+@pytest.mark.parametrize("pbound", [None, 0.25, 1e-6])
+def test_torch_fourier_projection(case, pbound):
+    from ptybench.engines.backends.torch_kernels import TorchKernels
+
+    fused = TorchKernels(pytest.importorskip("array_api_compat.torch"))
+    t = _torch_case(case)
+    reference_waves = case["waves"].copy()
+    reference = REFERENCE.fourier_projection(reference_waves, case["intensities"], case["mask"], pbound)
+    result = fused.fourier_projection(t["waves"], t["intensities"], t["mask"], pbound)
+    close(t["waves"].numpy(), reference_waves)
+    close(result[0].numpy(), reference[0])
+    close(result[1].numpy(), reference[1])
+
+
+@pytest.mark.parametrize(("a", "b", "c"), [(-1.0, 1.0, 2.0), (-0.8, 0.9, 2.0)])
+def test_torch_difference_map_update_and_linear_mix(case, a, b, c):
+    from ptybench.engines.backends.torch_kernels import TorchKernels
+
+    fused = TorchKernels(pytest.importorskip("array_api_compat.torch"))
+    t = _torch_case(case)
+    close(fused.linear_mix(t["other"], t["waves"], c).numpy(), REFERENCE.linear_mix(case["other"], case["waves"], c))
+    reference = case["waves"].copy()
+    REFERENCE.difference_map_update(reference, case["other"], case["other"] * 0.5, a, b)
+    fused.difference_map_update(t["waves"], t["other"], t["other"] * 0.5, a, b)
+    close(t["waves"].numpy(), reference)
