@@ -103,7 +103,8 @@ class TorchBackend(Backend):
     def gather_views(self, obj: Any, rows: Any, cols: Any, frame_shape: tuple[int, int]) -> Any:
         if not self.is_device_memory:  # on a CPU, slices beat index tensors ~5x (0.4 vs 2.0 ms, 32 × 128²)
             height, width = frame_shape
-            return torch.stack([obj[:, y:y + height, x:x + width] for y, x in zip(rows.tolist(), cols.tolist())])
+            corners = zip(rows.tolist(), cols.tolist(), strict=True)
+            return torch.stack([obj[:, y:y + height, x:x + width] for y, x in corners])
         row_index, col_index = self._window_indices(rows, cols, frame_shape)
         views = obj[:, row_index[:, :, None], col_index[:, None, :]]  # (M_o, n, Y, X)
         return views.permute(1, 0, 2, 3).contiguous()
@@ -111,7 +112,7 @@ class TorchBackend(Backend):
     def scatter_add_views(self, target: Any, rows: Any, cols: Any, patches: Any) -> None:
         height, width = patches.shape[-2:]
         if not self.is_device_memory:  # on a CPU, one slice add per frame beats index_add_ ~30x (no atomics)
-            for frame, (y, x) in enumerate(zip(rows.tolist(), cols.tolist())):
+            for frame, (y, x) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
                 target[:, y:y + height, x:x + width] += patches[frame]
             return
         row_index, col_index = self._window_indices(rows, cols, (height, width))
