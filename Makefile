@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip install --constraint constraints.txt
 # Thread budget for timing runs and tests (2-core CI machines): set before any import.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test test-fast install install-dev install-gpu lint bench bench-check bench-report check-ptychodus clean help
+.PHONY: demo test test-fast install install-dev install-gpu gpu-check lint bench bench-check bench-report check-ptychodus clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -56,6 +56,25 @@ bench-check: install-dev  ## regression gate: BASE vs HEAD; fails when slower, b
 bench-report: install-dev  ## publish asv's HTML (git-ignored .asv/html) and print its path
 	$(ASV) publish
 	@echo "report: $$(pwd)/.asv/html/index.html"
+
+# On a lent CUDA machine (no internet; torch and CuPy already installed there). Not yet run on a GPU:
+# written without one. Records, test output and the table go to reports/gpu/.
+GPU_PYTHON ?= python3
+GPU_SIZES  ?= farfield-128-16384,farfield-256-4096
+
+gpu-check:  ## on a CUDA machine: GPU agreement tests + the GPU table (records in reports/gpu/)
+	$(GPU_PYTHON) -m pip install --no-deps --no-build-isolation -e .
+	mkdir -p reports/gpu
+	$(GPU_PYTHON) -m ptybench backends | tee reports/gpu/backends.txt
+	$(GPU_PYTHON) -m pytest -q -p no:cacheprovider tests/engines/test_backends.py tests/engines/test_kernels.py \
+		| tee reports/gpu/tests.txt
+	$(GPU_PYTHON) -m ptybench sweep --datasets $(GPU_SIZES) --engines DM,RAAR,ePIE,ML --backends cupy,torch:cuda \
+		--iterations 5 --warmup 2 --timeout 240 --out reports/gpu/results.jsonl --no-progress
+	$(GPU_PYTHON) -m ptybench sweep --datasets farfield-128-16384 --engines DM --backends cupy,torch:cuda \
+		--frames-per-block 2048 --parameters '{"residency": "streamed"}' --iterations 5 --warmup 2 \
+		--out reports/gpu/streaming.jsonl --no-progress
+	$(GPU_PYTHON) -m ptybench table reports/gpu/results.jsonl reports/gpu/streaming.jsonl --csv reports/gpu/table.csv \
+		| tee reports/gpu/table.txt
 
 check-ptychodus: install-dev  ## interop with ptychodus (APS): it reads our CXI files, we run on its files
 	test -x .venv-ptychodus/bin/python || $(PYTHON) -m venv .venv-ptychodus
