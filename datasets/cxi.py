@@ -269,6 +269,17 @@ class CXIDataset(Dataset):
         return self._find(SOURCE + "/illumination")
 
     @property
+    def probe_modes(self) -> int:
+        """From the stored probe's shape, without estimating a probe from the frames (that reads them)."""
+        stored = self._stored_probe()
+        return 1 if stored is None or len(stored.shape) == 2 else int(stored.shape[-3])
+
+    @property
+    def object_modes(self) -> int:
+        stored = self._stored_object()
+        return 1 if stored is None else (1 if len(stored.shape) == 2 else int(stored.shape[0]))
+
+    @property
     def initial_probe_source(self) -> str:
         if self._stored_probe() is not None:
             return "file"

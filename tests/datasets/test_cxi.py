@@ -154,3 +154,11 @@ def test_unreadable_files_are_one_line_errors(tmp_path):
     truncated.write_bytes(standard_only(tmp_path, name="t.cxi").read_bytes()[:3000])
     with pytest.raises(ValueError, match="not a readable HDF5/CXI file"):
         load(truncated)
+
+
+def test_geometry_of_a_file_without_a_probe_reads_no_frames(tmp_path, monkeypatch):
+    """Sizes come from the file's shapes; estimating a probe (which reads frames) waits for arrays()."""
+    with load(standard_only(tmp_path)) as data:
+        monkeypatch.setattr(type(data), "frames", lambda *args, **kwargs: pytest.fail("frames were read"))
+        geometry = data.geometry()
+    assert (geometry.n_frames, geometry.probe_modes, geometry.object_modes) == (12, 1, 1)
