@@ -9,6 +9,7 @@ a killed sweep loses at most the measurement in flight.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
 import socket
@@ -162,45 +163,40 @@ def _stored_meanwhile(out: str | Path, measurement: Measurement, retry_failed: b
 def claim(out: str | Path, measurement: Measurement) -> Iterator[bool]:
     """Claim a point for this process, so two sweeps writing one results file never measure it twice.
 
-    The claim is a file named by the point's key beside the results file, created exclusively (atomic
-    on every local and NFS v3+ file system) and holding the owner's PID and host; a claim whose owner on
-    this host is dead (a killed sweep) is taken over. Yields False when another live sweep holds it.
+    The claim is an exclusive ``flock`` on a file named by the point's key beside the results file. The
+    kernel drops the lock when its holder dies, so a killed sweep's point is free again at once, and
+    there is no window in which a half-written claim looks abandoned (the race an exclusive-create
+    claim file had). The lock is only kept if the file still is the one at the path: a holder that
+    finished may have removed it in between. Yields False when another live sweep holds it.
     """
     folder = Path(f"{out}.claims")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / results.measurement_key(measurement.identity())
-    owner = f"{os.getpid()} {socket.gethostname()}"
-    for _ in range(2):
+    for _ in range(100):
+        descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if _claim_is_live(path):
-                yield False
-                return
-            path.unlink(missing_ok=True)  # its sweep died: take the point over
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            yield False
+            return
+        if not _is_current(descriptor, path):
+            os.close(descriptor)  # removed by a finishing holder after we opened it: try again
             continue
-        with os.fdopen(descriptor, "w") as stream:
-            stream.write(owner)
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()} {socket.gethostname()}\n".encode())  # who, for a human
         try:
             yield True
         finally:
             path.unlink(missing_ok=True)
+            os.close(descriptor)
         return
     yield False
 
 
-def _claim_is_live(path: Path) -> bool:
+def _is_current(descriptor: int, path: Path) -> bool:
     try:
-        pid_text, _, host = path.read_text().partition(" ")
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return False  # half-written or vanished: not a live owner
-    if host.strip() != socket.gethostname():
-        return True  # another node's sweep: trust it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return os.stat(path).st_ino == os.fstat(descriptor).st_ino
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True
     return True

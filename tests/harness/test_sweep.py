@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import psutil
 import pytest
@@ -97,6 +98,45 @@ def test_two_sweeps_on_one_file_measure_every_point_once(tmp_path):
     records = read_records(out)
     assert Counter(r["key"] for r in records) == Counter(keys_of(out))   # three points, once each
     assert not any((tmp_path / "r.jsonl.claims").iterdir())              # no claim left behind
+
+
+def _claim_each(out, log, measurements, barrier):
+    from ptybench.sweep import claim
+
+    barrier.wait()
+    for measurement in measurements:
+        with claim(out, measurement) as mine:
+            if mine:
+                key = measurement_key(measurement.identity())
+                with open(log, "a") as stream:
+                    stream.write(f"start {key}\n")
+                time.sleep(0.002)
+                with open(log, "a") as stream:
+                    stream.write(f"end {key}\n")
+
+
+def test_a_claim_is_held_by_one_process_at_a_time_under_contention(tmp_path):
+    """Many processes racing for the same points: no two ever hold one point at once."""
+    import multiprocessing
+
+    out, log = str(tmp_path / "r.jsonl"), str(tmp_path / "log")
+    config = SweepConfig(datasets=["farfield-64-256"], engines=["DM", "RAAR", "ePIE", "rPIE", "ML"],
+                         frames_per_block=[0, 8, 16, 32, 64, 128], out=out)
+    points = config.measurements()
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(6)
+    workers = [context.Process(target=_claim_each, args=(out, log, points, barrier)) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    holders: Counter = Counter()
+    for line in Path(log).read_text().splitlines():
+        event, key = line.split()
+        holders[key] += 1 if event == "start" else -1
+        assert holders[key] in (0, 1), f"two processes held {key} at once"
+    assert len(holders) == len(points) and set(holders.values()) == {0}
 
 
 def test_a_claim_held_by_a_dead_sweep_is_taken_over(tmp_path):
