@@ -27,7 +27,7 @@ install: $(VENV)/.installed  ## create .venv and install ptybench (NumPy and the
 install-dev: $(VENV)/.installed-dev  ## install what the tests need (pytest, torch CPU, MPI, asv)
 
 install-gpu: $(VENV)/.installed  ## on a CUDA machine: CuPy with its toolkit and a CUDA torch
-	$(BIN)/python -m pip install "cupy-cuda12x[ctk]" "torch==2.13.0" --index-url https://download.pytorch.org/whl/cu126 --extra-index-url https://pypi.org/simple
+	$(BIN)/python -m pip install "cupy-cuda12x[ctk]" "numba-cuda[cu12]" "torch==2.13.0" --index-url https://download.pytorch.org/whl/cu126 --extra-index-url https://pypi.org/simple
 
 demo: install  ## reconstruct the embedded default dataset: table + plot in reports/demo
 	$(BIN)/ptybench demo
@@ -67,14 +67,18 @@ gpu-check:  ## on a CUDA machine: GPU agreement tests + the GPU table (records i
 	mkdir -p reports/gpu
 	$(GPU_PYTHON) -m ptybench backends | tee reports/gpu/backends.txt
 	$(GPU_PYTHON) -m pytest -q -p no:cacheprovider tests/engines/test_backends.py tests/engines/test_kernels.py \
+		tests/engines/test_cuda_kernels.py \
 		| tee reports/gpu/tests.txt
 	$(GPU_PYTHON) -m ptybench sweep --datasets $(GPU_SIZES) --engines DM,RAAR,ePIE,ML --backends cupy,torch:cuda \
 		--iterations 5 --warmup 2 --timeout 240 --out reports/gpu/results.jsonl --no-progress
 	$(GPU_PYTHON) -m ptybench sweep --datasets farfield-128-16384 --engines DM --backends cupy,torch:cuda \
 		--frames-per-block 2048 --parameters '{"residency": "streamed"}' --iterations 5 --warmup 2 \
 		--out reports/gpu/streaming.jsonl --no-progress
+	PTYBENCH_KERNELS=reference $(GPU_PYTHON) -m ptybench sweep --datasets farfield-128-16384 --engines DM,ML \
+		--backends cupy,torch:cuda --iterations 5 --warmup 2 --out reports/gpu/reference-kernels.jsonl --no-progress
 	$(GPU_PYTHON) -m ptybench table reports/gpu/results.jsonl reports/gpu/streaming.jsonl --csv reports/gpu/table.csv \
 		| tee reports/gpu/table.txt
+	$(GPU_PYTHON) -m ptybench table reports/gpu/reference-kernels.jsonl | tee reports/gpu/reference-kernels.txt
 
 check-ptychodus: install-dev  ## interop with ptychodus (APS): it reads our CXI files, we run on its files
 	test -x .venv-ptychodus/bin/python || $(PYTHON) -m venv .venv-ptychodus

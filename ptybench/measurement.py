@@ -190,7 +190,7 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
                                 comm.size, device, residency=placement.residency if placement else "auto")
     record = Record.of(measurement, ranks=comm.size, status=status, message=message,
                        target_error=measurement.target_error, dataset_info=data.describe(measurement.dataset),
-                       backend_info=backend.describe())
+                       backend_info={**backend.describe(), "kernels": type(backend.kernels).__name__})
     record.machine = describe_machine(record.backend_info)
     _add_timing(record, history, measurement)
     _add_distributed(record, details)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Without a GPU, numba runs the CuPy backend's CUDA kernels in its simulator, so they are tested here
+# too (tests/engines/test_cuda_kernels.py). Set before anything imports numba.
+if not (shutil.which("nvidia-smi") or os.path.exists("/dev/nvidiactl")):
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 
 @pytest.fixture(autouse=True, scope="session")

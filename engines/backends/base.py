@@ -8,6 +8,7 @@ memory statistics and host<->device transfers. Everything else is shared algorit
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,10 +102,15 @@ class Backend:
 
     @property
     def kernels(self) -> Any:
-        """The engines' shared hot steps; a backend overrides ``_kernel_class`` to fuse some."""
+        """The engines' shared hot steps; a backend overrides ``_kernel_class`` to fuse some.
+
+        ``PTYBENCH_KERNELS=reference`` runs the unfused reference definitions instead, so the gain
+        of a backend's fused kernels can be measured side by side (the class used is in every record).
+        """
         if self._kernels is None:
             from ..kernels import Kernels
-            self._kernels = (self._kernel_class or Kernels)(self.xp)
+            fused = self._kernel_class if os.environ.get("PTYBENCH_KERNELS", "fused") != "reference" else None
+            self._kernels = (fused or Kernels)(self.xp)
         return self._kernels
 
     _kernels: Any = None

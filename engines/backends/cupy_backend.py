@@ -50,6 +50,7 @@ class CupyBackend(Backend):
         self.threads = threads
         self._pool = cupy.get_default_memory_pool()
         self._copy_stream = cupy.cuda.Stream(non_blocking=True)
+        self._kernel_class = _fused_kernel_class()
 
     # --- transfers -------------------------------------------------------------------------
     def asarray(self, host_array: np.ndarray) -> Any:
@@ -140,6 +141,20 @@ class CupyBackend(Backend):
         return {"backend": self.name, "device": self.device, "cupy": cupy.__version__,
                 "gpu": name.decode() if isinstance(name, bytes) else str(name),
                 "gpu_memory_bytes": int(properties["totalGlobalMem"])}
+
+
+def _fused_kernel_class() -> Any:
+    """The numba.cuda kernels where numba can reach the GPU (numba-cuda installed), else None: the
+    reference kernels through CuPy (correct, slower; the record's ``kernels`` says which ran)."""
+    try:
+        from numba import cuda
+
+        if not cuda.is_available():
+            return None
+        from .cuda_kernels import CudaKernels
+    except Exception:  # numba without its CUDA target, or a driver numba cannot use
+        return None
+    return CudaKernels
 
 
 def _device_index(device: str | int | None) -> int:

@@ -146,3 +146,11 @@ def test_torch_difference_map_update_and_linear_mix(case, a, b, c):
     REFERENCE.difference_map_update(reference, case["other"], case["other"] * 0.5, a, b)
     fused.difference_map_update(t["waves"], t["other"], t["other"] * 0.5, a, b)
     close(t["waves"].numpy(), reference)
+
+
+def test_reference_kernels_can_be_asked_for_to_measure_the_fused_gain(monkeypatch):
+    from ptybench.engines.backends import get_backend
+
+    assert type(get_backend("numpy").kernels) is NumbaKernels
+    monkeypatch.setenv("PTYBENCH_KERNELS", "reference")
+    assert type(get_backend("numpy").kernels) is Kernels
