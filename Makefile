@@ -15,14 +15,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) -e ".[torch]"
+	$(PIP) -e ".[torch,fft]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) -e ".[dev,torch,mpi,bench]"
+	$(PIP) -e ".[dev,torch,fft,mpi,bench]"
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install ptybench (NumPy and the CPU torch backend)
+install: $(VENV)/.installed  ## create .venv and install ptybench (NumPy with mkl_fft, and the CPU torch backend)
 
 install-dev: $(VENV)/.installed-dev  ## install what the tests need (pytest, torch CPU, MPI, asv)
 

@@ -89,6 +89,31 @@ class Kernels:
         denominator = xp.sum(xp.real(views) ** 2 + xp.imag(views) ** 2, axis=(0, 1))
         return numerator, denominator
 
+    def pie_update(self, view: Any, old_view: Any, probe: Any, projected: Any, waves: Any, alpha: float,
+                   beta: float | None, rpie_alpha: float | None) -> Any:
+        """One frame's ePIE/rPIE step; Δ = projected − waves, shapes (M_p, M_o, Y, X).
+
+        ``view`` (M_o, Y, X) += α Σ_k P_k* Δ_k / w_O in place; returns P + β Σ_l O_l* Δ_l / w_P, with O
+        the ``old_view`` (None when ``beta`` is None: probe fixed). w = max|·|² (ePIE) or
+        (1 − a)|·|² + a·max|·|² per pixel (rPIE, a = ``rpie_alpha``). ``projected`` may be overwritten.
+        """
+        xp = self.xp
+
+        def weights(power: Any) -> Any:
+            largest = xp.max(power)
+            return largest if rpie_alpha is None else (1.0 - rpie_alpha) * power + rpie_alpha * largest
+
+        delta = projected - waves
+        probe_power = xp.sum(xp.real(probe) ** 2 + xp.imag(probe) ** 2, axis=0)
+        object_step = xp.sum(xp.conj(probe)[:, None] * delta, axis=0)
+        new_probe = None
+        if beta is not None:
+            object_power = xp.sum(xp.real(old_view) ** 2 + xp.imag(old_view) ** 2, axis=0)
+            probe_step = xp.sum(xp.conj(old_view)[None] * delta, axis=1)
+            new_probe = probe + (beta / weights(object_power)) * probe_step
+        view += (alpha / weights(probe_power)) * object_step
+        return new_probe
+
     # --- maximum likelihood (docs/algorithms.md, "Engines") ----------------------------------------------
     def likelihood_weights(self, waves: Any, intensities: Any, mask: Any, noise: str) -> tuple[float, Any, Any]:
         """Multiply ``waves`` (detector side) in place by 2·∂L/∂Î; return (L in float64, per-frame

@@ -18,6 +18,9 @@ from ..kernels import AMPLITUDE_EPSILON, POISSON_FLOOR, Kernels
 #: Below this many complex elements a call runs serially: numba's parallel dispatch costs tens of
 #: microseconds, more than a single 64² frame's work (ePIE calls once per frame).
 PARALLEL_MIN_SIZE = 1 << 16
+#: LLVM may reassociate sums, use reciprocals and fuse multiply-adds (so pixel loops vectorise), but not
+#: assume values are finite: a NaN must still reach the engines' divergence check.
+_FAST_MATH = {"contract", "arcp", "reassoc", "nsz", "afn"}
 
 
 def _renamed(function, suffix: str):
@@ -32,9 +35,13 @@ def _renamed(function, suffix: str):
 
 
 def _compile(function):
-    """A kernel compiled twice: in parallel (prange over frames or rows) and serially."""
-    parallel = numba.njit(parallel=True, cache=True, nogil=True)(_renamed(function, "_parallel"))
-    serial = numba.njit(parallel=False, cache=True, nogil=True)(_renamed(function, "_serial"))
+    """A kernel compiled twice: in parallel (prange over frames or rows) and serially. Division follows
+    IEEE (``error_model="numpy"``): a blow-up becomes NaN/Inf, which the engines' divergence check
+    reports with engine and iteration, not a ZeroDivisionError from inside a kernel."""
+    parallel = numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy",
+                          fastmath=_FAST_MATH)(_renamed(function, "_parallel"))
+    serial = numba.njit(parallel=False, cache=True, nogil=True, error_model="numpy",
+                        fastmath=_FAST_MATH)(_renamed(function, "_serial"))
 
     def dispatch(*args):
         size = max(getattr(arg, "size", 0) for arg in args)
@@ -43,17 +50,6 @@ def _compile(function):
     dispatch.__name__ = dispatch.__qualname__ = function.__name__
     dispatch.__doc__ = function.__doc__
     return dispatch
-
-
-@numba.njit(inline="always", cache=True)
-def _mode_power(waves, j, y, x):  # pragma: no cover - compiled
-    """Σ_kl |Ψ_jkl(y, x)|²: the model intensity of one pixel."""
-    power = np.float32(0.0)
-    for k in range(waves.shape[1]):
-        for m in range(waves.shape[2]):
-            value = waves[j, k, m, y, x]
-            power += value.real * value.real + value.imag * value.imag
-    return power
 
 
 def _exit_waves(probe, views, out):  # pragma: no cover - compiled
@@ -81,32 +77,48 @@ def _fourier_projection(waves, intensities, mask, pbound, use_bound, error, abso
         for x in range(width):
             valid += mask[y, x]
     for j in numba.prange(n):
+        # Row-wise passes with no branch or mode loop inside the pixel loop, so LLVM vectorises them
+        # (sqrt and division dominate; scalar, they made a 128² frame slower than NumPy's).
+        amplitude = np.empty((height, width), dtype=np.float32)
+        root = np.empty((height, width), dtype=np.float32)
         squared_sum = 0.0
         absolute_sum = 0.0
         for y in range(height):
+            _modes_power_row(waves, j, y, amplitude[y])
             for x in range(width):
-                if mask[y, x]:
-                    power = _mode_power(waves, j, y, x)
-                    difference = np.sqrt(power) - np.sqrt(intensities[j, y, x])
-                    squared_sum += difference * difference
-                    absolute_sum += abs(difference)
+                a = np.sqrt(amplitude[y, x])
+                r = np.sqrt(intensities[j, y, x])
+                amplitude[y, x] = a
+                root[y, x] = r
+                d = a - r if mask[y, x] else np.float32(0.0)
+                squared_sum += d * d
+                absolute_sum += abs(d)
         error[j] = squared_sum
         absolute[j] = absolute_sum
-        renorm = np.float32(1.0)
+        renorm = np.float32(0.0)  # 0: the target is √I; with a bound, frames within it keep A (renorm 1)
         if use_bound:
-            mean_error = squared_sum / valid
-            renorm = np.float32(np.sqrt(pbound / max(mean_error, pbound)))
+            renorm = np.float32(np.sqrt(pbound / max(squared_sum / valid, pbound)))
         for y in range(height):
+            factor = amplitude[y]
             for x in range(width):
-                if mask[y, x]:
-                    power = _mode_power(waves, j, y, x)
-                    amplitude = np.sqrt(power)
-                    measured = np.sqrt(intensities[j, y, x])
-                    target = measured + renorm * (amplitude - measured) if use_bound else measured
-                    factor = np.float32(target / (amplitude + np.float32(AMPLITUDE_EPSILON)))
-                    for k in range(probe_modes):
-                        for m in range(object_modes):
-                            waves[j, k, m, y, x] *= factor
+                a = factor[x]
+                target = root[y, x] + renorm * (a - root[y, x])
+                factor[x] = target / (a + np.float32(AMPLITUDE_EPSILON)) if mask[y, x] else np.float32(1.0)
+            for k in range(probe_modes):
+                for m in range(object_modes):
+                    for x in range(width):
+                        waves[j, k, m, y, x] *= factor[x]
+
+
+@numba.njit(inline="always", cache=True, fastmath=_FAST_MATH)
+def _modes_power_row(waves, j, y, out):  # pragma: no cover - compiled
+    """out[x] = Σ_kl |Ψ_jkl(y, x)|²: one row of the model intensity, modes outside the pixel loop."""
+    out[:] = 0.0
+    for k in range(waves.shape[1]):
+        for m in range(waves.shape[2]):
+            for x in range(out.shape[0]):
+                value = waves[j, k, m, y, x]
+                out[x] += value.real * value.real + value.imag * value.imag
 
 
 def _difference_map_update(waves, projected, overlap, a, b):  # pragma: no cover - compiled
@@ -151,31 +163,36 @@ def _probe_update_terms(views, waves, numerator, denominator):  # pragma: no cov
 def _likelihood_weights(waves, intensities, mask, gaussian, loss, error, absolute):  # pragma: no cover
     n, probe_modes, object_modes, height, width = waves.shape
     for j in numba.prange(n):
+        factor = np.empty(width, dtype=np.float32)   # one row; the pixel loops vectorise (no mode loop inside)
         loss_sum = 0.0
         squared_sum = 0.0
         absolute_sum = 0.0
         for y in range(height):
+            _modes_power_row(waves, j, y, factor)
             for x in range(width):
-                if not mask[y, x]:
-                    factor = np.float32(0.0)
+                model = factor[x]
+                measured = intensities[j, y, x]
+                difference = np.sqrt(model) - np.sqrt(measured)
+                if gaussian:
+                    weight = np.float32(1.0) / (measured + np.float32(1.0))
+                    residual = model - measured
+                    term = weight * residual * residual
+                    derivative = np.float32(4.0) * weight * residual
                 else:
-                    model = _mode_power(waves, j, y, x)
-                    measured = intensities[j, y, x]
-                    difference = np.sqrt(model) - np.sqrt(measured)
+                    floored = max(model, np.float32(POISSON_FLOOR))
+                    term = floored - measured * np.log(floored)
+                    derivative = np.float32(2.0) * (np.float32(1.0) - measured / floored)
+                if mask[y, x]:
                     squared_sum += difference * difference
                     absolute_sum += abs(difference)
-                    if gaussian:
-                        weight = np.float32(1.0) / (measured + np.float32(1.0))
-                        residual = model - measured
-                        loss_sum += weight * residual * residual
-                        factor = np.float32(4.0) * weight * residual
-                    else:
-                        floored = max(model, np.float32(POISSON_FLOOR))
-                        loss_sum += floored - measured * np.log(floored)
-                        factor = np.float32(2.0) * (np.float32(1.0) - measured / floored)
-                for k in range(probe_modes):
-                    for m in range(object_modes):
-                        waves[j, k, m, y, x] *= factor
+                    loss_sum += term
+                    factor[x] = derivative
+                else:
+                    factor[x] = np.float32(0.0)
+            for k in range(probe_modes):
+                for m in range(object_modes):
+                    for x in range(width):
+                        waves[j, k, m, y, x] *= factor[x]
         loss[j] = loss_sum
         error[j] = squared_sum
         absolute[j] = absolute_sum
@@ -218,6 +235,69 @@ def _gaussian_line_polynomial(a, b, c, has_c, intensities, mask, out):  # pragma
                         out[j, p + q] += weight * r[p] * r[q]
 
 
+def _pie_update(view, old_view, probe, projected, waves, alpha, beta, rpie_alpha, new_probe):  # pragma: no cover
+    """One frame's ePIE (rpie_alpha < 0) / rPIE step, Δ formed on the fly; beta < 0: probe fixed."""
+    probe_modes, object_modes, height, width = waves.shape
+    object_scale = np.empty((height, width), dtype=np.float32)   # α / w_O per pixel
+    probe_scale = np.empty((height, width), dtype=np.float32)    # β / w_P per pixel
+    for y in range(height):
+        _power_row(probe, y, object_scale[y])
+        _power_row(old_view, y, probe_scale[y])
+    probe_max = object_scale.max()
+    object_max = probe_scale.max()
+    a = np.float32(max(rpie_alpha, 0.0))
+    for y in numba.prange(height):
+        for x in range(width):
+            if rpie_alpha < 0.0:
+                object_scale[y, x] = np.float32(alpha) / probe_max
+                probe_scale[y, x] = np.float32(beta) / object_max
+            else:
+                object_scale[y, x] = np.float32(alpha) / ((np.float32(1.0) - a) * object_scale[y, x] + a * probe_max)
+                probe_scale[y, x] = np.float32(beta) / ((np.float32(1.0) - a) * probe_scale[y, x] + a * object_max)
+        step = np.empty(width, dtype=np.complex64)
+        for m in range(object_modes):
+            step[:] = 0.0
+            for k in range(probe_modes):
+                for x in range(width):
+                    step[x] += np.conj(probe[k, y, x]) * (projected[k, m, y, x] - waves[k, m, y, x])
+            for x in range(width):
+                view[m, y, x] += object_scale[y, x] * step[x]
+        if beta >= 0.0:
+            for k in range(probe_modes):
+                step[:] = 0.0
+                for m in range(object_modes):
+                    for x in range(width):
+                        step[x] += np.conj(old_view[m, y, x]) * (projected[k, m, y, x] - waves[k, m, y, x])
+                for x in range(width):
+                    new_probe[k, y, x] = probe[k, y, x] + probe_scale[y, x] * step[x]
+
+
+@numba.njit(inline="always", cache=True, fastmath=_FAST_MATH)
+def _power_row(array, y, out):  # pragma: no cover - compiled
+    """out[x] = Σ_i |a_i(y, x)|² over the leading (mode) axis."""
+    out[:] = 0.0
+    for i in range(array.shape[0]):
+        for x in range(out.shape[0]):
+            value = array[i, y, x]
+            out[x] += value.real * value.real + value.imag * value.imag
+
+
+def _scatter_add_views(target, rows, cols, patches):  # pragma: no cover - compiled
+    """target[m, r_j + y, c_j + x] += patches[j, m, y, x]. Each thread owns rows of the target and adds
+    every frame's patch row that lands there, in frame order: no write conflicts, same sum every run."""
+    n_modes, target_height, _ = target.shape
+    patch_modes, height, width = patches.shape[1:]
+    for index in numba.prange(n_modes * target_height):
+        m, r = index // target_height, index % target_height
+        source_mode = m if patch_modes > 1 else 0
+        for j in range(rows.shape[0]):
+            y = r - rows[j]
+            if 0 <= y < height:
+                col = cols[j]
+                for x in range(width):
+                    target[m, r, col + x] += patches[j, source_mode, y, x]
+
+
 _exit_waves = _compile(_exit_waves)
 _linear_mix = _compile(_linear_mix)
 _fourier_projection = _compile(_fourier_projection)
@@ -226,6 +306,17 @@ _object_update_terms = _compile(_object_update_terms)
 _probe_update_terms = _compile(_probe_update_terms)
 _likelihood_weights = _compile(_likelihood_weights)
 _gaussian_line_polynomial = _compile(_gaussian_line_polynomial)
+_pie_update = _compile(_pie_update)
+_scatter_add_views = _compile(_scatter_add_views)
+
+
+def scatter_add_views(target: np.ndarray, rows: np.ndarray, cols: np.ndarray, patches: np.ndarray) -> None:
+    """The NumPy backend's scatter-add: compiled, parallel over target rows (patches (n, M or 1, Y, X))."""
+    if patches.ndim == 3:
+        patches = patches[:, None]
+    # patches may be a broadcast view (one probe power for every frame): read through its strides.
+    _scatter_add_views(target, np.ascontiguousarray(rows, dtype=np.intp), np.ascontiguousarray(cols, dtype=np.intp),
+                       patches)
 
 
 class NumbaKernels(Kernels):
@@ -270,6 +361,13 @@ class NumbaKernels(Kernels):
         loss, error, absolute = (np.empty(n, dtype=np.float64) for _ in range(3))
         _likelihood_weights(waves, intensities, mask, noise == "gaussian", loss, error, absolute)
         return float(loss.sum()), error, absolute
+
+    def pie_update(self, view: Any, old_view: Any, probe: Any, projected: Any, waves: Any, alpha: float,
+                   beta: float | None, rpie_alpha: float | None) -> Any:
+        new_probe = np.empty_like(probe) if beta is not None else probe
+        _pie_update(view, old_view, probe, projected, waves, float(alpha), -1.0 if beta is None else float(beta),
+                    -1.0 if rpie_alpha is None else float(rpie_alpha), new_probe)
+        return new_probe if beta is not None else None
 
     def line_search_polynomial(self, a: Any, b: Any, c: Any | None, intensities: Any, mask: Any,
                                noise: str) -> np.ndarray:

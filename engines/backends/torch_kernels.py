@@ -1,4 +1,5 @@
-"""Torch versions of the hot element-wise steps: in-place ops and fewer temporaries (CPU and CUDA).
+"""Torch versions of the hot element-wise steps: in-place ops and fewer temporaries (CUDA), and the
+numba kernels on CPU tensors (``NumbaOnTorchKernels``).
 
 Each method has the signature and meaning of the reference in ``engines/kernels.py`` and is tested
 against it (tests/engines/test_kernels.py). The reference builds every intermediate (``c * a``, masks
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..kernels import AMPLITUDE_EPSILON, Kernels
@@ -54,3 +56,71 @@ class TorchKernels(Kernels):
         factor = target.div_(amplitude.add_(AMPLITUDE_EPSILON)).mul_(valid).add_(1.0 - valid)
         waves.mul_(factor[:, None, None])
         return error, absolute
+
+    def pie_update(self, view: Any, old_view: Any, probe: Any, projected: Any, waves: Any, alpha: float,
+                   beta: float | None, rpie_alpha: float | None) -> Any:
+        delta = projected.sub_(waves)  # the engine's temporary, not used after this step
+
+        def scale(power: Any, step: float) -> Any:
+            largest = power.max()
+            weight = largest if rpie_alpha is None else power.mul(1.0 - rpie_alpha).add_(largest, alpha=rpie_alpha)
+            return torch.div(step, weight)
+
+        def modes_power(array: Any) -> Any:
+            return torch.view_as_real(array).square().sum(dim=(0, -1))
+
+        object_step = (probe.conj().unsqueeze(1) * delta).sum(dim=0)
+        new_probe = None
+        if beta is not None:
+            probe_step = (old_view.conj().unsqueeze(0) * delta).sum(dim=1)
+            new_probe = probe_step.mul_(scale(modes_power(old_view), beta)).add_(probe)
+        view.add_(object_step.mul_(scale(modes_power(probe), alpha)))
+        return new_probe
+
+
+def _as_numpy(value: Any) -> Any:
+    return value.resolve_conj().numpy() if isinstance(value, torch.Tensor) else value
+
+
+def _as_torch(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, tuple):
+        return tuple(_as_torch(item) for item in value)
+    return value
+
+
+def _through_numba(name: str, returns_arrays: bool = True) -> Any:
+    def method(self: NumbaOnTorchKernels, *args: Any) -> Any:
+        result = getattr(self.numba, name)(*(_as_numpy(arg) for arg in args))
+        return _as_torch(result) if returns_arrays else result
+
+    method.__name__ = name
+    method.__doc__ = f"Kernels.{name} through the NumPy backend's numba kernel, on shared memory."
+    return method
+
+
+class NumbaOnTorchKernels(Kernels):
+    """On a CPU, torch tensors and NumPy arrays share memory (``Tensor.numpy()`` copies nothing), so
+    torch-CPU runs the same compiled numba kernels as the NumPy backend: written once, and a CPU
+    comparison of the two backends then measures their FFTs and overheads, not two implementations
+    of the element-wise steps (torch's own ops make one pass over memory per operation)."""
+
+    def __init__(self, xp: Any) -> None:
+        super().__init__(xp)
+        import array_api_compat.numpy
+
+        from .numba_kernels import NumbaKernels
+
+        self.numba = NumbaKernels(array_api_compat.numpy)
+
+    exit_waves = _through_numba("exit_waves")
+    linear_mix = _through_numba("linear_mix")
+    mode_intensity = _through_numba("mode_intensity")
+    fourier_projection = _through_numba("fourier_projection")
+    difference_map_update = _through_numba("difference_map_update")
+    object_update_terms = _through_numba("object_update_terms")
+    probe_update_terms = _through_numba("probe_update_terms")
+    likelihood_weights = _through_numba("likelihood_weights")
+    line_search_polynomial = _through_numba("line_search_polynomial", returns_arrays=False)
+    pie_update = _through_numba("pie_update")

@@ -75,6 +75,23 @@ def test_backend_agrees_with_numpy_after_ten_iterations(near_truth, target, engi
         assert relative_difference(expected, actual) < AGREEMENT, f"{engine} {name} on {target}"
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_torch_kernels_of_the_cuda_path_agree_with_numpy_on_the_cpu(near_truth, engine, monkeypatch):
+    """torch-CPU runs the numba kernels; the torch kernels torch-CUDA runs are checked here end to end."""
+    require("torch", "cpu")
+    from ptybench.engines.backends import torch_backend
+    from ptybench.engines.backends.torch_kernels import TorchKernels
+
+    monkeypatch.setattr(torch_backend.TorchBackend, "_cpu_kernel_class", TorchKernels)
+    assert type(get_backend("torch", "cpu").kernels) is TorchKernels
+    data, arrays = near_truth
+    parameters = {"engine": engine, "iterations": 10, "probe_update_start": 0, "frames_per_block": 16}
+    reference = run_on("numpy", None, data, arrays, parameters)
+    result = run_on("torch", "cpu", data, arrays, parameters)
+    for name, expected, actual in zip(("object", "probe"), reference, result, strict=True):
+        assert relative_difference(expected, actual) < AGREEMENT, f"{engine} {name} with TorchKernels"
+
+
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: "-".join(t))
 def test_backend_agrees_on_a_dm_then_ml_plan(near_truth, target):
     require(*target)

@@ -154,3 +154,49 @@ def test_reference_kernels_can_be_asked_for_to_measure_the_fused_gain(monkeypatc
     assert type(get_backend("numpy").kernels) is NumbaKernels
     monkeypatch.setenv("PTYBENCH_KERNELS", "reference")
     assert type(get_backend("numpy").kernels) is Kernels
+
+
+@pytest.mark.parametrize(("beta", "rpie_alpha"), [(None, None), (1.0, None), (0.9, 0.05)],
+                         ids=["ePIE-object-only", "ePIE", "rPIE"])
+def test_pie_update_on_a_strided_object_view(case, beta, rpie_alpha):
+    """One frame's step: the object view (a slice of the object, updated in place) and the new probe."""
+    from ptybench.engines.backends.torch_kernels import TorchKernels
+
+    frame = {name: case[name][0] for name in ("views", "waves", "other")}
+    n_modes, height, width = frame["views"].shape
+    rng = np.random.default_rng(3)
+    obj = complex_array(rng, (n_modes, height + 5, width + 3))
+
+    def run(kernels, to, back):
+        target = to(obj.copy())
+        view = target[:, 2:2 + height, 1:1 + width]
+        new_probe = kernels.pie_update(view, to(frame["views"]), to(case["probe"]), to(frame["other"].copy()),
+                                       to(frame["waves"]), 0.9, beta, rpie_alpha)
+        return back(target), None if new_probe is None else back(new_probe)
+
+    reference = run(REFERENCE, np.asarray, np.asarray)
+    torch_kernels = TorchKernels(pytest.importorskip("array_api_compat.torch"))
+    for result in (run(FUSED, np.asarray, np.asarray), run(torch_kernels, torch.from_numpy, lambda t: t.numpy())):
+        close(result[0], reference[0])
+        assert (result[1] is None) == (beta is None)
+        if beta is not None:
+            close(result[1], reference[1])
+
+
+@pytest.mark.parametrize("shape", [(40, 3, 9, 7), (300, 1, 40, 40)], ids=["modes", "parallel"])
+def test_scatter_add_adds_overlapping_patches_like_the_loop(shape):
+    from ptybench.engines.backends.numba_kernels import scatter_add_views
+
+    n, modes, height, width = shape
+    rng = np.random.default_rng(5)
+    rows, cols = rng.integers(0, 12, n), rng.integers(0, 10, n)   # heavy overlap
+    patches = complex_array(rng, shape)
+    power = rng.random((height, width)).astype(np.float32)
+    cases = [(np.zeros((modes, height + 12, width + 10), np.complex64), patches),
+             (np.zeros((1, height + 12, width + 10), np.float32), np.broadcast_to(power, (n, 1, height, width)))]
+    for target, source in cases:
+        expected = target.copy()
+        for row, col, patch in zip(rows, cols, source, strict=True):
+            expected[:, row:row + height, col:col + width] += patch
+        scatter_add_views(target, rows, cols, source)
+        close(target, expected)

@@ -23,7 +23,8 @@ def test_an_ok_record_has_times_memory_floor_errors_and_machine():
     assert 0 < record["object_error"] < 1 and 0 < record["r_factor"] < 1
     assert record["dataset_info"]["n_frames"] == 256 and record["dataset_info"]["height"] == 64
     assert record["machine"]["cores_available"] >= 1 and "numpy" in record["machine"]["versions"]
-    assert record["backend_info"]["kernels"] == "NumbaKernels"     # which kernels ran is data
+    assert record["backend_info"]["kernels"] == "NumbaKernels"     # which kernels and FFT ran are data
+    assert record["backend_info"]["fft"].split()[0] in ("scipy", "mkl")
 
 
 def test_a_memory_limit_below_the_footprint_is_recorded_as_oom():
