@@ -123,7 +123,7 @@ class Problem:
         descriptor = backend_descriptor(self.run.backend)
         specs = [engine_spec(name) for name in stages] if stages else [engine_spec("DM")]
         costs = frame_costs(self.frame_shape, self.shape.object_shape, self.shape.probe_modes,
-                            self.shape.object_modes, specs, descriptor.fused_kernels)
+                            self.shape.object_modes, specs, descriptor.fused_kernels(self.run.device))
         requested = None if self.run.frames_per_block in (None, "auto") else int(self.run.frames_per_block)
         available = self.backend.available_memory_bytes() if self.backend.is_device_memory else None
         return choose_placement(self.n_frames, costs, self.backend.is_device_memory, available, requested,

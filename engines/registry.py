@@ -28,7 +28,7 @@ DISTRIBUTED_FORMS = ("exact", "merged")
 @dataclass(frozen=True)
 class MemoryTerms:
     """Frame-sized arrays alive at the engine's peak, per frame of a block, as (exit-wave-sized,
-    view-sized) counts, for fused kernels (NumPy/numba) and for the reference kernels (torch, CuPy);
+    view-sized) counts, for fused kernels (numba on a CPU: NumPy, torch-CPU) and for the reference ones (GPU);
     ``object_buffers``: object-sized complex64 arrays held besides the object. Counted in the engine
     code and fitted to measured peaks (docs/design.md, "Memory model")."""
 

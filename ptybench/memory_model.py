@@ -93,7 +93,7 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
     if frames_per_block is not None and frames_per_block < 1:
         raise ValueError(f"frames_per_block: expected a positive integer, got {frames_per_block!r}")
     costs = frame_costs(geometry.frame_shape, geometry.object_shape, geometry.probe_modes, geometry.object_modes,
-                        [spec], descriptor.fused_kernels)
+                        [spec], descriptor.fused_kernels(device))
     placement = choose_placement(n_local, costs, on_device, available_bytes, frames_per_block, residency)
     block, streaming = placement.frames_per_block, placement.streaming
 
@@ -112,7 +112,7 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
     terms = {name: size * frames_held for name, size in per_frame.items()}
     host_terms = {f"pinned_{name}": size * n_local for name, size in per_frame.items()} if streaming else {}
 
-    wave_blocks, view_blocks = spec.memory.fused if descriptor.fused_kernels else spec.memory.reference
+    wave_blocks, view_blocks = spec.memory.fused if descriptor.fused_kernels(device) else spec.memory.reference
     per_frame_temporaries = wave_blocks * frame_waves + view_blocks * frame_views
     if spec.one_frame_at_a_time:  # the R-factor's first sum reads one block
         terms["block_temporaries"] = int(per_frame_temporaries + block * frame_intensity)

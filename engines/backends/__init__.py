@@ -24,11 +24,17 @@ class BackendDescriptor:
     device_memory: Callable[[str | int | None], bool]
     #: (backend, device) pairs `ptybench backends` probes.
     probe_devices: tuple[str, ...]
-    #: True when the element-wise steps are fused (fewer block temporaries; ptybench/memory_model.py).
-    fused_kernels: bool = False
+    #: device -> True when the backend's block temporaries are those counted for fused kernels
+    #: (ptybench/memory_model.py). torch-CPU runs the numba kernels but its FFTs and gathers are out of
+    #: place, and its footprint measured as before (the reference counts); CuPy counts as unfused until
+    #: a GPU run measures its fused kernels.
+    fused_on: Callable[[str | int | None], bool] = lambda device: False
 
     def is_device_memory(self, device: str | int | None) -> bool:
         return self.device_memory(device)
+
+    def fused_kernels(self, device: str | int | None) -> bool:
+        return self.fused_on(device)
 
 
 _BACKENDS: dict[str, BackendDescriptor] = {}
@@ -39,7 +45,7 @@ def register_backend(descriptor: BackendDescriptor) -> None:
 
 
 register_backend(BackendDescriptor("numpy", "numpy_backend", "NumpyBackend", lambda device: False, ("cpu",),
-                                   fused_kernels=True))
+                                   fused_on=lambda device: True))
 register_backend(BackendDescriptor("torch", "torch_backend", "TorchBackend",
                                    lambda device: str(device or "cpu").startswith("cuda"), ("cpu", "cuda")))
 register_backend(BackendDescriptor("cupy", "cupy_backend", "CupyBackend", lambda device: True, ("cuda",)))

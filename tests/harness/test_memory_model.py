@@ -24,6 +24,16 @@ def test_memory_model_is_within_tolerance_of_the_measured_footprint(dataset, eng
     assert abs(ratio - 1) <= MODEL_TOLERANCE, f"{engine} {dataset}: measured/predicted = {ratio:.3f}"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["DM", "ML"])
+def test_memory_model_holds_on_torch_cpu(engine):
+    """The code path torch-CUDA runs (placement, blocks, torch FFTs and gathers), measured on a CPU."""
+    record = run_isolated(Measurement(dataset="farfield-128-1024", engine=engine, backend="torch", iterations=1,
+                                      warmup=1, threads=2, fft_floor=False))
+    ratio = record["memory"]["measured_over_predicted"]
+    assert abs(ratio - 1) <= MODEL_TOLERANCE, f"{engine} torch: measured/predicted = {ratio:.3f}"
+
+
 def test_model_terms_follow_algorithms_md():
     geometry = Geometry(n_frames=1000, frame_shape=(100, 100), object_shape=(500, 500))
     dm = predict_memory(geometry, "DM", "cupy", None)
