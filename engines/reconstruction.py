@@ -20,9 +20,13 @@ from .problem import Problem
 from .registry import engine_class
 from .validation import validate_inputs
 
+#: An R-factor this many times its first value (or 1) is a blow-up, even while every number is finite.
+BLOW_UP = 1e3
+
 
 class ReconstructionDiverged(RuntimeError):
-    """An iterate became NaN or Inf; the message names the engine and the iteration."""
+    """An iterate became NaN/Inf or blew up (R-factor BLOW_UP times its first value); the message names
+    the engine and the iteration."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class Reconstruction:
             region = illuminated_region(region_probe, self.problem.corners, shape.object_shape)
             self._object_error = ObjectErrorMetric(self.problem.backend, true_object, region)
         self._amplitude_sum: float | None = None
+        self._first_r_factor: float | None = None
         self.history: list[IterationRecord] = []
         self.stage_constants: list[dict[str, Any]] = []
         self._engine: Any = None
@@ -138,9 +143,19 @@ class Reconstruction:
             r_factor=absolute / self._amplitude_sum if self._amplitude_sum > 0 else float("nan"),
             object_error=self._object_error(problem.object) if self._object_error else None,
             seconds=seconds, stage_seconds=stage_seconds)
+        self._check_growth(name, iteration, record.r_factor)
         self.history.append(record)
         if self.callback is not None:
             self.callback(record)
+
+    def _check_growth(self, name: str, iteration: int, r_factor: float) -> None:
+        """A blow-up can stay finite in float32 (an object of 1e10 where the truth is O(1)): the R-factor
+        growing BLOW_UP times past its first value (or past 1) is a divergence too, not a result."""
+        if self._first_r_factor is None:
+            self._first_r_factor = r_factor
+        elif r_factor > BLOW_UP * max(1.0, self._first_r_factor):
+            raise ReconstructionDiverged(f"{name}: the model amplitudes blew up at iteration {iteration} "
+                                         f"(R-factor {r_factor:.3g}, first {self._first_r_factor:.3g})")
 
     def _check_finite(self, name: str, iteration: int, error_sum: float) -> None:
         xp = self.problem.xp

@@ -158,6 +158,22 @@ def test_inputs_are_validated_before_anything_runs(tiny_arrays):
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_a_finite_blow_up_stops_too(tiny_arrays, engine):
+    """Amplitudes 1e6 times the data are garbage even when every number is finite (float32 keeps 1e38)."""
+    reconstruction = Reconstruction(**tiny_arrays, parameters=params(engine, iterations=6))
+    propagator = reconstruction.problem.propagator
+    forward = propagator.forward
+
+    def exploding_forward(waves, overwrite=False):   # from the third iteration on
+        result = forward(waves, overwrite=overwrite)
+        return result * np.float32(1e6) if len(reconstruction.history) >= 2 else result
+
+    propagator.forward = exploding_forward
+    with pytest.raises(ReconstructionDiverged, match=rf"^{engine}: the model amplitudes blew up at iteration \d+"):
+        reconstruction.run()
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
 def test_a_non_finite_iterate_stops_with_engine_and_iteration(tiny_arrays, engine):
     reconstruction = Reconstruction(**tiny_arrays, parameters=params(engine, iterations=6))
     propagator = reconstruction.problem.propagator
