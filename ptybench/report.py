@@ -10,8 +10,9 @@ import numpy as np
 #: Summary columns: (header, DataFrame column or derived name, format).
 SUMMARY_COLUMNS = (
     ("dataset", "dataset", "{}"), ("engine", "engine", "{}"), ("backend", "backend_label", "{}"),
-    ("fpb", "frames_per_block_used", "{:.0f}"), ("status", "status", "{}"),
+    ("fpb", "frames_per_block_used", "{:.0f}"), ("thr", "threads_used", "{:.0f}"), ("status", "status", "{}"),
     ("s/iter", "seconds_per_iteration", "{:.4g}"), ("spread", "spread", "{}"),
+    ("vs 1 thr", "thread_speedup", "{:.2f}×"),
     ("frame·it/s", "frame_iterations_per_second", "{:.3g}"), ("FFT×", "fft_floor_ratio", "{:.1f}"),
     ("mem MB", "memory_measured_mb", "{:.1f}"), ("model MB", "memory_predicted_mb", "{:.1f}"),
     ("meas/model", "memory.measured_over_predicted", "{:.2f}"),
@@ -42,7 +43,23 @@ def summary_frame(frame: Any) -> Any:
     host_algorithm = column("memory.host_algorithm_bytes").astype(float)
     frame["memory_measured_mb"] = np.where(np.isfinite(device_peak), device_peak, host_algorithm) / 1e6
     frame["memory_predicted_mb"] = column("memory.predicted_bytes").astype(float) / 1e6
+    frame["threads_used"] = column("backend_info.threads").astype(float)
+    frame["thread_speedup"] = _thread_speedup(frame, seconds)
     return frame
+
+
+def _thread_speedup(frame: Any, seconds: Any) -> np.ndarray:
+    """s/iter on one thread over s/iter here, for points also measured on one thread (sweep --threads 1,2):
+    how much a second core buys each engine."""
+    names = ["dataset", "engine", "backend_label", "frames_per_block_used", "iterations",
+             *sorted(c for c in frame.columns if str(c).startswith("parameters"))]
+    columns = [frame[name].astype(str).tolist() if name in frame else [""] * len(frame) for name in names]
+    keys = list(zip(*columns, strict=True))
+    ok = (frame["status"] == "ok").to_numpy()
+    single = {key: value for key, value, threads, good in
+              zip(keys, seconds, frame["threads_used"], ok, strict=True) if threads == 1 and good}
+    return np.array([single.get(key, np.nan) / value if good else np.nan
+                     for key, value, good in zip(keys, seconds, ok, strict=True)])
 
 
 def format_table(frame: Any) -> str:

@@ -1,4 +1,4 @@
-"""Sweeps: datasets × engines × backends × frames_per_block, each point measured in its own process.
+"""Sweeps: datasets × engines × backends × frames_per_block × threads, each point in its own process.
 
 Resumable: a point whose key is already in the results file is skipped (``retry_failed`` re-runs
 points stored as error or timeout). Concurrent sweeps on one results file claim each point first
@@ -41,7 +41,7 @@ class SweepConfig:
     frames_per_block: list[int | None] = field(default_factory=lambda: [None])
     iterations: int = 10
     warmup: int = 2
-    threads: int | None = None
+    threads: list[int | None] = field(default_factory=lambda: [None])
     timeout_s: float = 600.0
     target_error: float | None = DEFAULT_TARGET_ERROR
     memory_limit: str | int | None = None
@@ -49,7 +49,7 @@ class SweepConfig:
     out: str = "reports/sweep/results.jsonl"
 
     def __post_init__(self) -> None:
-        for name in ("datasets", "engines", "backends", "frames_per_block"):
+        for name in ("datasets", "engines", "backends", "frames_per_block", "threads"):
             value = getattr(self, name)
             if isinstance(value, str | int) or value is None:
                 value = [value]
@@ -58,6 +58,10 @@ class SweepConfig:
             setattr(self, name, list(value))
         self.frames_per_block = [None if value in (None, 0, "default") else int(value)
                                  for value in self.frames_per_block]
+        bad = [value for value in self.threads if value is not None and (isinstance(value, bool)
+                                                                          or not isinstance(value, int) or value < 1)]
+        if bad:
+            raise ValueError(f"threads: expected whole numbers >= 1, got {bad[0]!r}")
         for backend in self.backends:
             parse_target(backend)
         for engine in self.engines:
@@ -108,11 +112,11 @@ class SweepConfig:
     def measurements(self) -> list[Measurement]:
         limit = parse_bytes(self.memory_limit) if self.memory_limit is not None else None
         points = []
-        for dataset, engine, backend, block in itertools.product(self.datasets, self.engines, self.backends,
-                                                                 self.frames_per_block):
+        for dataset, engine, backend, block, threads in itertools.product(
+                self.datasets, self.engines, self.backends, self.frames_per_block, self.threads):
             name, device = parse_target(backend)
             points.append(Measurement(dataset=dataset, engine=engine, backend=name, device=device,
-                                      iterations=self.iterations, warmup=self.warmup, threads=self.threads,
+                                      iterations=self.iterations, warmup=self.warmup, threads=threads,
                                       frames_per_block=block, parameters=self.engine_parameters(engine),
                                       target_error=self.target_error, memory_limit_bytes=limit,
                                       timeout_s=self.timeout_s))

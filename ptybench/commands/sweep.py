@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "sweep", help="measure datasets × engines × backends × frames_per_block; resumable",
+        "sweep", help="measure datasets × engines × backends × frames_per_block × threads; resumable",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Measure every combination, each in a fresh subprocess under --timeout, appending one record "
                     "per point to --out as soon as it exists. Run it again to resume: points already in --out "
@@ -25,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                '  engines = ["DM", "ePIE", "ML"]\n'
                '  backends = ["numpy", "torch"]          # torch:cuda, cupy:0 on a GPU\n'
                "  frames_per_block = [0]                 # 0 = the engine's default\n"
-               "  iterations = 10\n  warmup = 2\n  threads = 2\n  timeout_s = 600\n"
+               "  iterations = 10\n  warmup = 2\n  threads = [1, 2]                      # one or several\n"
+               "  timeout_s = 600\n"
                '  memory_limit = "8GB"                   # optional\n'
                '  out = "reports/sweep/results.jsonl"\n'
                "  [parameters]                           # optional; keys go to the engines that take them\n"
@@ -41,6 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backends", help="comma-separated backends (numpy, torch, torch:cuda, cupy:0)")
     parser.add_argument("--frames-per-block", help="comma-separated frames per block (0 = default)")
     add_measurement_options(parser)
+    threads = next(action for action in parser._actions if action.dest == "threads")
+    threads.type, threads.help = str, ("comma-separated CPU thread counts, e.g. 1,2: the table then shows each "
+                                       "point's speedup over one thread (default: all cores)")
     for action in parser._actions:  # a flag left at its default must not override the config file
         if action.dest in ("iterations", "warmup", "timeout_s", "target_error"):
             action.default = None
@@ -61,9 +65,13 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
     if blocks and not all(block.isdigit() for block in blocks):
         raise ValueError(f"--frames-per-block: expected comma-separated whole numbers (0 = the engine's default), "
                          f"got {args.frames_per_block!r}")
+    threads = _split(args.threads)
+    if threads and not all(value.isdigit() and int(value) >= 1 for value in threads):
+        raise ValueError(f"--threads: expected comma-separated whole numbers >= 1, got {args.threads!r}")
     overrides = {"datasets": _split(args.datasets), "engines": _split(args.engines),
                  "backends": _split(args.backends), "frames_per_block": [int(b) for b in blocks] if blocks else None,
-                 "iterations": args.iterations, "warmup": args.warmup, "threads": args.threads,
+                 "iterations": args.iterations, "warmup": args.warmup,
+                 "threads": [int(value) for value in threads] if threads else None,
                  "timeout_s": args.timeout_s, "target_error": args.target_error, "memory_limit": args.memory_limit,
                  "parameters": args.parameters, "out": args.out}
     if args.config:

@@ -239,3 +239,31 @@ def test_the_table_prints_decimal_megabytes_like_every_other_size():
     frame = summary_frame(pd.DataFrame([record]))
     assert frame["memory_measured_mb"].iloc[0] == pytest.approx(5.0)
     assert frame["memory_predicted_mb"].iloc[0] == pytest.approx(4.0)
+
+
+def test_the_table_shows_what_a_second_thread_buys():
+    import pandas as pd
+
+    from ptybench.report import format_table, summary_frame
+
+    point = {"status": "ok", "dataset": "farfield-64-256", "backend": "numpy", "device": None,
+             "frames_per_block_used": 32, "iterations": 4, "parameters.pbound": 0.1}
+    records = [{**point, "engine": engine, "backend_info.threads": threads, "seconds_per_iteration": seconds}
+               for engine, threads, seconds in (("DM", 1, 0.4), ("DM", 2, 0.25), ("ePIE", 1, 0.3), ("ePIE", 2, 0.3),
+                                                 ("ML", 2, 0.5))]
+    frame = summary_frame(pd.DataFrame(records))
+    assert frame["thread_speedup"].tolist()[:4] == pytest.approx([1.0, 1.6, 1.0, 1.0])
+    assert frame["thread_speedup"].isna().iloc[4]          # ML has no one-thread point to compare with
+    assert "1.60×" in format_table(pd.DataFrame(records))
+
+
+def test_sweep_threads_is_a_grid_and_checked():
+    from ptybench.sweep import SweepConfig
+
+    config = SweepConfig(datasets=["farfield-64-256"], engines=["DM"], threads=[1, 2])
+    assert [point.threads for point in config.measurements()] == [1, 2]
+    default = SweepConfig(datasets=["farfield-64-256"], engines=["DM"])
+    assert [point.threads for point in default.measurements()] == [None]
+    with pytest.raises(ValueError, match="threads: expected whole numbers >= 1, got 0"):
+        SweepConfig(datasets=["farfield-64-256"], engines=["DM"], threads=[1, 0])
+    assert main(["sweep", "--datasets", "farfield-64-256", "--engines", "DM", "--threads", "1,two"]) == 2
