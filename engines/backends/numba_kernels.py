@@ -145,19 +145,21 @@ def _object_update_terms(probe, waves, out):  # pragma: no cover - compiled
 def _probe_update_terms(views, waves, numerator, denominator):  # pragma: no cover - compiled
     n, probe_modes, object_modes, height, width = waves.shape
     for y in numba.prange(height):  # rows in parallel, frames summed in order: deterministic
-        for x in range(width):
-            power = np.float32(0.0)
-            for j in range(n):
-                for m in range(object_modes):
+        # Frames outside, pixels inside: each frame's row is read contiguously (a pixel-outer loop
+        # strode across frames, 128 KB apart at 128², and took 0.06 s of DM's 0.27 s iteration).
+        power = np.zeros(width, dtype=np.float32)
+        total = np.zeros((probe_modes, width), dtype=np.complex64)
+        for j in range(n):
+            for m in range(object_modes):
+                for x in range(width):
                     value = views[j, m, y, x]
-                    power += value.real * value.real + value.imag * value.imag
-            denominator[y, x] = power
-            for k in range(probe_modes):
-                total = np.complex64(0.0)
-                for j in range(n):
-                    for m in range(object_modes):
-                        total += np.conj(views[j, m, y, x]) * waves[j, k, m, y, x]
-                numerator[k, y, x] = total
+                    power[x] += value.real * value.real + value.imag * value.imag
+                for k in range(probe_modes):
+                    for x in range(width):
+                        total[k, x] += np.conj(views[j, m, y, x]) * waves[j, k, m, y, x]
+        denominator[y, :] = power
+        for k in range(probe_modes):
+            numerator[k, y, :] = total[k]
 
 
 def _likelihood_weights(waves, intensities, mask, gaussian, loss, error, absolute):  # pragma: no cover
@@ -201,38 +203,55 @@ def _likelihood_weights(waves, intensities, mask, gaussian, loss, error, absolut
 def _gaussian_line_polynomial(a, b, c, has_c, intensities, mask, out):  # pragma: no cover - compiled
     n, probe_modes, object_modes, height, width = a.shape
     for j in numba.prange(n):
-        r = np.zeros(5, dtype=np.float64)
+        # q0..q4 of a row first (modes outside the pixel loop), then the nine coefficients of
+        # Σ w (Σ_i r_i tⁱ)² in registers: the loop over pixels vectorises.
+        q = np.zeros((5, width), dtype=np.float32)
+        c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = c8 = 0.0
         for y in range(height):
-            for x in range(width):
-                if not mask[y, x]:
-                    continue
-                q0 = np.float32(0.0)
-                q1 = np.float32(0.0)
-                q2 = np.float32(0.0)
-                q3 = np.float32(0.0)
-                q4 = np.float32(0.0)
-                for k in range(probe_modes):
-                    for m in range(object_modes):
+            q[:] = 0.0
+            for k in range(probe_modes):
+                for m in range(object_modes):
+                    for x in range(width):
                         va = a[j, k, m, y, x]
                         vb = b[j, k, m, y, x]
-                        q0 += va.real * va.real + va.imag * va.imag
-                        q1 += np.float32(2.0) * (va.real * vb.real + va.imag * vb.imag)
-                        q2 += vb.real * vb.real + vb.imag * vb.imag
-                        if has_c:
+                        q[0, x] += va.real * va.real + va.imag * va.imag
+                        q[1, x] += np.float32(2.0) * (va.real * vb.real + va.imag * vb.imag)
+                        q[2, x] += vb.real * vb.real + vb.imag * vb.imag
+                    if has_c:
+                        for x in range(width):
+                            va = a[j, k, m, y, x]
+                            vb = b[j, k, m, y, x]
                             vc = c[j, k, m, y, x]
-                            q2 += np.float32(2.0) * (va.real * vc.real + va.imag * vc.imag)
-                            q3 += np.float32(2.0) * (vb.real * vc.real + vb.imag * vc.imag)
-                            q4 += vc.real * vc.real + vc.imag * vc.imag
-                measured = intensities[j, y, x]
-                weight = np.float32(1.0) / (measured + np.float32(1.0))
-                r[0] = q0 - measured
-                r[1] = q1
-                r[2] = q2
-                r[3] = q3
-                r[4] = q4
-                for p in range(5):
-                    for q in range(5):
-                        out[j, p + q] += weight * r[p] * r[q]
+                            q[2, x] += np.float32(2.0) * (va.real * vc.real + va.imag * vc.imag)
+                            q[3, x] += np.float32(2.0) * (vb.real * vc.real + vb.imag * vc.imag)
+                            q[4, x] += vc.real * vc.real + vc.imag * vc.imag
+            for x in range(width):
+                if mask[y, x]:
+                    measured = intensities[j, y, x]
+                    w = 1.0 / (np.float64(measured) + 1.0)
+                    r0 = np.float64(q[0, x]) - measured
+                    r1 = np.float64(q[1, x])
+                    r2 = np.float64(q[2, x])
+                    r3 = np.float64(q[3, x])
+                    r4 = np.float64(q[4, x])
+                    c0 += w * r0 * r0
+                    c1 += 2.0 * w * r0 * r1
+                    c2 += w * (2.0 * r0 * r2 + r1 * r1)
+                    c3 += 2.0 * w * (r0 * r3 + r1 * r2)
+                    c4 += w * (2.0 * (r0 * r4 + r1 * r3) + r2 * r2)
+                    c5 += 2.0 * w * (r1 * r4 + r2 * r3)
+                    c6 += w * (2.0 * r2 * r4 + r3 * r3)
+                    c7 += 2.0 * w * r3 * r4
+                    c8 += w * r4 * r4
+        out[j, 0] = c0
+        out[j, 1] = c1
+        out[j, 2] = c2
+        out[j, 3] = c3
+        out[j, 4] = c4
+        out[j, 5] = c5
+        out[j, 6] = c6
+        out[j, 7] = c7
+        out[j, 8] = c8
 
 
 def _pie_update(view, old_view, probe, projected, waves, alpha, beta, rpie_alpha, new_probe):  # pragma: no cover
@@ -282,6 +301,14 @@ def _power_row(array, y, out):  # pragma: no cover - compiled
             out[x] += value.real * value.real + value.imag * value.imag
 
 
+def _gather_views(obj, rows, cols, out):  # pragma: no cover - compiled
+    n, n_modes, height, width = out.shape
+    for j in numba.prange(n):
+        for m in range(n_modes):
+            for y in range(height):
+                out[j, m, y, :] = obj[m, rows[j] + y, cols[j]:cols[j] + width]
+
+
 def _scatter_add_views(target, rows, cols, patches):  # pragma: no cover - compiled
     """target[m, r_j + y, c_j + x] += patches[j, m, y, x]. Each thread owns rows of the target and adds
     every frame's patch row that lands there, in frame order: no write conflicts, same sum every run."""
@@ -310,6 +337,15 @@ _gaussian_line_polynomial = _compile(_gaussian_line_polynomial)
 # 243 µs per frame): serial only.
 _pie_update = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST_MATH)(_pie_update)
 _scatter_add_views = _compile(_scatter_add_views)
+_gather_views = _compile(_gather_views)
+
+
+def gather_views(obj: np.ndarray, rows: np.ndarray, cols: np.ndarray, frame_shape: tuple[int, int]) -> np.ndarray:
+    """The NumPy backend's gather: (n, M_o, Y, X) copies of the object's windows, frames in parallel
+    (NumPy's fancy indexing of a sliding-window view was 2x slower)."""
+    out = np.empty((len(rows), obj.shape[0], *frame_shape), dtype=obj.dtype)
+    _gather_views(obj, np.ascontiguousarray(rows, dtype=np.intp), np.ascontiguousarray(cols, dtype=np.intp), out)
+    return out
 
 
 def scatter_add_views(target: np.ndarray, rows: np.ndarray, cols: np.ndarray, patches: np.ndarray) -> None:

@@ -10,12 +10,11 @@ import array_api_compat.numpy as xp_numpy
 import numba
 import numpy as np
 import scipy
-from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import threadpool_limits
 
 from .base import Backend
 from .fft_libraries import FFTChoice
-from .numba_kernels import NumbaKernels, scatter_add_views
+from .numba_kernels import NumbaKernels, gather_views, scatter_add_views
 
 #: Below this many elements an FFT call runs on one worker (measured: one 64² frame takes ~30 µs on
 #: one worker and ~150 µs on two).
@@ -66,8 +65,7 @@ class NumpyBackend(Backend):
 
     def gather_views(self, obj: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                      frame_shape: tuple[int, int]) -> np.ndarray:
-        windows = sliding_window_view(obj, frame_shape, axis=(1, 2))  # (M_o, A', B', Y, X), no copy
-        return windows.transpose(1, 2, 0, 3, 4)[rows, cols]
+        return gather_views(obj, rows, cols, frame_shape)
 
     def scatter_add_views(self, target: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                           patches: np.ndarray) -> None:
