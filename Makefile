@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip install --constraint constraints.txt
 # Thread budget for timing runs and tests (2-core CI machines): set before any import.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test test-fast install install-dev install-gpu gpu-check lint bench bench-check bench-report check-ptychodus clean help
+.PHONY: demo test test-fast install install-dev install-gpu gpu-check lint bench bench-check bench-report check-ptychodus peers clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -85,6 +85,26 @@ check-ptychodus: install-dev  ## interop with ptychodus (APS): it reads our CXI 
 	.venv-ptychodus/bin/python -m pip install -q "ptychodus==1.7.0"
 	PTYBENCH_PTYCHODUS_PYTHON=$(CURDIR)/.venv-ptychodus/bin/python $(BIN)/python -m pytest -q \
 		tests/datasets/test_ptychodus_interop.py
+
+# Peer codes in venvs of their own (pty-chi's DM and LSQML, PtyLab's ePIE), each with the CPU torch pin;
+# pty-chi's torchvision import is stubbed by ptybench/peers/run_ptychi.py. Table in reports/peers/.
+PEERS_DATASET    ?= farfield-128-1024
+PEERS_ITERATIONS ?= 20
+
+.venv-ptychi/.installed:
+	test -x .venv-ptychi/bin/python || $(PYTHON) -m venv .venv-ptychi
+	.venv-ptychi/bin/python -m pip install -q "ptychi==2.2.0" "torch==2.13.0"
+	touch $@
+
+.venv-ptylab/.installed:
+	test -x .venv-ptylab/bin/python || $(PYTHON) -m venv .venv-ptylab
+	.venv-ptylab/bin/python -m pip install -q "ptylab==0.3.7" "torch==2.13.0"
+	touch $@
+
+peers: install .venv-ptychi/.installed .venv-ptylab/.installed  ## ptybench vs pty-chi (DM, LSQML) and PtyLab (ePIE): reports/peers/
+	PTYBENCH_PTYCHI_PYTHON=$(CURDIR)/.venv-ptychi/bin/python PTYBENCH_PTYLAB_PYTHON=$(CURDIR)/.venv-ptylab/bin/python \
+		$(BIN)/python -m ptybench.peers.compare --dataset $(PEERS_DATASET) --iterations $(PEERS_ITERATIONS) \
+		--out reports/peers/
 
 lint: install-dev
 	$(BIN)/ruff check .

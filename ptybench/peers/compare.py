@@ -1,0 +1,304 @@
+"""ptybench's engines beside two peer codes on identical data: pty-chi's DM and LSQML, PtyLab's ePIE.
+
+    python -m ptybench.peers.compare --dataset farfield-64-256 --iterations 10 --out reports/peers/
+
+Each peer lives in its own venv (``make peers`` builds .venv-ptychi and .venv-ptylab in the working
+directory; ``PTYBENCH_PTYCHI_PYTHON`` and ``PTYBENCH_PTYLAB_PYTHON`` point elsewhere) and runs as a
+subprocess on one exported .npz, so its dependencies never meet ptybench's. A peer whose Python is
+missing is reported as skipped, with the reason, and ptybench's side still runs. Every object,
+ptybench's and the peers', is scored by the same ptybench metric (``object_error``: the illuminated
+region of the true probe, a global complex scale removed); seconds per iteration are the mean after
+one warm-up iteration, on ``--threads`` threads.
+
+Pairs and the settings that make them comparable (PAIRS): DM runs ptybench's defaults and pty-chi's
+DM with its probe update from the same iteration (2); ML (full-gradient conjugate gradients) is paired
+with LSQML (pty-chi's least-squares maximum likelihood, mini-batches of 100), both with the probe
+updated from iteration 0; ePIE runs α = β = 1 in both, and the probe updated from iteration 0 in
+ptybench too, since PtyLab's ePIE has no probe-update delay. Every code runs one probe mode (mode 0)
+on the CPU in float32/complex64, without position correction. What stays different is each code's
+own design: ptybench's DM keeps its power bound at the noise floor ('auto') and its inertia terms,
+pty-chi's DM projects exactly and damps its updates by 5 % of the largest illumination; PtyLab visits
+the frames in order for two iterations before shuffling them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptybench.datasets import Dataset, load
+from ptybench.engines import Reconstruction
+from ptybench.engines.metrics import illuminated_region, object_error
+from ptybench.engines.photons import photon_scale
+
+HERE = Path(__file__).resolve().parent
+PEERS = {
+    "pty-chi": {"script": HERE / "run_ptychi.py", "env": "PTYBENCH_PTYCHI_PYTHON",
+                "default": ".venv-ptychi/bin/python", "package": "ptychi==2.2.0"},
+    "PtyLab": {"script": HERE / "run_ptylab.py", "env": "PTYBENCH_PTYLAB_PYTHON",
+               "default": ".venv-ptylab/bin/python", "package": "ptylab==0.3.7"},
+}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One ptybench engine and its counterpart; ``peer_settings`` go to the peer script as JSON."""
+
+    engine: str
+    parameters: dict[str, Any]
+    peer: str
+    peer_engine: str
+    peer_settings: dict[str, Any]
+
+
+PAIRS = (
+    Pair("DM", {"engine": "DM", "probe_update_start": 2}, "pty-chi", "DM", {"probe_update_start": 2}),
+    Pair("ML", {"engine": "ML", "probe_update_start": 0}, "pty-chi", "LSQML",
+         {"probe_update_start": 0, "batch_size": 100}),
+    Pair("ePIE", {"engine": "ePIE", "alpha": 1.0, "beta": 1.0, "probe_update_start": 0}, "PtyLab", "ePIE",
+         {"alpha": 1.0, "beta": 1.0}),
+)
+
+
+@dataclass
+class Run:
+    """One reconstruction's outcome: status 'ok', 'skipped' or 'failed', with the reason (or a note)."""
+
+    code: str
+    engine: str
+    status: str
+    seconds_per_iteration: float | None = None
+    object_error: float | None = None
+    reason: str = ""
+    seconds: list[float] = field(default_factory=list)
+
+
+# --- export: what a peer reads ------------------------------------------------------------------
+def export_inputs(data: Dataset, path: str | Path, arrays: dict[str, np.ndarray] | None = None,
+                  from_truth: bool = False) -> dict[str, np.ndarray]:
+    """Write the .npz every peer script reads and return its arrays.
+
+    intensities   (N, Y, X) float32 photon counts in detector order (zero frequency at Y//2, X//2),
+                  as ptybench stores frames; masked pixels 0. Float data are scaled to photons the way
+                  ptybench's engines do (photons_per_unit), so peers see the same flux.
+    mask          (Y, X) bool, True = measured, detector order.
+    positions_px  (N, 2) float64 top-left frame corners (row, col) in object pixels: whole numbers.
+    initial_object (A, B) complex64, mode 0 of ptybench's initial guess.
+    initial_probe (Y, X) complex64, mode 0, on the scale of a unitary FFT: Σ|P|² = photons per frame.
+    object_pixel_m, wavelength_m, distance_m, detector_pixel_m: the geometry (far field:
+                  object pixel = λz/(X·detector pixel)), for peers that want metres.
+
+    ``from_truth`` starts from the ground truth instead (a diagnostic: then every engine's object error
+    must stay near its noise floor, which checks the conventions of each peer's layout). ``arrays``:
+    ``data.arrays()`` when the caller has them already (the frames are made only once).
+    """
+    arrays = data.arrays() if arrays is None else arrays
+    frames = arrays["diffraction_data"]
+    integer = np.issubdtype(frames.dtype, np.integer)
+    scale = photon_scale(frames, integer, None).photons_per_unit
+    if from_truth:
+        truth = data.ground_truth()
+        initial_object, initial_probe = truth.object, truth.probe
+    else:
+        initial_object, initial_probe = arrays["initial_object"], arrays["initial_probe"]
+    spec = data.spec
+    wavelength = spec.wavelength_m if spec is not None else 1.2398419843320026e-9 / data.energy_kev
+    exported = {
+        "intensities": (frames.astype(np.float32) * np.float32(scale)),
+        "mask": np.asarray(arrays["mask"], dtype=bool),
+        "positions_px": np.asarray(arrays["scan_positions"], dtype=np.float64),
+        "initial_object": np.asarray(initial_object[0], dtype=np.complex64),
+        "initial_probe": np.asarray(initial_probe[0], dtype=np.complex64) * np.float32(np.sqrt(scale)),
+        "object_pixel_m": np.float64(data.object_pixel_m),
+        "wavelength_m": np.float64(wavelength),
+        "distance_m": np.float64(data.distance_m),
+        "detector_pixel_m": np.float64(data.detector_pixel_m),
+    }
+    np.savez(path, **exported)
+    return exported
+
+
+# --- running --------------------------------------------------------------------------------------
+def peer_python(peer: str, root: Path | None = None) -> Path:
+    """The peer venv's Python: its environment variable, else the default venv under the checkout."""
+    spec = PEERS[peer]
+    value = os.environ.get(spec["env"])
+    if value:
+        return Path(value)
+    return (root or Path.cwd()) / spec["default"]
+
+
+def run_peer(pair: Pair, python: Path, inputs: Path, out_dir: Path, iterations: int, threads: int, seed: int,
+             timeout: float = 3600.0) -> tuple[Run, np.ndarray | None]:
+    """Run one peer script; a missing Python is 'skipped', a failing script 'failed' with its last words."""
+    label = f"{pair.peer} {pair.peer_engine}"
+    if not python.is_file():
+        spec = PEERS[pair.peer]
+        return Run(pair.peer, pair.peer_engine, "skipped",
+                   reason=f"no Python at {python} (set {spec['env']} or run `make peers` for "
+                          f"{spec['package']})"), None
+    tag = f"{pair.peer}-{pair.peer_engine}".lower()
+    settings_path, output = out_dir / f"{tag}.json", out_dir / f"{tag}.npz"
+    settings = {"engine": pair.peer_engine, "iterations": iterations, "threads": threads, "seed": seed,
+                **pair.peer_settings}
+    settings_path.write_text(json.dumps(settings, indent=1))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "OPENBLAS_NUM_THREADS": str(threads), "MPLBACKEND": "Agg", "TQDM_DISABLE": "1"}
+    try:
+        done = subprocess.run([str(python), str(PEERS[pair.peer]["script"]), str(inputs), str(settings_path),
+                               str(output)], capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return Run(pair.peer, pair.peer_engine, "failed", reason=f"{label}: timed out after {timeout:.0f} s"), None
+    (out_dir / f"{tag}.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0 or not output.is_file():
+        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        return Run(pair.peer, pair.peer_engine, "failed",
+                   reason=f"{label} exited {done.returncode}: {last} (log: {out_dir / f'{tag}.log'})"), None
+    with np.load(output) as result:
+        seconds = [float(s) for s in result["seconds"]]
+        note = ("no detector mask in PtyLab's ePIE: masked pixels fitted as zeros"
+                if "mask_ignored" in result.files and bool(result["mask_ignored"]) else "")
+        return (Run(pair.peer, pair.peer_engine, "ok", mean_after_warmup(seconds), reason=note, seconds=seconds),
+                result["object"])
+
+
+def run_ptybench(pair: Pair, arrays: dict[str, np.ndarray], iterations: int, threads: int, seed: int,
+                 backend: str) -> tuple[Run, np.ndarray]:
+    """ptybench's engine on the same arrays, one probe mode, timed per iteration by ``Reconstruction``."""
+    parameters = {**pair.parameters, "iterations": iterations, "threads": threads, "seed": seed,
+                  "backend": backend}
+    result = Reconstruction(arrays["diffraction_data"], arrays["initial_object"][:1], arrays["initial_probe"][:1],
+                            arrays["scan_positions"], arrays["mask"], parameters).run()
+    seconds = [record.seconds for record in result.history]
+    return Run("ptybench", pair.engine, "ok", mean_after_warmup(seconds), seconds=seconds), result.object
+
+
+def mean_after_warmup(seconds: list[float]) -> float:
+    """Mean seconds per iteration without the first (warm-up: allocation, compilation, caches)."""
+    timed = seconds[1:] if len(seconds) > 1 else seconds
+    return float(np.mean(timed))
+
+
+# --- table ----------------------------------------------------------------------------------------
+COLUMNS = ("pair", "ptybench s/iter", "peer s/iter", "s/iter ratio ptybench/peer", "ptybench obj err",
+           "peer obj err", "obj err ratio ptybench/peer", "peer status")
+
+
+def table_rows(results: list[tuple[Pair, Run, Run]]) -> list[dict[str, str]]:
+    """One row per pair; a peer that did not run leaves its cells empty and says why in 'peer status'."""
+
+    def number(value: float | None, fmt: str = "{:.4g}") -> str:
+        return "" if value is None else fmt.format(value)
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return "" if a is None or b is None or b == 0 else f"{a / b:.3g}"
+
+    rows = []
+    for pair, ours, theirs in results:
+        status = f"{theirs.status}: {theirs.reason}" if theirs.reason else theirs.status
+        rows.append({
+            "pair": f"{pair.engine} / {pair.peer} {pair.peer_engine}",
+            "ptybench s/iter": number(ours.seconds_per_iteration),
+            "peer s/iter": number(theirs.seconds_per_iteration),
+            "s/iter ratio ptybench/peer": ratio(ours.seconds_per_iteration, theirs.seconds_per_iteration),
+            "ptybench obj err": number(ours.object_error),
+            "peer obj err": number(theirs.object_error),
+            "obj err ratio ptybench/peer": ratio(ours.object_error, theirs.object_error),
+            "peer status": status,
+        })
+    return rows
+
+
+def write_tables(rows: list[dict[str, str]], out_dir: Path, title: str) -> str:
+    """table.csv and table.md in ``out_dir``; returns the markdown."""
+    with open(out_dir / "table.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
+    markdown = "\n".join(lines) + "\n"
+    (out_dir / "table.md").write_text(markdown)
+    return markdown
+
+
+# --- the driver -----------------------------------------------------------------------------------
+def compare(dataset: str, iterations: int, out_dir: Path, threads: int = 2, seed: int = 0, backend: str = "numpy",
+            engines: list[str] | None = None, from_truth: bool = False) -> list[tuple[Pair, Run, Run]]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = load(dataset, threads=threads)
+    truth = data.ground_truth()
+    if truth is None:
+        raise SystemExit(f"{dataset}: no ground truth (measured data), so no object error to compare")
+    geometry = data.geometry()
+    if geometry.propagation != "farfield":
+        raise SystemExit(f"{dataset}: the peers are set up for far-field data, got {geometry.propagation}")
+    inputs = out_dir / "inputs.npz"
+    arrays = data.arrays()
+    exported = export_inputs(data, inputs, arrays, from_truth=from_truth)
+    if from_truth:
+        arrays["initial_object"], arrays["initial_probe"] = truth.object, truth.probe
+    region = illuminated_region(truth.probe, np.floor(arrays["scan_positions"]).astype(np.int64),
+                                geometry.object_shape)
+
+    def score(run: Run, obj: np.ndarray | None) -> Run:
+        if obj is not None:
+            if obj.shape[-2:] != exported["initial_object"].shape:
+                run.status, run.reason = "failed", f"object of shape {obj.shape}, expected the export's grid"
+            else:
+                run.object_error = object_error(obj, truth.object, region)
+        return run
+
+    results = []
+    for pair in PAIRS:
+        if engines and pair.engine not in engines:
+            continue
+        theirs, peer_object = run_peer(pair, peer_python(pair.peer), inputs, out_dir, iterations, threads, seed)
+        ours, our_object = run_ptybench(pair, arrays, iterations, threads, seed, backend)
+        results.append((pair, score(ours, our_object), score(theirs, peer_object)))
+        print(f"{pair.engine}: ptybench {ours.seconds_per_iteration:.4g} s/iter, object error "
+              f"{ours.object_error:.4f}; {pair.peer} {pair.peer_engine}: {theirs.status} "
+              + (f"{theirs.seconds_per_iteration:.4g} s/iter, object error {theirs.object_error:.4f}"
+                 if theirs.status == "ok" else theirs.reason), flush=True)
+    title = (f"ptybench vs peers: {dataset}, {iterations} iterations, {threads} threads, backend {backend}"
+             + (", started from the truth" if from_truth else ""))
+    markdown = write_tables(table_rows(results), out_dir, title)
+    details = [{"pair": asdict(pair), "ptybench": asdict(ours), "peer": asdict(theirs)}
+               for pair, ours, theirs in results]
+    (out_dir / "runs.json").write_text(json.dumps({"dataset": dataset, "iterations": iterations,
+                                                    "threads": threads, "runs": details}, indent=1, default=str))
+    print(markdown)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ptybench.peers.compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="farfield-64-256", help="catalogue name or .cxi path (far field)")
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=Path("reports/peers"))
+    parser.add_argument("--threads", type=int, default=2, help="threads for every code (OMP and torch)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", default="numpy", help="ptybench's backend")
+    parser.add_argument("--engines", default="", help="comma-separated subset of ptybench engines: DM,ML,ePIE")
+    parser.add_argument("--from-truth", action="store_true",
+                        help="diagnostic: start every engine from the ground truth (checks the conventions)")
+    args = parser.parse_args(argv)
+    if args.iterations < 2:
+        parser.error("--iterations: at least 2 (the first is the warm-up)")
+    engines = [e for e in args.engines.split(",") if e]
+    compare(args.dataset, args.iterations, args.out, args.threads, args.seed, args.backend, engines,
+            args.from_truth)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
