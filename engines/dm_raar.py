@@ -47,7 +47,7 @@ class ProjectionEngine:
         self._illumination: Any = None
         for start, stop in problem.blocks():
             waves = self.exit_waves.read(start, stop)
-            waves[...] = self.kernels.exit_waves(problem.probe, problem.views(start, stop))
+            waves[...] = problem.overlap_waves(start, stop)
             self.exit_waves.write(start, stop, waves)
 
     # --- one iteration -----------------------------------------------------------------------
@@ -60,7 +60,7 @@ class ProjectionEngine:
                 waves = self.exit_waves.read(start, stop)
                 intensities = problem.intensities.read(start, stop)
             with timer("exit_waves"):
-                overlap = kernels.exit_waves(problem.probe, problem.views(start, stop))
+                overlap = problem.overlap_waves(start, stop)
                 mix = kernels.linear_mix(overlap, waves, self.c)
             with timer("propagation"):
                 detector = problem.propagator.forward(mix, overwrite=True)
@@ -83,8 +83,8 @@ class ProjectionEngine:
     # --- overlap projection Π_O ---------------------------------------------------------------
     def _add_object_terms(self, numerator: Any, waves: Any, start: int, stop: int) -> None:
         problem = self.problem
-        problem.backend.scatter_add_views(numerator, problem.rows[start:stop], problem.cols[start:stop],
-                                          self.kernels.object_update_terms(problem.probe, waves))
+        problem.backend.add_object_terms(numerator, problem.rows[start:stop], problem.cols[start:stop],
+                                         problem.probe, waves)
 
     def _object_numerator(self) -> Any:
         problem = self.problem
@@ -120,8 +120,8 @@ class ProjectionEngine:
         numerator = xp.zeros_like(problem.probe)
         denominator = problem.backend.zeros(problem.frame_shape, xp.float32)
         for start, stop in problem.blocks():
-            block_numerator, block_denominator = self.kernels.probe_update_terms(
-                problem.views(start, stop), self.exit_waves.read(start, stop))
+            block_numerator, block_denominator = problem.backend.probe_update_terms_at(
+                problem.object, problem.rows[start:stop], problem.cols[start:stop], self.exit_waves.read(start, stop))
             numerator += block_numerator
             denominator += block_denominator
         with problem.timer("communication"):

@@ -71,9 +71,8 @@ class MaximumLikelihoodEngine:
             with timer("propagation"):
                 chi = problem.propagator.backward(detector, overwrite=True)
             with timer("overlap_update"):
-                problem.backend.scatter_add_views(gradient_object, problem.rows[start:stop],
-                                                  problem.cols[start:stop],
-                                                  kernels.object_update_terms(problem.probe, chi))
+                problem.backend.add_object_terms(gradient_object, problem.rows[start:stop],
+                                                 problem.cols[start:stop], problem.probe, chi)
                 gradient_probe += kernels.probe_update_terms(views, chi)[0]
         with timer("communication"):
             gradient_object = problem.comm.allreduce_sum(gradient_object)

@@ -190,6 +190,10 @@ class Problem:
         for start in range(0, self.n_frames, self.frames_per_block):
             yield start, min(start + self.frames_per_block, self.n_frames)
 
+    def overlap_waves(self, start: int, stop: int) -> Any:
+        """P·O_j of frames start..stop, (n, M_p, M_o, Y, X), without a gathered copy where the backend can."""
+        return self.backend.overlap_waves(self.probe, self.object, self.rows[start:stop], self.cols[start:stop])
+
     def views(self, start: int, stop: int, obj: Any = None) -> Any:
         """Object views of frames start..stop, (n, M_o, Y, X)."""
         return self.backend.gather_views(self.object if obj is None else obj, self.rows[start:stop],

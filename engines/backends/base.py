@@ -100,6 +100,19 @@ class Backend:
         """target[:, r_j:r_j+Y, c_j:c_j+X] += patches[j] for every j; overlapping patches add up."""
         raise NotImplementedError
 
+    # Gather or scatter fused with a kernel: these are the definitions; a backend may do each in one pass.
+    def overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any) -> Any:
+        """Exit waves P_k · O_l,j of frames (rows, cols): ``kernels.exit_waves`` of the gathered views."""
+        return self.kernels.exit_waves(probe, self.gather_views(obj, rows, cols, tuple(probe.shape[-2:])))
+
+    def probe_update_terms_at(self, obj: Any, rows: Any, cols: Any, waves: Any) -> tuple[Any, Any]:
+        """``kernels.probe_update_terms`` of the views of frames (rows, cols) and their waves."""
+        return self.kernels.probe_update_terms(self.gather_views(obj, rows, cols, tuple(waves.shape[-2:])), waves)
+
+    def add_object_terms(self, target: Any, rows: Any, cols: Any, probe: Any, waves: Any) -> None:
+        """target += Σ_k P_k* ψ_jk scattered to each frame's window (DM's numerator, ML's gradient)."""
+        self.scatter_add_views(target, rows, cols, self.kernels.object_update_terms(probe, waves))
+
     @property
     def kernels(self) -> Any:
         """The engines' shared hot steps; a backend overrides ``_kernel_class`` to fuse some.

@@ -309,6 +309,53 @@ def _gather_views(obj, rows, cols, out):  # pragma: no cover - compiled
                 out[j, m, y, :] = obj[m, rows[j] + y, cols[j]:cols[j] + width]
 
 
+def _exit_waves_at(probe, obj, rows, cols, out):  # pragma: no cover - compiled
+    """out[j, k, m] = P_k · O_m over frame j's window, read from the object (no gathered copy)."""
+    n, probe_modes, object_modes, height, width = out.shape
+    for j in numba.prange(n):
+        for k in range(probe_modes):
+            for m in range(object_modes):
+                for y in range(height):
+                    for x in range(width):
+                        out[j, k, m, y, x] = probe[k, y, x] * obj[m, rows[j] + y, cols[j] + x]
+
+
+def _probe_update_terms_at(obj, rows, cols, waves, numerator, denominator):  # pragma: no cover - compiled
+    n, probe_modes, object_modes, height, width = waves.shape
+    for y in numba.prange(height):  # rows in parallel, frames summed in order: deterministic
+        power = np.zeros(width, dtype=np.float32)
+        total = np.zeros((probe_modes, width), dtype=np.complex64)
+        for j in range(n):
+            r, c = rows[j] + y, cols[j]
+            for m in range(object_modes):
+                for x in range(width):
+                    value = obj[m, r, c + x]
+                    power[x] += value.real * value.real + value.imag * value.imag
+                for k in range(probe_modes):
+                    for x in range(width):
+                        total[k, x] += np.conj(obj[m, r, c + x]) * waves[j, k, m, y, x]
+        denominator[y, :] = power
+        for k in range(probe_modes):
+            numerator[k, y, :] = total[k]
+
+
+def _add_object_terms(target, rows, cols, probe, waves):  # pragma: no cover - compiled
+    """target[m, r_j + y, c_j + x] += Σ_k P_k*(y, x) ψ_jkm(y, x), threads owning target rows."""
+    n_modes, target_height, _ = target.shape
+    probe_modes, height, width = waves.shape[1], waves.shape[3], waves.shape[4]
+    for index in numba.prange(n_modes * target_height):
+        m, r = index // target_height, index % target_height
+        for j in range(rows.shape[0]):
+            y = r - rows[j]
+            if 0 <= y < height:
+                col = cols[j]
+                for x in range(width):  # the frame's patch value first, as the unfused steps add it
+                    value = np.conj(probe[0, y, x]) * waves[j, 0, m, y, x]
+                    for k in range(1, probe_modes):
+                        value += np.conj(probe[k, y, x]) * waves[j, k, m, y, x]
+                    target[m, r, col + x] += value
+
+
 def _scatter_add_views(target, rows, cols, patches):  # pragma: no cover - compiled
     """target[m, r_j + y, c_j + x] += patches[j, m, y, x]. Each thread owns rows of the target and adds
     every frame's patch row that lands there, in frame order: no write conflicts, same sum every run."""
@@ -338,6 +385,9 @@ _gaussian_line_polynomial = _compile(_gaussian_line_polynomial)
 _pie_update = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST_MATH)(_pie_update)
 _scatter_add_views = _compile(_scatter_add_views)
 _gather_views = _compile(_gather_views)
+_exit_waves_at = _compile(_exit_waves_at)
+_probe_update_terms_at = _compile(_probe_update_terms_at)
+_add_object_terms = _compile(_add_object_terms)
 
 
 def gather_views(obj: np.ndarray, rows: np.ndarray, cols: np.ndarray, frame_shape: tuple[int, int]) -> np.ndarray:
@@ -346,6 +396,32 @@ def gather_views(obj: np.ndarray, rows: np.ndarray, cols: np.ndarray, frame_shap
     out = np.empty((len(rows), obj.shape[0], *frame_shape), dtype=obj.dtype)
     _gather_views(obj, np.ascontiguousarray(rows, dtype=np.intp), np.ascontiguousarray(cols, dtype=np.intp), out)
     return out
+
+
+def _indices(values: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.intp)
+
+
+def overlap_waves(probe: np.ndarray, obj: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Backend.overlap_waves in one pass: the exit waves read straight from the object's windows."""
+    out = np.empty((len(rows), probe.shape[0], obj.shape[0], *probe.shape[1:]), dtype=np.complex64)
+    _exit_waves_at(probe, obj, _indices(rows), _indices(cols), out)
+    return out
+
+
+def probe_update_terms_at(obj: np.ndarray, rows: np.ndarray, cols: np.ndarray, waves: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Backend.probe_update_terms_at in one pass (no gathered copy of the views)."""
+    numerator = np.empty((waves.shape[1], *waves.shape[3:]), dtype=np.complex64)
+    denominator = np.empty(waves.shape[3:], dtype=np.float32)
+    _probe_update_terms_at(obj, _indices(rows), _indices(cols), np.ascontiguousarray(waves), numerator, denominator)
+    return numerator, denominator
+
+
+def add_object_terms(target: np.ndarray, rows: np.ndarray, cols: np.ndarray, probe: np.ndarray,
+                     waves: np.ndarray) -> None:
+    """Backend.add_object_terms in one pass (no per-frame patches written and read back)."""
+    _add_object_terms(target, _indices(rows), _indices(cols), probe, np.ascontiguousarray(waves))
 
 
 def scatter_add_views(target: np.ndarray, rows: np.ndarray, cols: np.ndarray, patches: np.ndarray) -> None:

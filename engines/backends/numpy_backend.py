@@ -12,6 +12,7 @@ import numpy as np
 import scipy
 from threadpoolctl import threadpool_limits
 
+from . import numba_kernels as fused
 from .base import Backend
 from .fft_libraries import FFTChoice
 from .numba_kernels import NumbaKernels, gather_views, scatter_add_views
@@ -70,6 +71,23 @@ class NumpyBackend(Backend):
     def scatter_add_views(self, target: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                           patches: np.ndarray) -> None:
         scatter_add_views(target, rows, cols, patches)
+
+    def _fused(self) -> bool:
+        return isinstance(self.kernels, NumbaKernels)  # not under PTYBENCH_KERNELS=reference
+
+    def overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any) -> Any:
+        return fused.overlap_waves(probe, obj, rows, cols) if self._fused() else super().overlap_waves(
+            probe, obj, rows, cols)
+
+    def probe_update_terms_at(self, obj: Any, rows: Any, cols: Any, waves: Any) -> tuple[Any, Any]:
+        if not self._fused():
+            return super().probe_update_terms_at(obj, rows, cols, waves)
+        return fused.probe_update_terms_at(obj, rows, cols, waves)
+
+    def add_object_terms(self, target: Any, rows: Any, cols: Any, probe: Any, waves: Any) -> None:
+        if not self._fused():
+            return super().add_object_terms(target, rows, cols, probe, waves)
+        return fused.add_object_terms(target, rows, cols, probe, waves)
 
     @contextlib.contextmanager
     def _limit_threads(self, threads: int) -> Any:

@@ -176,9 +176,9 @@ def test_with_everything_resident_nothing_is_streamed(tiny_arrays, monkeypatch):
 @pytest.mark.parametrize(("free_bytes", "residency"), [(10**12, "resident"), (500_000, "streamed")])
 def test_residency_and_block_are_chosen_from_the_free_device_memory(tiny_arrays, monkeypatch, free_bytes, residency):
     """Resident when the per-frame data fit, streamed when not; the block is bounded either way, and the
-    result is the same as on the host."""
+    result is the host's with the same block (so float32 sums are grouped alike and the comparison
+    isolates residency and transfers)."""
     parameters = {"engine": "DM", "iterations": 3, "probe_update_start": 0}
-    host = ptychography(**tiny_arrays, parameters=parameters)
     monkeypatch.setattr(HostAsDevice, "free_bytes", free_bytes)
     monkeypatch.setattr(problem_module, "get_backend", lambda *args, **kwargs: HostAsDevice())
     reconstruction = Reconstruction(**tiny_arrays, parameters=parameters)
@@ -187,7 +187,8 @@ def test_residency_and_block_are_chosen_from_the_free_device_memory(tiny_arrays,
     if residency == "streamed":
         assert 1 <= placement.frames_per_block < tiny_arrays["diffraction_data"].shape[0]
     result = reconstruction.run()
-    np.testing.assert_allclose(result.object, host[0], rtol=0, atol=1e-5 * np.abs(host[0]).max())
+    host = ptychography(**tiny_arrays, parameters={**parameters, "frames_per_block": placement.frames_per_block})
+    np.testing.assert_allclose(result.object, host[0], rtol=0, atol=1e-6 * np.abs(host[0]).max())
 
 
 def test_an_explicit_block_and_residency_win(tiny_arrays, monkeypatch):

@@ -200,3 +200,27 @@ def test_scatter_add_adds_overlapping_patches_like_the_loop(shape):
             expected[:, row:row + height, col:col + width] += patch
         scatter_add_views(target, rows, cols, source)
         close(target, expected)
+
+
+@pytest.mark.parametrize(("probe_modes", "object_modes", "n"), [(1, 1, 40), (2, 3, 7)])
+def test_gather_fused_backend_steps_match_their_definitions(probe_modes, object_modes, n):
+    """overlap_waves, probe_update_terms_at and add_object_terms read the object in place; the base
+    Backend methods (gather, then the kernel) define what they compute."""
+    from ptybench.engines.backends import get_backend
+    from ptybench.engines.backends.base import Backend
+
+    backend = get_backend("numpy", threads=2)
+    rng = np.random.default_rng(7)
+    height, width = 24, 20
+    obj = complex_array(rng, (object_modes, height + 15, width + 11))
+    probe = complex_array(rng, (probe_modes, height, width))
+    waves = complex_array(rng, (n, probe_modes, object_modes, height, width))
+    rows, cols = rng.integers(0, 16, n), rng.integers(0, 12, n)
+    close(backend.overlap_waves(probe, obj, rows, cols), Backend.overlap_waves(backend, probe, obj, rows, cols))
+    for fused, reference in zip(backend.probe_update_terms_at(obj, rows, cols, waves),
+                                Backend.probe_update_terms_at(backend, obj, rows, cols, waves), strict=True):
+        close(fused, reference)
+    fused_target, reference_target = np.zeros_like(obj), np.zeros_like(obj)
+    backend.add_object_terms(fused_target, rows, cols, probe, waves)
+    Backend.add_object_terms(backend, reference_target, rows, cols, probe, waves)
+    close(fused_target, reference_target)
