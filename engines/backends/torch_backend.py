@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from . import numba_kernels as fused
 from .base import Backend, BackendUnavailable, MemoryStats
 from .numba_kernels import scatter_add_views
 
@@ -114,6 +115,26 @@ class TorchBackend(Backend):
         views = obj[:, row_index[:, :, None], col_index[:, None, :]]  # (M_o, n, Y, X)
         return views.permute(1, 0, 2, 3).contiguous()
 
+    # On a CPU with the numba kernels: the NumPy backend's one-pass versions, on the tensors' memory.
+    def _numba_on_cpu(self) -> bool:
+        return isinstance(self.kernels, NumbaOnTorchKernels)
+
+    def overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any) -> Any:
+        if not self._numba_on_cpu():
+            return super().overlap_waves(probe, obj, rows, cols)
+        return torch.from_numpy(fused.overlap_waves(_host(probe), _host(obj), np.asarray(rows), np.asarray(cols)))
+
+    def probe_update_terms_at(self, obj: Any, rows: Any, cols: Any, waves: Any) -> tuple[Any, Any]:
+        if not self._numba_on_cpu():
+            return super().probe_update_terms_at(obj, rows, cols, waves)
+        terms = fused.probe_update_terms_at(_host(obj), np.asarray(rows), np.asarray(cols), _host(waves))
+        return tuple(torch.from_numpy(term) for term in terms)
+
+    def add_object_terms(self, target: Any, rows: Any, cols: Any, probe: Any, waves: Any) -> None:
+        if not self._numba_on_cpu():
+            return super().add_object_terms(target, rows, cols, probe, waves)
+        return fused.add_object_terms(_host(target), np.asarray(rows), np.asarray(cols), _host(probe), _host(waves))
+
     def scatter_add_views(self, target: Any, rows: Any, cols: Any, patches: Any) -> None:
         height, width = patches.shape[-2:]
         if not self.is_device_memory:  # the NumPy backend's compiled scatter-add, on shared memory
@@ -175,6 +196,11 @@ class TorchBackend(Backend):
             info["gpu"] = torch.cuda.get_device_name(self.torch_device)
             info["gpu_memory_bytes"] = int(torch.cuda.get_device_properties(self.torch_device).total_memory)
         return info
+
+
+def _host(tensor: Any) -> np.ndarray:
+    """The NumPy view of a CPU tensor (shared memory; a lazily conjugated tensor is resolved first)."""
+    return tensor.resolve_conj().numpy()
 
 
 _TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.complex64): torch.complex64,
