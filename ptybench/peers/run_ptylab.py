@@ -27,14 +27,17 @@ Conventions mapped (ptybench -> PtyLab, CPM mode, Fraunhofer propagator):
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+try:
+    from .peer_script import main_for, package_version
+except ImportError:  # run by path in the peer's venv, where ptybench is not installed
+    from peer_script import main_for, package_version
 
 
 # --- layout (plain numpy: tested in ptybench's venv) ------------------------------------------------
@@ -129,25 +132,11 @@ def run(inputs: Any, settings: dict[str, Any]) -> dict[str, np.ndarray]:
     return {"object": from_ptylab(reconstruction.object, layout["object_shape"]),
             "probe": np.asarray(reconstruction.probe).reshape(-1, *reconstruction.probe.shape[-2:])[0],
             "seconds": np.array(seconds), "mask_ignored": np.array(layout["mask_ignored"]),
-            "version": np.array(_version("ptylab"))}
-
-
-def _version(name: str) -> str:
-    from importlib.metadata import version
-
-    return version(name)
+            "version": np.array(package_version("ptylab"))}
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print(__doc__.split("\n\n")[1], file=sys.stderr)
-        return 2
-    inputs_path, settings_path, output_path = argv
-    settings = json.loads(Path(settings_path).read_text())
-    with np.load(inputs_path) as inputs:
-        result = run(inputs, settings)
-    np.savez(output_path, **result)
-    return 0
+    return main_for(run, __doc__, argv)
 
 
 if __name__ == "__main__":
