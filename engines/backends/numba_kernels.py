@@ -265,6 +265,7 @@ def _pie_update(view, old_view, probe, projected, waves, alpha, beta, rpie_alpha
     probe_max = object_scale.max()
     object_max = probe_scale.max()
     a = np.float32(max(rpie_alpha, 0.0))
+    step = np.empty(width, dtype=np.complex64)  # one row of a step, reused for every row and mode
     for y in range(height):
         for x in range(width):
             if rpie_alpha < 0.0:
@@ -273,7 +274,6 @@ def _pie_update(view, old_view, probe, projected, waves, alpha, beta, rpie_alpha
             else:
                 object_scale[y, x] = np.float32(alpha) / ((np.float32(1.0) - a) * object_scale[y, x] + a * probe_max)
                 probe_scale[y, x] = np.float32(beta) / ((np.float32(1.0) - a) * probe_scale[y, x] + a * object_max)
-        step = np.empty(width, dtype=np.complex64)
         for m in range(object_modes):
             step[:] = 0.0
             for k in range(probe_modes):
