@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip install --constraint constraints.txt
 # Thread budget for timing runs and tests (2-core CI machines): set before any import.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test test-fast install install-dev install-gpu gpu-check lint bench bench-check bench-report check-ptychodus peers clean help
+.PHONY: demo test test-fast install install-dev install-gpu gpu-check lint bench bench-check bench-report check-ptychodus peers procure browser clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -105,6 +105,19 @@ peers: install .venv-ptychi/.installed .venv-ptylab/.installed  ## ptybench vs p
 	PTYBENCH_PTYCHI_PYTHON=$(CURDIR)/.venv-ptychi/bin/python PTYBENCH_PTYLAB_PYTHON=$(CURDIR)/.venv-ptylab/bin/python \
 		$(BIN)/python -m ptybench.peers.compare --dataset $(PEERS_DATASET) --iterations $(PEERS_ITERATIONS) \
 		--out reports/peers/
+
+# Procurement bundle of this machine (results, forecast, HTML report, manifest) in reports/procure/LABEL.
+PROFILE ?= quick
+LABEL   ?= $(shell hostname)
+
+procure: install  ## the procurement workload (PROFILE=quick|standard|full): bundle in reports/procure/LABEL
+	$(BIN)/ptybench procure --profile $(PROFILE) --label "$(LABEL)" --out reports/procure/$(LABEL)
+
+browser:  ## headless Chromium for the report's browser test (Debian/Ubuntu, as root; CI runs it)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "browser: chromium missing and cannot apt-get here: the browser test will skip"; fi; }
 
 lint: install-dev
 	$(BIN)/ruff check .

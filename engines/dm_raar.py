@@ -60,8 +60,8 @@ class ProjectionEngine:
                 waves = self.exit_waves.read(start, stop)
                 intensities = problem.intensities.read(start, stop)
             with timer("exit_waves"):
-                overlap = problem.overlap_waves(start, stop)
-                mix = kernels.linear_mix(overlap, waves, self.c)
+                overlap = problem.overlap_waves(start, stop, out=self._buffer("overlap", start, stop))
+                mix = kernels.linear_mix(overlap, waves, self.c, out=self._buffer("mix", start, stop))
             with timer("propagation"):
                 detector = problem.propagator.forward(mix, overwrite=True)
             with timer("fourier_projection"):
@@ -79,6 +79,9 @@ class ProjectionEngine:
         with timer("overlap_update"):
             self._overlap_projection(iteration, numerator)
         return errors
+
+    def _buffer(self, name: str, start: int, stop: int) -> Any:
+        return self.problem.block_buffer(name, start, stop, self.exit_waves.shape[1:], self.problem.xp.complex64)
 
     # --- overlap projection Π_O ---------------------------------------------------------------
     def _add_object_terms(self, numerator: Any, waves: Any, start: int, stop: int) -> None:

@@ -28,9 +28,13 @@ class Kernels:
         """ψ_jkl = P_k · O_l,j  (docs/algorithms.md, "Notation")."""
         return probe[None, :, None, :, :] * views[:, None, :, :, :]
 
-    def linear_mix(self, overlap: Any, waves: Any, c: float) -> Any:
-        """c·Π_Oψ + (1 − c)·ψ: the input of DM's and RAAR's Fourier projection."""
-        return c * overlap + (1.0 - c) * waves
+    def linear_mix(self, overlap: Any, waves: Any, c: float, out: Any = None) -> Any:
+        """c·Π_Oψ + (1 − c)·ψ: the input of DM's and RAAR's Fourier projection (into ``out`` if given)."""
+        mixed = c * overlap + (1.0 - c) * waves
+        if out is None:
+            return mixed
+        out[...] = mixed
+        return out
 
     def mode_intensity(self, waves: Any) -> Any:
         """Σ_kl |Ψ_jkl|², shape (n, Y, X)."""

@@ -46,6 +46,10 @@ class MaximumLikelihoodEngine:
         self.direction: tuple[Any, Any] | None = None
         self.scale: float | None = None
         self.regularizer_amplitude = self._regularizer_amplitude() if options.regularizer > 0 else 0.0
+        #: D(P·O) of the current object and probe, kept from the gradient pass for the line search when
+        #: every frame is in one block (it then costs no memory the line search did not already need).
+        self._forward_waves: Any = None
+        self._forward_of: tuple[Any, Any] = (None, None)
 
     # --- likelihood and its gradient ----------------------------------------------------------
     def gradients(self, errors: FourierErrorSums | None = None) -> tuple[Any, Any, float]:
@@ -62,6 +66,12 @@ class MaximumLikelihoodEngine:
                 waves = kernels.exit_waves(problem.probe, views)
             with timer("propagation"):
                 detector = problem.propagator.forward(waves, overwrite=True)
+            if problem.single_block:
+                with timer("exit_waves"):
+                    self._forward_waves = problem.block_buffer("forward_waves", start, stop, detector.shape[1:],
+                                                               detector.dtype)
+                    self._forward_waves[...] = detector
+                    self._forward_of = (problem.object, problem.probe)
             with timer("fourier_projection"):
                 block_loss, squared, absolute = kernels.likelihood_weights(detector, intensities, problem.mask,
                                                                            self.options.noise)
@@ -106,6 +116,7 @@ class MaximumLikelihoodEngine:
         self.problem.object = self.problem.object + step * direction_object
         if update_probe:
             self.problem.probe = self.problem.probe + step * direction_probe
+        self._forward_waves = None  # D(P·O) of the previous object
         return errors
 
     def _next_direction(self, gradient_object: Any, gradient_probe: Any, update_probe: bool) -> tuple[Any, Any]:
@@ -141,17 +152,20 @@ class MaximumLikelihoodEngine:
         moving_probe = bool(xp.any(direction_probe != 0))
         gaussian = self.options.noise == "gaussian"
         total = np.zeros(9 if gaussian else 3)
+        kept = (self._forward_waves is not None and self._forward_of[0] is problem.object
+                and self._forward_of[1] is problem.probe)
         for start, stop in problem.blocks():
             with timer("transfer"):
                 intensities = problem.intensities.read(start, stop)
             with timer("exit_waves"):
-                views = problem.views(start, stop)
+                views = problem.views(start, stop) if moving_probe or not kept else None
                 direction_views = problem.views(start, stop, direction_object)
                 linear = kernels.exit_waves(problem.probe, direction_views)
                 if moving_probe:
                     linear += kernels.exit_waves(direction_probe, views)
             with timer("propagation"):
-                a = problem.propagator.forward(kernels.exit_waves(problem.probe, views), overwrite=True)
+                a = (self._forward_waves if kept else
+                     problem.propagator.forward(kernels.exit_waves(problem.probe, views), overwrite=True))
                 b = problem.propagator.forward(linear, overwrite=True)
                 c = (problem.propagator.forward(kernels.exit_waves(direction_probe, direction_views),
                                                 overwrite=True) if moving_probe else None)

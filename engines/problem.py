@@ -107,6 +107,7 @@ class Problem:
         self.valid_pixels = int(internal_mask.sum())
         self.placement = self._place(list(stages or ()))
         self.frames_per_block = self.placement.frames_per_block
+        self._block_buffers: dict[str, Any] = {}
         self.streaming = self.placement.streaming
         intensities = self._load_intensities(diffraction_data, internal_mask)
         self.photon_scale = self._to_photons(intensities, diffraction_data)
@@ -190,9 +191,31 @@ class Problem:
         for start in range(0, self.n_frames, self.frames_per_block):
             yield start, min(start + self.frames_per_block, self.n_frames)
 
-    def overlap_waves(self, start: int, stop: int) -> Any:
+    def overlap_waves(self, start: int, stop: int, out: Any = None) -> Any:
         """P·O_j of frames start..stop, (n, M_p, M_o, Y, X), without a gathered copy where the backend can."""
-        return self.backend.overlap_waves(self.probe, self.object, self.rows[start:stop], self.cols[start:stop])
+        return self.backend.overlap_waves(self.probe, self.object, self.rows[start:stop], self.cols[start:stop],
+                                          out)
+
+    @property
+    def single_block(self) -> bool:
+        """Every frame in one compute block (then a block buffer holds a value for all frames)."""
+        return self.frames_per_block >= self.n_frames
+
+    def block_buffer(self, name: str, start: int, stop: int, frame_tail: tuple[int, ...], dtype: Any) -> Any:
+        """A per-block work array, allocated once per run and reused by every block and iteration.
+
+        A fresh block-sized array costs its page faults every time (measured: 6 ms per 128 MB on the
+        CPU, a third of a memory-bound pass); a device allocator hides that, but the memory is the same
+        either way, so every backend reuses one buffer per name. Returned as frames start..stop of it."""
+        shape = (self.frames_per_block, *frame_tail)
+        buffer = self._block_buffers.get(name)
+        if buffer is None or tuple(buffer.shape) != shape:
+            buffer = self._block_buffers[name] = self.backend.empty(shape, dtype)
+        return buffer[:stop - start]
+
+    def release_block_buffers(self) -> None:
+        """Frees the block buffers (at the end of a stage: the next engine has its own)."""
+        self._block_buffers.clear()
 
     def views(self, start: int, stop: int, obj: Any = None) -> Any:
         """Object views of frames start..stop, (n, M_o, Y, X)."""

@@ -112,6 +112,7 @@ class Reconstruction:
         every stage is done. ``run`` is a loop over it; benchmarks time it one iteration at a time."""
         while self._engine is None or self._stage_done >= self.plan.stages[self._stage_index].options.iterations:
             self._engine = None  # the finished stage's buffers go before the next stage allocates
+            self.problem.release_block_buffers()
             self._stage_index += 1
             if self._stage_index >= len(self.plan.stages):
                 return None

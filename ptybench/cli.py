@@ -15,7 +15,9 @@ from ptybench.commands import backends as backends_command
 from ptybench.commands import datasets as datasets_command
 from ptybench.commands import demo as demo_command
 from ptybench.commands import engines as engines_command
+from ptybench.commands import forecast as forecast_command
 from ptybench.commands import plan as plan_command
+from ptybench.commands import procure as procure_command
 from ptybench.commands import report as report_command
 from ptybench.commands import run as run_command
 from ptybench.commands import scale as scale_command
@@ -42,7 +44,7 @@ examples:
 Data is cached in $PTYBENCH_CACHE (default: your user cache directory)."""
 
 COMMANDS = (demo_command, run_command, sweep_command, report_command, plan_command, scale_command,
-            datasets_command, engines_command, backends_command)
+            procure_command, forecast_command, datasets_command, engines_command, backends_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+#: A name for this machine in comparisons (``ptybench procure --label``); default: the host name.
+LABEL_VARIABLE = "PTYBENCH_MACHINE_LABEL"
 #: Distributions whose versions go into every record (those not installed are left out).
 LIBRARIES = ("ptybench", "numpy", "scipy", "numba", "torch", "cupy-cuda12x", "mpi4py", "h5py", "pandas")
 
@@ -54,6 +56,7 @@ def describe_machine(backend_info: dict[str, Any] | None = None) -> dict[str, An
     import psutil
 
     info: dict[str, Any] = {
+        "label": os.environ.get(LABEL_VARIABLE) or platform.node(),
         "hostname": platform.node(),
         "cpu": cpu_model(),
         "cores_logical": os.cpu_count(),
@@ -69,3 +72,20 @@ def describe_machine(backend_info: dict[str, Any] | None = None) -> dict[str, An
             if key in backend_info:
                 info[key] = backend_info[key]
     return info
+
+
+def machine_fingerprint(machine: dict[str, Any] | None) -> str:
+    """A short hash of what makes two machines different for a benchmark: label, host, CPU, cores
+    available, memory and GPU. Records with the same fingerprint were measured on the same machine."""
+    import hashlib
+    import json
+
+    machine = machine or {}
+    facts = {key: machine.get(key) for key in ("label", "hostname", "cpu", "cores_available", "memory_bytes", "gpu")}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def machine_name(machine: dict[str, Any] | None) -> str:
+    """The readable name of a record's machine in tables and reports: its label (or host name)."""
+    machine = machine or {}
+    return str(machine.get("label") or machine.get("hostname") or "unknown")

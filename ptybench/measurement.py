@@ -57,6 +57,10 @@ class Measurement:
     ranks: int = 1
     #: DatasetSpec fields changed from the catalogue entry, e.g. {"n_frames": 4096} for weak scaling.
     dataset_changes: dict[str, Any] = field(default_factory=dict)
+    #: Which of several runs of one configuration in fresh processes (procurement run rules: ≥ 3).
+    repeat: int = 0
+    #: Object error at or below which the run passes validation (None: not validated).
+    validation_threshold: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("iterations", "warmup"):
@@ -85,7 +89,7 @@ class Measurement:
         return {"dataset": self.dataset, "engine": self.engine, "backend": self.backend, "device": self.device,
                 "ranks": self.ranks, "threads": self.threads, "frames_per_block": self.frames_per_block,
                 "iterations": self.iterations, "warmup": self.warmup, "parameters": dict(self.parameters),
-                "dataset_changes": dict(self.dataset_changes)}
+                "dataset_changes": dict(self.dataset_changes), "repeat": self.repeat}
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -212,6 +216,7 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
         if record.fft_floor_seconds > 0 and record.seconds_per_iteration is not None:
             record.fft_floor_ratio = record.seconds_per_iteration / record.fft_floor_seconds
     record.wall_seconds = time.time() - started
+    record.judge(measurement)
     return record
 
 

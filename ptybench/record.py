@@ -2,7 +2,8 @@
 
 Every record has every field (None where it does not apply), so a serial run, a 1-rank MPI run and a
 failure read the same way in tables, plots and the regression gate. Schema 2 added ``calibration``
-and the per-rank fields to every record; readers accept schema 1 lines.
+and the per-rank fields; schema 3 the procurement fields (``repeat``, ``tier``, ``validation``, ``fom``,
+``load``, ``noisy``: ptybench.fom, ptybench.machine_load). Readers accept older lines.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("ok", "oom", "diverged", "timeout", "error")
 
 
@@ -30,6 +31,7 @@ class Record:
     warmup: int
     parameters: dict[str, Any]
     dataset_changes: dict[str, Any]
+    repeat: int = 0
     # --- how it went ----------------------------------------------------------------------------------
     status: str = "ok"
     message: str = ""
@@ -70,6 +72,13 @@ class Record:
     load_imbalance: float | None = None
     bytes_reduced_per_iteration: float | None = None
     per_rank: list[dict[str, Any]] | None = None
+    # --- procurement: run rules, validation, figures of merit, machine load (ptybench.fom) -------------------
+    tier: str | None = None
+    tier_reasons: list[str] | None = None
+    validation: dict[str, Any] | None = None
+    fom: dict[str, Any] | None = None
+    load: dict[str, Any] | None = None
+    noisy: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -85,8 +94,18 @@ class Record:
         """A measurement that produced no result of its own (timeout, crash, bad configuration)."""
         from ptybench.machine import describe_machine
 
-        return cls.of(measurement, status=status, message=message, wall_seconds=wall_seconds,
-                      machine=describe_machine(), target_error=measurement.target_error)
+        record = cls.of(measurement, status=status, message=message, wall_seconds=wall_seconds,
+                        machine=describe_machine(), target_error=measurement.target_error)
+        record.judge(measurement)
+        return record
+
+    def judge(self, measurement: Any) -> None:
+        """Run-rule tier, validation against the measurement's threshold, and the FOMs if it passed."""
+        from ptybench.fom import figures_of_merit, run_rules_tier, validation
+
+        self.tier, self.tier_reasons = run_rules_tier(self.engine, self.backend, self.parameters, self.machine)
+        self.validation = validation(self.object_error, measurement.validation_threshold, self.status)
+        self.fom = figures_of_merit(dataclasses.asdict(self))
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA_VERSION, **dataclasses.asdict(self)}

@@ -9,7 +9,7 @@ import numpy as np
 
 #: Summary columns: (header, DataFrame column or derived name, format).
 SUMMARY_COLUMNS = (
-    ("dataset", "dataset", "{}"), ("engine", "engine", "{}"), ("backend", "backend_label", "{}"),
+    ("machine", "machine_label", "{}"), ("dataset", "dataset", "{}"), ("engine", "engine", "{}"), ("backend", "backend_label", "{}"),
     ("fpb", "frames_per_block_used", "{:.0f}"), ("thr", "threads_used", "{:.0f}"), ("status", "status", "{}"),
     ("s/iter", "seconds_per_iteration", "{:.4g}"), ("spread", "spread", "{}"),
     ("vs 1 thr", "thread_speedup", "{:.2f}×"),
@@ -17,7 +17,8 @@ SUMMARY_COLUMNS = (
     ("mem MB", "memory_measured_mb", "{:.1f}"), ("model MB", "memory_predicted_mb", "{:.1f}"),
     ("meas/model", "memory.measured_over_predicted", "{:.2f}"),
     ("obj err", "object_error", "{:.4f}"), ("R", "r_factor", "{:.4f}"),
-    ("t→target s", "seconds_to_target", "{:.3g}"),
+    ("t→target s", "seconds_to_target", "{:.3g}"), ("valid", "validation.result", "{}"),
+    ("flags", "flags", "{}"),
 )
 
 
@@ -44,6 +45,15 @@ def summary_frame(frame: Any) -> Any:
     frame["memory_measured_mb"] = np.where(np.isfinite(device_peak), device_peak, host_algorithm) / 1e6
     frame["memory_predicted_mb"] = column("memory.predicted_bytes").astype(float) / 1e6
     frame["threads_used"] = column("backend_info.threads").astype(float)
+    labels = column("machine.label").astype(object)
+    hosts = column("machine.hostname").astype(object)
+    frame["machine_label"] = [label if isinstance(label, str) else host if isinstance(host, str) else ""
+                              for label, host in zip(labels, hosts, strict=True)]
+    noisy = column("noisy").astype(object)
+    tiers = column("tier").astype(object)
+    frame["flags"] = [" ".join(flag for flag, on in (("noisy", isinstance(n, list) and bool(n)),
+                                                     ("optimized", t == "optimized")) if on)
+                      for n, t in zip(noisy, tiers, strict=True)]
     frame["thread_speedup"] = _thread_speedup(frame, seconds)
     return frame
 
@@ -67,6 +77,7 @@ def format_table(frame: Any) -> str:
     frame = summary_frame(frame)
     if frame.empty:
         return "(no records)"
+    frame = frame.sort_values("machine_label", kind="stable")  # records from several machines: grouped
     headers = [header for header, _, _ in SUMMARY_COLUMNS]
     rows = []
     for _, record in frame.iterrows():
@@ -85,6 +96,11 @@ def format_table(frame: Any) -> str:
         message = str(record.get("message") or "").splitlines()
         lines.append(f"  {record['status']}: {record['dataset']} {record['engine']} {record['backend_label']}: "
                      f"{message[0] if message else ''}")
+    for _, record in frame.iterrows():
+        reasons = record.get("noisy")
+        if isinstance(reasons, list) and reasons:
+            lines.append(f"  noisy: {record['machine_label']} {record['dataset']} {record['engine']} "
+                         f"{record['backend_label']}: {'; '.join(reasons)}")
     return "\n".join(lines)
 
 

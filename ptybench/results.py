@@ -20,12 +20,13 @@ from ptybench.record import SCHEMA_VERSION, STATUSES
 
 #: Fields that identify a measurement: a sweep skips a configuration whose key is already stored.
 KEY_FIELDS = ("dataset", "dataset_changes", "engine", "backend", "device", "ranks", "threads", "frames_per_block",
-              "iterations", "warmup", "parameters")
+              "iterations", "warmup", "parameters", "repeat")
 
 
 def measurement_key(record: Mapping[str, Any]) -> str:
-    """A short stable hash of the fields that say *what* was measured (not how it came out)."""
-    identity = {name: record.get(name) for name in KEY_FIELDS}
+    """A short stable hash of the fields that say *what* was measured (not how it came out). The first
+    run of a configuration (repeat 0) keeps the key it had before repeats existed."""
+    identity = {name: record.get(name) for name in KEY_FIELDS if name != "repeat" or record.get("repeat")}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

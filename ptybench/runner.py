@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ptybench.isolation import child_environment, run_child
+from ptybench.machine_load import LoadWatch, with_load
 from ptybench.measurement import DEFAULT_TARGET_ERROR, PROGRESS_VARIABLE, Measurement, measure, time_to_quality
 from ptybench.record import Record
 
@@ -24,8 +25,16 @@ __all__ = ["DEFAULT_TARGET_ERROR", "Measurement", "main", "run_isolated", "time_
 
 
 def run_isolated(measurement: Measurement, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Measure in a fresh process; always returns a record (its status says how it went).
+    """Measure in a fresh process; always returns a record (its status says how it went), with the
+    machine's load around the run and the reasons it is noisy, if any (ptybench.machine_load).
     ``progress(iterations_done, iterations_total)`` is called while it runs, about twice a second."""
+    watch = LoadWatch(measurement.threads)
+    watch.start()
+    record = _run_child_record(measurement, progress)
+    return with_load(record, watch.finish())
+
+
+def _run_child_record(measurement: Measurement, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
     import json
 
     with tempfile.TemporaryDirectory(prefix="ptybench-run-") as scratch:

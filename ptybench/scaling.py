@@ -54,8 +54,18 @@ def mpi_command(ranks: int, module: str, *arguments: str) -> list[str]:
 
 def run_mpi(measurement: Measurement, arrays_path: str | None = None,
             extra_environment: dict[str, str] | None = None) -> dict[str, Any]:
-    """One distributed measurement with ``measurement.ranks`` ranks; always returns a record."""
+    """One distributed measurement with ``measurement.ranks`` ranks; always returns a record, with the
+    machine's load around it (ptybench.machine_load)."""
+    from ptybench.machine_load import LoadWatch, with_load
+
     measurement = dataclasses.replace(measurement, ranks=int(measurement.ranks))
+    watch = LoadWatch()
+    watch.start()
+    return with_load(_run_mpi_record(measurement, arrays_path, extra_environment), watch.finish())
+
+
+def _run_mpi_record(measurement: Measurement, arrays_path: str | None,
+                    extra_environment: dict[str, str] | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ptybench-mpi-") as scratch:
         config, result = Path(scratch) / "measurement.json", Path(scratch) / "record.json"
         config.write_text(measurement.to_json())

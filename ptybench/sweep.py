@@ -140,16 +140,22 @@ def pending(measurements: Iterable[Measurement], out: str | Path, retry_failed: 
 def run_sweep(config: SweepConfig, retry_failed: bool = False, progress: bool = True,
               run: Callable[[Measurement], Mapping[str, Any]] = run_isolated) -> list[dict[str, Any]]:
     """Measure every pending point, appending each record as it comes; returns the new records."""
+    return run_points(config.measurements(), config.out, retry_failed, progress, run)
+
+
+def run_points(measurements: list[Measurement], out: str | Path, retry_failed: bool = False, progress: bool = True,
+               run: Callable[[Measurement], Mapping[str, Any]] = run_isolated) -> list[dict[str, Any]]:
+    """The sweep loop for any list of points (a sweep's grid, a procurement workload): resumable, claimed."""
     from tqdm import tqdm
 
-    todo = pending(config.measurements(), config.out, retry_failed)
+    todo = pending(measurements, out, retry_failed)
     records = []
     with tqdm(total=len(todo), disable=not progress, unit="run", dynamic_ncols=True) as bar:
         for measurement in todo:
             bar.set_description(f"{measurement.dataset} {measurement.engine} {measurement.backend}")
-            with claim(config.out, measurement) as mine:
-                if mine and not _stored_meanwhile(config.out, measurement, retry_failed):
-                    record = results.append(config.out, run(measurement))
+            with claim(out, measurement) as mine:
+                if mine and not _stored_meanwhile(out, measurement, retry_failed):
+                    record = results.append(out, run(measurement))
                     records.append(record)
                     bar.set_postfix_str(record["status"])
                 else:

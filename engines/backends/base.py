@@ -101,9 +101,14 @@ class Backend:
         raise NotImplementedError
 
     # Gather or scatter fused with a kernel: these are the definitions; a backend may do each in one pass.
-    def overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any) -> Any:
-        """Exit waves P_k · O_l,j of frames (rows, cols): ``kernels.exit_waves`` of the gathered views."""
-        return self.kernels.exit_waves(probe, self.gather_views(obj, rows, cols, tuple(probe.shape[-2:])))
+    def overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any, out: Any = None) -> Any:
+        """Exit waves P_k · O_l,j of frames (rows, cols): ``kernels.exit_waves`` of the gathered views
+        (into ``out``, a preallocated block buffer, if given)."""
+        waves = self.kernels.exit_waves(probe, self.gather_views(obj, rows, cols, tuple(probe.shape[-2:])))
+        if out is None:
+            return waves
+        out[...] = waves
+        return out
 
     def probe_update_terms_at(self, obj: Any, rows: Any, cols: Any, waves: Any) -> tuple[Any, Any]:
         """``kernels.probe_update_terms`` of the views of frames (rows, cols) and their waves."""

@@ -190,8 +190,8 @@ class CudaKernels(Kernels):
         self._launch(_exit_waves, n * height * width, probe, views, out)
         return out
 
-    def linear_mix(self, overlap: Any, waves: Any, c: float) -> Any:
-        out = self.xp.empty(waves.shape, dtype=waves.dtype)
+    def linear_mix(self, overlap: Any, waves: Any, c: float, out: Any = None) -> Any:
+        out = self.xp.empty(waves.shape, dtype=waves.dtype) if out is None else out
         self._launch(_linear_mix, out.size, self._flat(overlap), self._flat(waves),
                      np.float32(c), np.float32(1.0 - c), out.reshape(-1))
         return out

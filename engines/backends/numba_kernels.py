@@ -402,9 +402,11 @@ def _indices(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.intp)
 
 
-def overlap_waves(probe: np.ndarray, obj: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def overlap_waves(probe: np.ndarray, obj: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                  out: np.ndarray | None = None) -> np.ndarray:
     """Backend.overlap_waves in one pass: the exit waves read straight from the object's windows."""
-    out = np.empty((len(rows), probe.shape[0], obj.shape[0], *probe.shape[1:]), dtype=np.complex64)
+    if out is None:
+        out = np.empty((len(rows), probe.shape[0], obj.shape[0], *probe.shape[1:]), dtype=np.complex64)
     _exit_waves_at(probe, obj, _indices(rows), _indices(cols), out)
     return out
 
@@ -442,8 +444,8 @@ class NumbaKernels(Kernels):
         _exit_waves(probe, views, out)
         return out
 
-    def linear_mix(self, overlap: Any, waves: Any, c: float) -> Any:
-        out = np.empty_like(waves)
+    def linear_mix(self, overlap: Any, waves: Any, c: float, out: Any = None) -> Any:
+        out = np.empty_like(waves) if out is None else out
         _linear_mix(np.ascontiguousarray(overlap), np.ascontiguousarray(waves), float(c), out)
         return out
 

@@ -75,9 +75,9 @@ class NumpyBackend(Backend):
     def _fused(self) -> bool:
         return isinstance(self.kernels, NumbaKernels)  # not under PTYBENCH_KERNELS=reference
 
-    def overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any) -> Any:
-        return fused.overlap_waves(probe, obj, rows, cols) if self._fused() else super().overlap_waves(
-            probe, obj, rows, cols)
+    def overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any, out: Any = None) -> Any:
+        return fused.overlap_waves(probe, obj, rows, cols, out) if self._fused() else super().overlap_waves(
+            probe, obj, rows, cols, out)
 
     def probe_update_terms_at(self, obj: Any, rows: Any, cols: Any, waves: Any) -> tuple[Any, Any]:
         if not self._fused():

@@ -119,10 +119,12 @@ class TorchBackend(Backend):
     def _numba_on_cpu(self) -> bool:
         return isinstance(self.kernels, NumbaOnTorchKernels)
 
-    def overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any) -> Any:
+    def overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any, out: Any = None) -> Any:
         if not self._numba_on_cpu():
-            return super().overlap_waves(probe, obj, rows, cols)
-        return torch.from_numpy(fused.overlap_waves(_host(probe), _host(obj), np.asarray(rows), np.asarray(cols)))
+            return super().overlap_waves(probe, obj, rows, cols, out)
+        waves = fused.overlap_waves(_host(probe), _host(obj), np.asarray(rows), np.asarray(cols),
+                                    None if out is None else _host(out))
+        return out if out is not None else torch.from_numpy(waves)
 
     def probe_update_terms_at(self, obj: Any, rows: Any, cols: Any, waves: Any) -> tuple[Any, Any]:
         if not self._numba_on_cpu():

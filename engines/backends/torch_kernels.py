@@ -25,8 +25,8 @@ def _power(waves: Any) -> Any:
 
 
 class TorchKernels(Kernels):
-    def linear_mix(self, overlap: Any, waves: Any, c: float) -> Any:
-        return torch.mul(overlap, c).add_(waves, alpha=1.0 - c)
+    def linear_mix(self, overlap: Any, waves: Any, c: float, out: Any = None) -> Any:
+        return torch.mul(overlap, c, out=out).add_(waves, alpha=1.0 - c)
 
     def difference_map_update(self, waves: Any, projected: Any, overlap: Any, a: float, b: float) -> Any:
         if a + b != 0.0:
@@ -91,8 +91,9 @@ def _as_torch(value: Any) -> Any:
 
 
 def _through_numba(name: str, returns_arrays: bool = True) -> Any:
-    def method(self: NumbaOnTorchKernels, *args: Any) -> Any:
-        result = getattr(self.numba, name)(*(_as_numpy(arg) for arg in args))
+    def method(self: NumbaOnTorchKernels, *args: Any, **keywords: Any) -> Any:
+        result = getattr(self.numba, name)(*(_as_numpy(arg) for arg in args),
+                                           **{key: _as_numpy(value) for key, value in keywords.items()})
         return _as_torch(result) if returns_arrays else result
 
     method.__name__ = name

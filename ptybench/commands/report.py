@@ -1,4 +1,4 @@
-"""``ptybench table`` and ``ptybench plot``: a results file as a summary table or as figures."""
+"""``ptybench table``, ``ptybench plot`` and ``ptybench report``: results as a table, figures or an HTML report."""
 
 from __future__ import annotations
 
@@ -23,6 +23,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     plot.add_argument("files", nargs="+", help="results files (JSON lines)")
     plot.add_argument("--out", default="reports/scaling.png", help="figure path (default: %(default)s)")
     plot.set_defaults(func=draw_plot)
+    report = subparsers.add_parser(
+        "report", help="one self-contained HTML report of results files and procure bundles",
+        description="Write one HTML file (figures embedded; opens from disk with no network): machines side by side "
+                    "with their FOMs relative to --reference, validation PASS/FAIL, time and memory against N and "
+                    "detector size (model marks, out-of-memory points), backends side by side, scaling curves when "
+                    "multi-rank records are present, the forecast and live verdict for --target, and every noisy or "
+                    "failed run with its message. Bundles are checked against their manifest's sha256 first.")
+    report.add_argument("results", nargs="+", help="results files (JSON lines) or procure bundle folders")
+    report.add_argument("--out", default="reports/report.html", help="HTML file (default: %(default)s)")
+    report.add_argument("--reference", default=None, help="machine label the ratios are against (default: the first)")
+    report.add_argument("--target", default="seed-2552x768", help="forecast target (default: %(default)s)")
+    report.add_argument("--projections", type=int, default=498, help="projections (default: %(default)s)")
+    report.add_argument("--rates", default="3kHz,10kHz,110kHz", help="detector rates (default: %(default)s)")
+    report.set_defaults(func=write_html_report)
 
 
 def print_table(args: argparse.Namespace) -> int:
@@ -44,4 +58,35 @@ def draw_plot(args: argparse.Namespace) -> int:
 
     path = plot_scaling(load(args.files), args.out)
     print(f"plot: {path}")
+    return 0
+
+
+def records_of(paths: list[str]) -> tuple[list[dict], list[dict]]:
+    """Records of results files and bundle folders (each bundle verified against its manifest), and the
+    bundles' manifests."""
+    from ptybench.procure import verify_bundle
+    from ptybench.results import read_records
+
+    records, manifests = [], []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            manifests.append(verify_bundle(path))
+            path = path / "results.jsonl"
+        records += read_records(path)
+    if not records:
+        raise ValueError(f"results: no records in {', '.join(paths)}")
+    return records, manifests
+
+
+def write_html_report(args: argparse.Namespace) -> int:
+    from ptybench.forecast import forecast, parse_rates
+    from ptybench.html_report import write_report
+    from ptybench.procure import target_geometry
+
+    rates = parse_rates(args.rates)
+    records, manifests = records_of(args.results)
+    rows = forecast(records, target_geometry(args.target), args.projections, rates, target_name=args.target)
+    path = write_report(args.out, records, rows, args.reference, manifests)
+    print(f"report: {path} ({len(records)} records; open it in a browser, it needs no network)")
     return 0

@@ -91,6 +91,8 @@ def test_masked_pixels_filled_with_garbage_change_nothing(tiny, tiny_nearfield, 
 
 @pytest.mark.parametrize("engine", ["DM", "RAAR", "ML"])
 def test_frames_per_block_changes_only_rounding(tiny_arrays, engine):
+    """One block of all 48 frames vs blocks of 7: also checks ML's reuse of D(P·O) from the gradient pass in
+    its line search (single block only) and the block buffers DM/RAAR reuse across blocks."""
     whole = Reconstruction(**tiny_arrays, parameters=params(engine, frames_per_block=48)).run()
     blocks = Reconstruction(**tiny_arrays, parameters=params(engine, frames_per_block=7)).run()
     scale = np.abs(whole.object).max()

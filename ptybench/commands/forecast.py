@@ -1,0 +1,44 @@
+"""``ptybench forecast``: the target workload's time, memory, devices and live verdict from a measured ladder."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "forecast", help="forecast a target workload (time per projection, tomogram, devices, live verdict)",
+        description="Fit time per frame·iteration against detector size and N on the validated records "
+                    "(median over repeats) of each machine × backend × engine, and forecast the target: time per "
+                    "projection and for the tomogram, memory and devices needed (memory model), FOM-S and, per "
+                    "detector rate, whether one device keeps up or how many would. Every figure is an ESTIMATE: "
+                    "its ± is the hold-out error (refit without the largest measured size, predict it).")
+    parser.add_argument("results", nargs="+", help="results files (JSON lines) or procure bundle folders")
+    parser.add_argument("--target", default="seed-2552x768",
+                        help="catalogue dataset to forecast (default: %(default)s)")
+    parser.add_argument("--projections", type=int, default=498,
+                        help="projections in the tomogram (default: %(default)s)")
+    parser.add_argument("--rates", default="3kHz,10kHz,110kHz", help="detector frame rates (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per row instead of the table")
+    parser.set_defaults(func=run_forecast)
+
+
+def run_forecast(args: argparse.Namespace) -> int:
+    import json
+
+    from ptybench.commands.report import records_of
+    from ptybench.forecast import forecast, format_forecast, parse_rates
+    from ptybench.procure import target_geometry
+
+    if args.projections < 1:
+        raise ValueError(f"--projections: expected a positive integer, got {args.projections}")
+    rates = parse_rates(args.rates)
+    records, _ = records_of(args.results)
+    rows = forecast(records, target_geometry(args.target), args.projections, rates, target_name=args.target)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, default=str))
+    else:
+        print(f"ESTIMATE for {args.target}, {args.projections} projections\n")
+        print(format_forecast(rows))
+    return 0 if rows else 1

@@ -1,0 +1,147 @@
+"""How busy the machine was around a measurement, and when a timing is too noisy to trust.
+
+A benchmark on a shared machine measures the neighbours too. Like pyperf, ptybench does not hide that:
+every record carries the load before and after its run and the CPU time other processes took *during*
+it (all CPU time on the machine, from /proc/stat, minus the measuring child's own, from
+``getrusage``), and is flagged *noisy* with the reasons when a documented threshold is crossed.
+
+Thresholds (docs/design.md, "Measurement honesty"):
+
+- other processes used ≥ ``OTHER_BUSY_CORES`` × the cores available to the run, before or during it;
+- CPU steal (a hypervisor running someone else on our cores) ≥ ``STEAL_FRACTION`` during the run;
+- the run's own iterations spread (interquartile range / median) ≥ ``SPREAD``;
+- across repeats in fresh processes, (max − min) / median ≥ ``SPREAD`` (``repeat_spread_reasons``).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from typing import Any
+
+#: Busy cores of other processes, as a fraction of the cores the measurement may use.
+OTHER_BUSY_CORES = 0.25
+#: Fraction of CPU time stolen by the hypervisor during the run.
+STEAL_FRACTION = 0.05
+#: Relative spread of iteration times within a run, or of s/iter across repeats.
+SPREAD = 0.10
+#: How long the "before" sample watches the machine with nothing of ours running.
+SAMPLE_S = 0.3
+#: Processes using at least this many percent of one core are named in the record.
+NAMED_PROCESS_PERCENT = 10.0
+
+
+def _proc_stat() -> tuple[float, float, float] | None:
+    """(busy, total, steal) CPU seconds of the whole machine since boot; None where /proc is absent."""
+    try:
+        with open("/proc/stat") as stream:
+            fields = stream.readline().split()
+    except OSError:
+        return None
+    ticks = [float(value) for value in fields[1:]]
+    ticks += [0.0] * (8 - len(ticks))
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks[:8]  # guest time is inside user
+    hertz = os.sysconf("SC_CLK_TCK")
+    busy = user + nice + system + irq + softirq + steal
+    return busy / hertz, (busy + idle + iowait) / hertz, steal / hertz
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _busy_processes(sample_s: float) -> list[dict[str, Any]]:
+    """Other processes using ≥ NAMED_PROCESS_PERCENT of a core over ``sample_s`` (name, pid, percent)."""
+    import psutil
+
+    mine = os.getpid()
+    processes = [p for p in psutil.process_iter(["name"]) if p.pid != mine]
+    for process in processes:
+        try:
+            process.cpu_percent(None)
+        except psutil.Error:
+            continue
+    time.sleep(sample_s)
+    busy = []
+    for process in processes:
+        try:
+            percent = process.cpu_percent(None)
+        except psutil.Error:
+            continue
+        if percent >= NAMED_PROCESS_PERCENT:
+            busy.append({"name": process.info["name"], "pid": process.pid, "cpu_percent": round(percent, 1)})
+    return sorted(busy, key=lambda p: -p["cpu_percent"])[:5]
+
+
+class LoadWatch:
+    """Brackets one run in a child process: ``start()`` before launching it, ``finish()`` after it was
+    waited for. The result goes into the record as ``load``."""
+
+    def __init__(self, cores: int | None = None, sample_s: float = SAMPLE_S) -> None:
+        self.cores = cores or len(os.sched_getaffinity(0))
+        self.sample_s = sample_s
+        self.before: dict[str, Any] = {}
+
+    def start(self) -> None:
+        stat_start = _proc_stat()
+        processes = _busy_processes(self.sample_s)
+        stat_end = _proc_stat()
+        self.before = {"load_average": list(os.getloadavg()), "busy_processes": processes}
+        if stat_start and stat_end:
+            elapsed = max(stat_end[1] - stat_start[1], 1e-9)  # machine CPU seconds in the sample
+            self.before["other_busy_cores"] = round((stat_end[0] - stat_start[0]) / elapsed
+                                                    * (os.cpu_count() or 1), 3)
+        self._stat = _proc_stat()
+        self._children = _children_cpu_seconds()
+        self._wall = time.perf_counter()
+
+    def finish(self) -> dict[str, Any]:
+        """The ``load`` field: before, during (other processes' busy cores, steal) and after."""
+        stat = _proc_stat()
+        wall = time.perf_counter() - self._wall
+        during: dict[str, Any] = {"wall_seconds": round(wall, 3)}
+        if stat and self._stat:
+            busy = stat[0] - self._stat[0]
+            total = max(stat[1] - self._stat[1], 1e-9)
+            child = _children_cpu_seconds() - self._children
+            during["other_busy_cores"] = round(max(0.0, busy - child) / max(wall, 1e-9), 3)
+            during["steal_fraction"] = round((stat[2] - self._stat[2]) / total, 4)
+        return {"cores_available": self.cores, "before": self.before, "during": during,
+                "after": {"load_average": list(os.getloadavg())}}
+
+
+def noisy_reasons(load: dict[str, Any] | None, record: dict[str, Any]) -> list[str]:
+    """Why this record's timing should not be trusted on its own (empty: nothing seen)."""
+    reasons = []
+    if load:
+        limit = OTHER_BUSY_CORES * load.get("cores_available", 1)
+        for phase in ("before", "during"):
+            other = load.get(phase, {}).get("other_busy_cores")
+            if other is not None and other >= limit:
+                names = ", ".join(p["name"] for p in load.get("before", {}).get("busy_processes", [])[:3])
+                reasons.append(f"other processes used {other:.2f} cores {phase} the run (limit {limit:.2f})"
+                               + (f": {names}" if names else ""))
+        steal = load.get("during", {}).get("steal_fraction")
+        if steal is not None and steal >= STEAL_FRACTION:
+            reasons.append(f"CPU steal {steal:.1%} during the run (limit {STEAL_FRACTION:.0%})")
+    median, q25, q75 = (record.get(name) for name in ("seconds_per_iteration", "seconds_q25", "seconds_q75"))
+    if median and q25 is not None and q75 is not None and (q75 - q25) / median >= SPREAD:
+        reasons.append(f"iteration times spread {(q75 - q25) / median:.0%} (IQR/median; limit {SPREAD:.0%})")
+    return reasons
+
+
+def repeat_spread(seconds: list[float]) -> float | None:
+    """(max − min) / median of s/iter over repeats in fresh processes; None for fewer than two."""
+    import statistics
+
+    values = [value for value in seconds if value]
+    if len(values) < 2:
+        return None
+    return (max(values) - min(values)) / statistics.median(values)
+
+
+def with_load(record: dict[str, Any], load: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its ``load`` and ``noisy`` fields set."""
+    return {**record, "load": load, "noisy": noisy_reasons(load, record)}

@@ -1,0 +1,119 @@
+"""The procurement workload: a fixed, versioned list of measurements with their validation thresholds.
+
+The shipped file is ``ptybench/workloads/procure.toml``; ``--workload FILE`` runs another one (a site's
+own sizes), which must have the same keys. Everything is checked when the file is read, before any
+measurement runs.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ptybench.engines.backends import parse_target
+from ptybench.engines.registry import engine_names
+from ptybench.measurement import Measurement
+
+DEFAULT_WORKLOAD = Path(__file__).parent / "workloads" / "procure.toml"
+REQUIRED_KEYS = ("version", "epsilon", "repeats", "profiles", "iterations", "thresholds")
+
+
+@dataclass(frozen=True)
+class Workload:
+    path: Path
+    table: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Workload:
+        path = Path(path) if path is not None else DEFAULT_WORKLOAD
+        if not path.exists():
+            raise FileNotFoundError(f"--workload: {path} does not exist")
+        with open(path, "rb") as stream:
+            try:
+                table = tomllib.load(stream)
+            except tomllib.TOMLDecodeError as error:
+                raise ValueError(f"--workload {path}: not valid TOML ({error})") from None
+        workload = cls(path, table)
+        workload._check()
+        return workload
+
+    @property
+    def version(self) -> str:
+        return str(self.table["version"])
+
+    @property
+    def epsilon(self) -> float:
+        return float(self.table["epsilon"])
+
+    @property
+    def repeats(self) -> int:
+        return int(self.table["repeats"])
+
+    @property
+    def profiles(self) -> dict[str, Any]:
+        return self.table["profiles"]
+
+    def profile(self, name: str) -> dict[str, Any]:
+        if name not in self.profiles:
+            raise ValueError(f"--profile: expected one of {sorted(self.profiles)}, got {name!r}")
+        return self.profiles[name]
+
+    def threshold(self, engine: str, detector_size: int) -> float | None:
+        """The validation threshold for ``engine`` at this detector size (the next smaller size listed)."""
+        sizes = {int(size): float(value) for size, value in self.table["thresholds"].get(engine, {}).items()}
+        below = [size for size in sizes if size <= detector_size]
+        return sizes[max(below)] if below else None
+
+    def measurements(self, profile: str, backends: list[str] | None = None, threads: int | None = None,
+                     repeats: int | None = None, timeout_s: float = 1800.0) -> list[Measurement]:
+        """Every run of the profile: repeats outermost, so a machine's drift spreads over every point."""
+        from ptybench.datasets import get_spec
+
+        chosen = self.profile(profile)
+        backends = backends or list(chosen.get("backends", ["numpy"]))
+        repeats = self.repeats if repeats is None else repeats
+        if repeats < 1:
+            raise ValueError(f"--repeats: expected a positive integer, got {repeats}")
+        points = []
+        for repeat in range(repeats):
+            for dataset in chosen["datasets"]:
+                size = get_spec(dataset).frame_shape[0]
+                for engine in chosen["engines"]:
+                    counts = self.table["iterations"][engine]
+                    for backend_text in backends:
+                        backend, device = parse_target(backend_text)
+                        points.append(Measurement(
+                            dataset=dataset, engine=engine, backend=backend, device=device,
+                            iterations=int(counts["iterations"]), warmup=int(counts["warmup"]), threads=threads,
+                            target_error=self.epsilon, timeout_s=timeout_s, repeat=repeat,
+                            validation_threshold=self.threshold(engine, size)))
+        return points
+
+    def _check(self) -> None:
+        missing = [key for key in REQUIRED_KEYS if key not in self.table]
+        if missing:
+            raise ValueError(f"workload {self.path}: missing key(s) {missing}")
+        from ptybench.datasets import get_spec
+
+        known = set(engine_names())
+        for name, profile in self.profiles.items():
+            for key in ("engines", "datasets"):
+                if not profile.get(key):
+                    raise ValueError(f"workload {self.path}: profiles.{name}.{key}: expected a non-empty list")
+            for engine in profile["engines"]:
+                if engine not in known:
+                    raise ValueError(f"workload {self.path}: profiles.{name}: unknown engine {engine!r}; "
+                                     f"expected some of {sorted(known)}")
+                if engine not in self.table["iterations"]:
+                    raise ValueError(f"workload {self.path}: iterations.{engine} missing")
+                if not self.table["thresholds"].get(engine):
+                    raise ValueError(f"workload {self.path}: thresholds.{engine} missing")
+            for dataset in profile["datasets"]:
+                try:
+                    get_spec(dataset)
+                except (KeyError, ValueError) as error:
+                    raise ValueError(f"workload {self.path}: profiles.{name}: {error}") from None
+            for backend in profile.get("backends", []):
+                parse_target(backend)
