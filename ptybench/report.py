@@ -9,7 +9,8 @@ import numpy as np
 
 #: Summary columns: (header, DataFrame column or derived name, format).
 SUMMARY_COLUMNS = (
-    ("machine", "machine_label", "{}"), ("dataset", "dataset", "{}"), ("engine", "engine", "{}"), ("backend", "backend_label", "{}"),
+    ("machine", "machine_label", "{}"), ("dataset", "dataset", "{}"), ("engine", "engine", "{}"),
+    ("backend", "backend_label", "{}"),
     ("fpb", "frames_per_block_used", "{:.0f}"), ("thr", "threads_used", "{:.0f}"), ("status", "status", "{}"),
     ("s/iter", "seconds_per_iteration", "{:.4g}"), ("spread", "spread", "{}"),
     ("vs 1 thr", "thread_speedup", "{:.2f}×"),
