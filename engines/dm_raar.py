@@ -115,8 +115,9 @@ class ProjectionEngine:
         with problem.timer("communication"):
             numerator = problem.comm.allreduce_sum(numerator)
         illumination = self._illumination_map()
-        inertia = self.options.object_inertia * float(xp.max(illumination))
-        problem.object = (inertia * problem.object + numerator) / (inertia + illumination)
+        with problem.timer("object_update"):  # per object: what does not shrink as ranks share the frames
+            inertia = self.options.object_inertia * float(xp.max(illumination))
+            problem.object = (inertia * problem.object + numerator) / (inertia + illumination)
 
     def _update_probe(self) -> None:
         problem, xp = self.problem, self.problem.xp
@@ -130,8 +131,9 @@ class ProjectionEngine:
         with problem.timer("communication"):
             numerator = problem.comm.allreduce_sum(numerator)
             denominator = problem.comm.allreduce_sum(denominator)
-        inertia = self.options.probe_inertia * float(xp.max(denominator))
-        problem.probe = (inertia * problem.probe + numerator) / (inertia + denominator)
+        with problem.timer("object_update"):
+            inertia = self.options.probe_inertia * float(xp.max(denominator))
+            problem.probe = (inertia * problem.probe + numerator) / (inertia + denominator)
         self._illumination = None
 
     def _overlap_projection(self, iteration: int, numerator: Any) -> None:

@@ -105,7 +105,7 @@ class MaximumLikelihoodEngine:
         update_probe = iteration >= self.options.probe_update_start
         if not update_probe:
             gradient_probe = xp.zeros_like(gradient_probe)
-        with self.problem.timer("line_search"):
+        with self.problem.timer("object_update"):  # per object: conjugate directions on object and probe
             direction_object, direction_probe = self._next_direction(gradient_object, gradient_probe, update_probe)
         step = self.line_search(direction_object, direction_probe, gradient_object, gradient_probe)
         if step is None:  # not a descent direction: restart along the (scaled) gradient
@@ -113,9 +113,10 @@ class MaximumLikelihoodEngine:
             direction_object, direction_probe = self._next_direction(gradient_object, gradient_probe,
                                                                      update_probe)
             step = self.line_search(direction_object, direction_probe, gradient_object, gradient_probe) or 0.0
-        self.problem.object = self.problem.object + step * direction_object
-        if update_probe:
-            self.problem.probe = self.problem.probe + step * direction_probe
+        with self.problem.timer("object_update"):
+            self.problem.object = self.problem.object + step * direction_object
+            if update_probe:
+                self.problem.probe = self.problem.probe + step * direction_probe
         self._forward_waves = None  # D(P·O) of the previous object
         return errors
 

@@ -37,6 +37,7 @@ class MPICommunicator:
         self.size = self.comm.Get_size()
         self.backend: Any = None  # set by the Problem: device arrays are staged through the host
         self.bytes_reduced = 0
+        self.allreduce_calls = 0  # each call pays the latency once: the model counts them
 
     def bind(self, backend: Any) -> None:
         self.backend = backend
@@ -54,12 +55,14 @@ class MPICommunicator:
             self.comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
             result = self.backend.asarray(host)
         self.bytes_reduced += host.nbytes
+        self.allreduce_calls += 1
         return result
 
     def allreduce_scalars(self, values: list[float]) -> list[float]:
         buffer = np.asarray(values, dtype=np.float64)
         self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
         self.bytes_reduced += buffer.nbytes
+        self.allreduce_calls += 1
         return buffer.tolist()
 
     def merge_weighted(self, problem: Any) -> None:

@@ -41,6 +41,30 @@ def git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
+def interconnect() -> dict[str, Any]:
+    """What this node can talk over, where Linux shows it: InfiniBand/RoCE adapters (/sys/class/infiniband)
+    and the network interfaces that are up with their speed in Mb/s (unknown speeds left out)."""
+    info: dict[str, Any] = {}
+    adapters = Path("/sys/class/infiniband")
+    if adapters.is_dir():
+        info["infiniband"] = sorted(path.name for path in adapters.iterdir())
+    interfaces = {}
+    for path in sorted(Path("/sys/class/net").glob("*")):
+        if path.name == "lo":
+            continue
+        try:
+            if (path / "operstate").read_text().strip() != "up":
+                continue
+            speed = int((path / "speed").read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if speed > 0:
+            interfaces[path.name] = speed
+    if interfaces:
+        info["ethernet_mbps"] = interfaces
+    return info
+
+
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in LIBRARIES:
@@ -66,6 +90,7 @@ def describe_machine(backend_info: dict[str, Any] | None = None) -> dict[str, An
         "python_executable": sys.executable,
         "versions": library_versions(),
         "git_commit": git_commit(),
+        "interconnect": interconnect(),
     }
     if backend_info:
         for key in ("gpu", "gpu_memory_bytes"):

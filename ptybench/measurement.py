@@ -181,6 +181,8 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
         "host_peak_bytes": peak, "host_baseline_bytes": baseline,
         "device_peak_bytes": backend.memory_stats().peak_bytes,
         "bytes_reduced_per_iteration": comm.bytes_reduced / max(len(history), 1),
+        "allreduce_calls_per_iteration": comm.allreduce_calls / max(len(history), 1),
+        "stages": _mean_stages(timed),
     }
     details = comm.gather(detail)
     if comm.rank != 0:
@@ -266,10 +268,7 @@ def _add_timing(record: Record, history: list[Any], measurement: Measurement) ->
     record.iterations_done = len(history)
     if timed:
         seconds = np.array([r.seconds for r in timed])
-        stages: dict[str, float] = {}
-        for iteration in timed:
-            for name, value in iteration.stage_seconds.items():
-                stages[name] = stages.get(name, 0.0) + value / len(timed)
+        stages = _mean_stages(timed)
         record.seconds_per_iteration = float(np.median(seconds))
         record.seconds_min, record.seconds_max = float(seconds.min()), float(seconds.max())
         record.seconds_q25, record.seconds_q75 = (float(v) for v in np.percentile(seconds, [25, 75]))
@@ -281,18 +280,29 @@ def _add_timing(record: Record, history: list[Any], measurement: Measurement) ->
         record.iterations_to_target, record.seconds_to_target = time_to_quality(history, measurement.target_error)
 
 
+def _mean_stages(timed: list[Any]) -> dict[str, float]:
+    stages: dict[str, float] = {}
+    for iteration in timed:
+        for name, value in iteration.stage_seconds.items():
+            stages[name] = stages.get(name, 0.0) + value / len(timed)
+    return stages
+
+
 def _add_distributed(record: Record, details: list[dict[str, Any]]) -> None:
     """Per iteration: compute = wall − communication on each rank; the slowest rank's compute sets the
-    pace, communication is averaged over ranks. Medians over the timed iterations."""
+    pace, and communication is that rank's: the others' includes waiting for it (load imbalance), so
+    compute + communication is the iteration's critical path. Medians over the timed iterations."""
     record.per_rank = details
     record.bytes_reduced_per_iteration = float(details[0]["bytes_reduced_per_iteration"])
+    record.allreduce_calls_per_iteration = float(details[0].get("allreduce_calls_per_iteration", 0.0))
     walls = np.array([d["iteration_seconds"] for d in details])            # (ranks, iterations)
     if walls.size == 0:
         return
     communication = np.array([d["communication_seconds"] for d in details])
     compute = walls - communication
+    slowest = compute.argmax(axis=0)
     record.compute_seconds = float(np.median(compute.max(axis=0)))
-    record.communication_seconds = float(np.median(communication.mean(axis=0)))
+    record.communication_seconds = float(np.median(communication[slowest, np.arange(compute.shape[1])]))
     record.load_imbalance = float(np.median(compute.max(axis=0) / np.maximum(compute.mean(axis=0), 1e-12)))
 
 

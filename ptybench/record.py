@@ -71,6 +71,8 @@ class Record:
     communication_seconds: float | None = None
     load_imbalance: float | None = None
     bytes_reduced_per_iteration: float | None = None
+    allreduce_calls_per_iteration: float | None = None
+    launch: dict[str, Any] | None = None
     per_rank: list[dict[str, Any]] | None = None
     # --- procurement: run rules, validation, figures of merit, machine load (ptybench.fom) -------------------
     tier: str | None = None

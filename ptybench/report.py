@@ -190,8 +190,13 @@ def plot_scaling_curves(rows: list[dict[str, Any]], mode: str, out: str | Path, 
         if amdahl is not None:
             left.plot(grid, amdahl.speedup(grid), "--", label=f"Amdahl fit, s = {amdahl.serial_fraction:.3f}")
         if prediction:
-            left.plot([p["ranks"] for p in prediction], [p["speedup"] for p in prediction], "o", mfc="none",
-                      label="prediction (model)")
+            ks = [p["ranks"] for p in prediction]
+            speedups = np.array([p["speedup"] for p in prediction])
+            left.plot(ks, speedups, "o", mfc="none", label="prediction (per-stage model)")
+            uncertainty = prediction[0].get("uncertainty")
+            if uncertainty:  # the hold-out error as a band: speedup = T1 / (T·(1 ± u))
+                left.fill_between(ks, speedups / (1 + uncertainty), speedups / max(1 - uncertainty, 1e-3),
+                                  alpha=0.2, label=f"hold-out uncertainty ±{uncertainty:.0%}")
         left.set_ylabel("speedup")
     else:
         left.axhline(1.0, color="k", linestyle=":", label="ideal")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ptybench.isolation import child_environment, run_child
+from ptybench.launchers import Launcher
 from ptybench.measurement import Measurement
 from ptybench.record import Record
 
@@ -47,32 +48,36 @@ def mpiexec_path() -> str:
     return found
 
 
-def mpi_command(ranks: int, module: str, *arguments: str) -> list[str]:
+def mpi_command(ranks: int, module: str, *arguments: str, launcher: Launcher | None = None) -> list[str]:
     """Always through ``-m mpi4py``: an exception on one rank then aborts every rank (no hang)."""
-    return [mpiexec_path(), "-n", str(ranks), sys.executable, "-m", "mpi4py", "-m", module, *arguments]
+    return (launcher or Launcher()).command(ranks, [sys.executable, "-m", "mpi4py", "-m", module, *arguments])
 
 
 def run_mpi(measurement: Measurement, arrays_path: str | None = None,
-            extra_environment: dict[str, str] | None = None) -> dict[str, Any]:
+            extra_environment: dict[str, str] | None = None, launcher: Launcher | None = None) -> dict[str, Any]:
     """One distributed measurement with ``measurement.ranks`` ranks; always returns a record, with the
-    machine's load around it (ptybench.machine_load)."""
+    machine's load around it (ptybench.machine_load) and where its ranks ran (``launch``)."""
+    from ptybench.launchers import placement
     from ptybench.machine_load import LoadWatch, with_load
 
+    launcher = launcher or Launcher()
     measurement = dataclasses.replace(measurement, ranks=int(measurement.ranks))
     watch = LoadWatch()
     watch.start()
-    return with_load(_run_mpi_record(measurement, arrays_path, extra_environment), watch.finish())
+    record = _run_mpi_record(measurement, arrays_path, extra_environment, launcher)
+    record["launch"] = {**launcher.describe(), **placement(record.get("per_rank") or [])}
+    return with_load(record, watch.finish())
 
 
 def _run_mpi_record(measurement: Measurement, arrays_path: str | None,
-                    extra_environment: dict[str, str] | None) -> dict[str, Any]:
+                    extra_environment: dict[str, str] | None, launcher: Launcher) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ptybench-mpi-") as scratch:
         config, result = Path(scratch) / "measurement.json", Path(scratch) / "record.json"
         config.write_text(measurement.to_json())
         command = mpi_command(measurement.ranks, "ptybench.mpi_run", str(config), str(result),
-                              *([arrays_path] if arrays_path else []))
+                              *([arrays_path] if arrays_path else []), launcher=launcher)
         environment = child_environment(measurement.threads, measurement.memory_limit_bytes is not None,
-                                        extra_environment)
+                                        {**dict(launcher.environment), **(extra_environment or {})})
         outcome = run_child(command, environment, measurement.timeout_s)
         if outcome.timed_out:
             return Record.failure(measurement, "timeout", f"no result after {measurement.timeout_s:g} s; killed",
@@ -211,13 +216,16 @@ def predict_strong(compute_fit: AmdahlFit, model: AllreduceModel, bytes_per_iter
     return rows
 
 
-def run_allreduce_benchmark(ranks: int = 2, timeout_s: float = 120.0) -> dict[str, Any]:
-    """Time MPI all-reduce of float32 buffers from 4 KB to 64 MB on ``ranks`` ranks (ptybench.mpi_bench)."""
+def run_allreduce_benchmark(ranks: int = 2, timeout_s: float = 120.0, launcher: Launcher | None = None,
+                            extra_environment: dict[str, str] | None = None) -> dict[str, Any]:
+    """Time MPI all-reduce of float32 buffers from 4 KB to 64 MB on ``ranks`` ranks (ptybench.mpi_bench),
+    started by the same launcher as the measurements (the same fabric)."""
     with tempfile.TemporaryDirectory(prefix="ptybench-allreduce-") as scratch:
         result = Path(scratch) / "allreduce.json"
-        command = mpi_command(ranks, "ptybench.mpi_bench", str(result))
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
-                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+        command = mpi_command(ranks, "ptybench.mpi_bench", str(result), launcher=launcher)
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1",
+                                        **dict((launcher or Launcher()).environment), **(extra_environment or {})})
         if completed.returncode != 0 or not result.exists():
             raise RuntimeError(f"all-reduce benchmark failed (exit {completed.returncode}): "
                                f"{completed.stderr.strip()[-2000:]}")
