@@ -27,13 +27,18 @@ class FourierErrorSums:
         self.absolute += float(absolute)
 
 
-def illuminated_region(probe: np.ndarray, corners: np.ndarray, object_shape: tuple[int, int]) -> np.ndarray:
-    """Bool (A, B): where Σ_j Σ_k |P_k(r − r_j)|² exceeds 10 % of its maximum."""
+def illuminated_region(probe: np.ndarray, corners: np.ndarray, object_shape: tuple[int, int],
+                       reduce: Any = None) -> np.ndarray:
+    """Bool (A, B): where Σ_j Σ_k |P_k(r − r_j)|² exceeds 10 % of its maximum. Under MPI each rank holds
+    its own frames: ``reduce`` (the communicator's all-reduce) sums the ranks' illumination first, so every
+    rank measures the error on the same, whole region."""
     power = np.sum(np.abs(probe) ** 2, axis=0)
     illumination = np.zeros(object_shape, dtype=np.float64)
     height, width = power.shape
     for row, col in corners:
         illumination[row:row + height, col:col + width] += power
+    if reduce is not None:
+        illumination = reduce(illumination)
     return illumination > ILLUMINATED_FRACTION * illumination.max()
 
 

@@ -79,11 +79,16 @@ class Reconstruction:
             if true_probe is not None:
                 _require_truth_shape("true_probe", true_probe, initial_probe.shape[-2:])
             region_probe = initial_probe if true_probe is None else true_probe
-            region = illuminated_region(region_probe, self.problem.corners, shape.object_shape)
+            region = illuminated_region(region_probe, self.problem.corners, shape.object_shape,
+                                        self.problem.comm.allreduce_sum)
             self._object_error = ObjectErrorMetric(self.problem.backend, true_object, region)
         self._amplitude_sum: float | None = None
         self._first_r_factor: float | None = None
         self.history: list[IterationRecord] = []
+        #: What the iterations reduced over ranks (bytes, calls): the communication model's input, without
+        #: the one-off reductions of setting up.
+        self.reduced_bytes = 0
+        self.reduced_calls = 0
         self.stage_constants: list[dict[str, Any]] = []
         self._engine: Any = None
         self._stage_index = -1
@@ -128,11 +133,14 @@ class Reconstruction:
     def _iterate(self, engine: Any, name: str, iteration: int) -> None:
         problem = self.problem
         problem.backend.sync()
+        reduced = (problem.comm.bytes_reduced, problem.comm.allreduce_calls)
         start = time.perf_counter()
         errors = engine.iterate(iteration)
         with problem.timer("communication"):
             squared, absolute = problem.comm.allreduce_scalars([errors.squared, errors.absolute])
         problem.backend.sync()
+        self.reduced_bytes += problem.comm.bytes_reduced - reduced[0]
+        self.reduced_calls += problem.comm.allreduce_calls - reduced[1]
         seconds = time.perf_counter() - start
         stage_seconds = problem.timer.take()
         self._check_finite(name, iteration, squared)

@@ -121,8 +121,8 @@ def _fom_section(rows: list[dict[str, Any]], reference: str) -> str:
 
 
 def _validation_section(rows: list[dict[str, Any]]) -> str:
-    headers = ["machine", "dataset", "engine", "backend", "thr", "tier", "repeats", "passed", "object error",
-               "threshold", "verdict"]
+    headers = ["machine", "dataset", "engine", "backend", "thr", "tier", "repeats", "passed", "s/iter median",
+               "min–max", "object error", "threshold", "verdict"]
     table_rows = []
     for row in rows:
         if row["passed"] == row["repeats"]:
@@ -131,10 +131,16 @@ def _validation_section(rows: list[dict[str, Any]]) -> str:
             verdict = f'<span class="fail">FAIL ({row["failed"]} of {row["repeats"]})</span>'
         else:
             verdict = "no threshold"
+        spread = (f"{row['seconds_min']:.3g}–{row['seconds_max']:.3g}" if row["seconds_min"] is not None else "")
         table_rows.append([_e(row["machine"]), _e(row["dataset"]), _e(row["engine"]), _e(row["backend"]),
                            _e(row["threads"] or ""), _e(row["tier"]), row["repeats"], row["passed"],
+                           _number(row["seconds_per_iteration"], "{:.4g}"), _e(spread),
                            _number(row["object_error"], "{:.4f}"), _number(row["threshold"], "{:.3f}"), verdict])
-    return "<h2>Validation</h2>" + _table(headers, table_rows, text_columns=6)
+    noisy = [i for i, row in enumerate(rows) if row["noisy"]]
+    note = ('<p class="note">Median and min–max of s/iter over the repeats (fresh processes); highlighted rows '
+            "are noisy (reasons under \"Noisy and failed runs\").</p>")
+    return "<h2>Validation and run-to-run spread</h2>" + note + _table(
+        headers, table_rows, text_columns=6, row_class=lambda i: "noisy" if i in noisy else "")
 
 
 def _size_figures(rows: list[dict[str, Any]]) -> str:

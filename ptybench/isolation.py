@@ -44,6 +44,8 @@ class ChildOutcome:
     timed_out: bool
     seconds: float
     stdout: str = ""
+    #: Why ``while_waiting`` stopped the child early (e.g. ranks stalled), if it did.
+    stopped: str | None = None
 
     def why(self, lines: int = 15) -> str:
         """How the child ended, for a failure record: signal or exit status and the end of stderr."""
@@ -59,7 +61,8 @@ def run_child(command: list[str], environment: dict[str, str], timeout_s: float,
               stdin_text: str | None = None, while_waiting: Callable[[], None] | None = None,
               poll_s: float = 0.5) -> ChildOutcome:
     """Run ``command`` isolated; on timeout kill its whole process group. ``while_waiting`` is called
-    every ``poll_s`` seconds while the child runs (progress display)."""
+    every ``poll_s`` seconds while the child runs (progress display, stall watch); when it returns a
+    reason, the child is killed as on a timeout and the reason is kept in the outcome."""
     started = time.time()
     process = subprocess.Popen(command, stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
@@ -78,7 +81,11 @@ def run_child(command: list[str], environment: dict[str, str], timeout_s: float,
                 stdout, stderr = process.communicate()
                 return ChildOutcome(None, stderr or "", True, time.time() - started, stdout or "")
             if while_waiting is not None:
-                while_waiting()
+                reason = while_waiting()
+                if reason:
+                    _kill_group(process)
+                    stdout, stderr = process.communicate()
+                    return ChildOutcome(None, stderr or "", True, time.time() - started, stdout or "", reason)
     return ChildOutcome(process.returncode, stderr or "", False, time.time() - started, stdout or "")
 
 

@@ -35,6 +35,9 @@ FAIL_RANK_VARIABLE = "PTYBENCH_FAIL_RANK"
 KILL_RANK_VARIABLE = "PTYBENCH_KILL_RANK"
 #: A file the measuring process appends "iterations_done iterations_total" to after every iteration.
 PROGRESS_VARIABLE = "PTYBENCH_PROGRESS_FILE"
+#: A folder where every rank rewrites ``rank-R.beat`` ("iterations_done unix_time") after each iteration:
+#: the MPI launcher's stall watch (ptybench.scaling) names the ranks that stopped progressing.
+HEARTBEAT_VARIABLE = "PTYBENCH_HEARTBEAT_DIR"
 
 
 @dataclass(frozen=True)
@@ -180,8 +183,8 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
         "host_algorithm_bytes": (peak - baseline) if (peak and baseline and peak_reset) else None,
         "host_peak_bytes": peak, "host_baseline_bytes": baseline,
         "device_peak_bytes": backend.memory_stats().peak_bytes,
-        "bytes_reduced_per_iteration": comm.bytes_reduced / max(len(history), 1),
-        "allreduce_calls_per_iteration": comm.allreduce_calls / max(len(history), 1),
+        "bytes_reduced_per_iteration": reconstruction.reduced_bytes / max(len(history), 1) if reconstruction else 0.0,
+        "allreduce_calls_per_iteration": reconstruction.reduced_calls / max(len(history), 1) if reconstruction else 0.0,
         "stages": _mean_stages(timed),
     }
     details = comm.gather(detail)
@@ -223,17 +226,31 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
 
 
 def _progress_writer(measurement: Measurement, comm: Any) -> Callable[[Any], None] | None:
-    """Rank 0 appends its progress where the launcher asked for it (ptybench.runner shows a bar)."""
-    path = os.environ.get(PROGRESS_VARIABLE)
-    if not path or comm.rank != 0:
+    """Rank 0 appends its progress where the launcher asked for it (ptybench.runner shows a bar); every
+    rank beats its heart where the MPI launcher asked for it."""
+    path = os.environ.get(PROGRESS_VARIABLE) if comm.rank == 0 else None
+    beats = os.environ.get(HEARTBEAT_VARIABLE)
+    if not path and not beats:
         return None
     total = measurement.warmup + measurement.iterations
+    beat_path = Path(beats) / f"rank-{comm.rank}.beat" if beats else None
+    if beat_path is not None:
+        _beat(beat_path, 0)
 
     def write(record: Any) -> None:
-        with open(path, "a") as stream:
-            stream.write(f"{record.iteration + 1} {total}\n")
+        if path:
+            with open(path, "a") as stream:
+                stream.write(f"{record.iteration + 1} {total}\n")
+        if beat_path is not None:
+            _beat(beat_path, record.iteration + 1)
 
     return write
+
+
+def _beat(path: Path, iterations_done: int) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(f"{iterations_done} {time.time()}\n")
+    temporary.replace(path)
 
 
 def _load_arrays(data: Any, start: int, stop: int) -> tuple[dict[str, Any], dict[str, Any], str, str]:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 
 from ptybench.isolation import child_environment, run_child
 from ptybench.launchers import Launcher
-from ptybench.measurement import Measurement
+from ptybench.measurement import HEARTBEAT_VARIABLE, Measurement
 from ptybench.record import Record
 
 
@@ -77,11 +78,13 @@ def _run_mpi_record(measurement: Measurement, arrays_path: str | None,
         command = mpi_command(measurement.ranks, "ptybench.mpi_run", str(config), str(result),
                               *([arrays_path] if arrays_path else []), launcher=launcher)
         environment = child_environment(measurement.threads, measurement.memory_limit_bytes is not None,
-                                        {**dict(launcher.environment), **(extra_environment or {})})
-        outcome = run_child(command, environment, measurement.timeout_s)
+                                        {**dict(launcher.environment), HEARTBEAT_VARIABLE: scratch,
+                                         **(extra_environment or {})})
+        watch = StallWatch(Path(scratch), measurement.ranks)
+        outcome = run_child(command, environment, measurement.timeout_s, while_waiting=watch, poll_s=1.0)
         if outcome.timed_out:
-            return Record.failure(measurement, "timeout", f"no result after {measurement.timeout_s:g} s; killed",
-                                  outcome.seconds).to_dict()
+            why = outcome.stopped or f"no result after {measurement.timeout_s:g} s; killed"
+            return Record.failure(measurement, "timeout", f"{why}; {watch.describe()}", outcome.seconds).to_dict()
         if outcome.returncode == 0 and result.exists():
             return json.loads(result.read_text())
         lines = [line for line in outcome.stderr.splitlines() if line.strip()]
@@ -90,6 +93,54 @@ def _run_mpi_record(measurement: Measurement, arrays_path: str | None,
         dead = dead_rank(outcome.stdout + outcome.stderr, Path(scratch))
         return Record.failure(measurement, "error", f"{dead or f'mpiexec exit status {outcome.returncode}'}\n"
                               f"{message}".strip(), outcome.seconds).to_dict()
+
+
+class StallWatch:
+    """Kills a distributed run in which no rank has finished an iteration for much longer than iterations
+    take (a cut link, a hung collective): the record then names each rank and where it stopped, instead
+    of the job waiting for its timeout. Starts once every rank has beaten once (set-up is not watched).
+    The limit is the longer of ``PTYBENCH_STALL_S`` (default 120 s) and 10× the longest gap seen."""
+
+    def __init__(self, folder: Path, ranks: int) -> None:
+        self.folder = folder
+        self.ranks = ranks
+        self.minimum_s = float(os.environ.get("PTYBENCH_STALL_S", "120"))
+        self.longest_gap = 0.0
+        self.last_newest: float | None = None
+
+    def beats(self) -> dict[int, tuple[int, float]]:
+        found = {}
+        for path in self.folder.glob("rank-*.beat"):
+            try:
+                done, when = path.read_text().split()
+                found[int(path.stem.removeprefix("rank-"))] = (int(done), float(when))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    def describe(self) -> str:
+        beats = self.beats()
+        if not beats:
+            return "no rank reached its first iteration"
+        now = time.time()
+        parts = [f"rank {rank} after iteration {done} ({now - when:.0f} s ago)"
+                 for rank, (done, when) in sorted(beats.items())]
+        missing = [str(rank) for rank in range(self.ranks) if rank not in beats]
+        return "; ".join(parts + ([f"rank(s) {', '.join(missing)} never started iterating"] if missing else []))
+
+    def __call__(self) -> str | None:
+        beats = self.beats()
+        if len(beats) < self.ranks:
+            return None
+        newest = max(when for _, when in beats.values())
+        if self.last_newest is not None and newest > self.last_newest:
+            self.longest_gap = max(self.longest_gap, newest - self.last_newest)
+        self.last_newest = newest
+        limit = max(self.minimum_s, 10 * self.longest_gap)
+        idle = time.time() - newest
+        if idle > limit:
+            return f"stalled: no rank finished an iteration for {idle:.0f} s (limit {limit:.0f} s); killed"
+        return None
 
 
 def dead_rank(launcher_output: str, scratch: Path) -> str | None:

@@ -299,3 +299,30 @@ def test_a_rank_killed_on_the_network_ends_the_job_with_a_record_naming_it(netwo
     *_, killed = network_runs
     assert killed["status"] == "error"
     assert "rank 1" in killed["message"]
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_network
+def test_a_link_cut_mid_run_ends_the_job_with_a_record_naming_the_ranks(monkeypatch):
+    import subprocess as sp
+    import threading
+
+    from ptybench.emulated_network import Shaping, emulated_network
+    from ptybench.measurement import Measurement
+    from ptybench.scaling import run_mpi
+
+    monkeypatch.setenv("PTYBENCH_STALL_S", "8")
+    measurement = Measurement(dataset="farfield-64-256", engine="DM", iterations=5000, warmup=0, threads=1,
+                              fft_floor=False, timeout_s=240, ranks=2)
+    with emulated_network(Shaping(1e9)) as launcher:
+        namespace, interface = launcher.namespaces[1]
+        cut = threading.Timer(12.0, lambda: sp.run(["ip", "-n", namespace, "link", "set", interface, "down"]))
+        cut.start()
+        try:
+            record = run_mpi(measurement, launcher=launcher)
+        finally:
+            cut.cancel()
+    assert record["status"] in ("timeout", "error")
+    assert "rank 0" in record["message"] and "rank 1" in record["message"]
+    assert record["wall_seconds"] < 200  # the stall watch, not the 240 s timeout, ended it

@@ -66,6 +66,13 @@ def test_two_ranks_equal_serial_after_five_iterations(engine, tmp_path):
     assert relative_difference(serial_probe, probe) < 1e-5
     assert [d["frames"] for d in record["per_rank"]] == [[0, 128], [128, 256]]
     assert record["communication_seconds"] > 0 and record["compute_seconds"] > 0
+    # the object error is measured on the whole illuminated region, not on rank 0's frames only
+    truth = data.ground_truth_object()
+    from ptybench.engines.metrics import illuminated_region, object_error
+
+    region = illuminated_region(data.ground_truth_probe(), np.floor(data.positions).astype(int),
+                                truth.shape[-2:])
+    assert record["object_error"] == pytest.approx(object_error(serial_object, truth, region), rel=1e-4)
 
 
 @needs_mpi
