@@ -76,8 +76,10 @@ class RunOptions:
         "count quantum (or taken as counts when there is none)", _optional(_number(0, open_min=True)),
         "a positive number or None")
     seed: int = option(0, "seed of every random choice (ePIE frame order)", _integer(0), "an integer >= 0")
-    stage_timings: bool = option(True, "time stages (adds a device sync per stage on GPUs)",
-                                 _one_of(True, False), "true or false")
+    stage_timings: bool | str = option(
+        "auto", "time stages (a device sync per stage on GPUs); 'auto': on, except for one-frame-at-a-time "
+        "engines (ePIE, rPIE) on a GPU, where five syncs per frame would cost more than they measure",
+        _one_of(True, False, "auto"), "true, false or 'auto'")
 
 
 @dataclass(frozen=True)

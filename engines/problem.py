@@ -91,7 +91,7 @@ class Problem:
         self.backend = get_backend(run.backend, run.device, run.threads)
         self.comm.bind(self.backend)
         self.xp = self.backend.xp
-        self.timer = StageTimer(self.backend.sync, run.stage_timings)
+        self.timer = StageTimer(self.backend.sync, self._stage_timings(run.stage_timings, list(stages or ())))
         self.frame_shape = shape.frame_shape
         self.n_frames = shape.n_frames
         self.n_frames_total = n_frames_total or shape.n_frames
@@ -118,6 +118,16 @@ class Problem:
         probe_scale = np.float32(np.sqrt(self.photon_scale.photons_per_unit))
         self.probe = self.backend.asarray(np.asarray(initial_probe, dtype=np.complex64) * probe_scale)
         self._require_probe_power_on_valid_pixels(initial_probe, internal_mask)
+
+    def _stage_timings(self, requested: bool | str, stages: list[Any]) -> bool:
+        """'auto': stage timers on, except on a device for an engine that works one frame at a time (each
+        timer syncs the device: five syncs per frame would serialise what the GPU overlaps)."""
+        if requested != "auto":
+            return bool(requested)
+        from .registry import engine_spec
+
+        per_frame = any(engine_spec(stage).one_frame_at_a_time for stage in stages)
+        return not (self.backend.is_device_memory and per_frame)
 
     def _place(self, stages: list[Any]) -> Placement:
         """Residency and compute block from the stages' registered memory terms and the free memory."""

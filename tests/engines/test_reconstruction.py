@@ -192,3 +192,18 @@ def test_a_non_finite_iterate_stops_with_engine_and_iteration(tiny_arrays, engin
     propagator.forward = poisoned_forward
     with pytest.raises(ReconstructionDiverged, match=rf"^{engine}: the .* became NaN/Inf at iteration \d+"):
         reconstruction.run()
+
+
+@pytest.mark.parametrize(("requested", "device", "stages", "expected"), [
+    ("auto", False, ["ePIE"], True),            # CPU: a timer costs a clock read
+    ("auto", True, ["ePIE"], False),            # GPU, one frame at a time: 5 syncs per frame
+    ("auto", True, ["DM", "ML"], True),         # GPU, whole blocks: a sync per stage per block
+    (True, True, ["rPIE"], True), (False, False, ["DM"], False),
+])
+def test_stage_timings_auto_spares_per_frame_engines_the_device_syncs(requested, device, stages, expected):
+    from types import SimpleNamespace
+
+    from ptybench.engines.problem import Problem
+
+    problem = SimpleNamespace(backend=SimpleNamespace(is_device_memory=device))
+    assert Problem._stage_timings(problem, requested, stages) is expected
