@@ -75,7 +75,9 @@ def hold_out(points: list[dict[str, float]]) -> dict[str, Any] | None:
 
 def setup_key(record: dict[str, Any]) -> tuple[str, str, str, Any]:
     """What a forecast is for: machine, backend (with device), engine, threads."""
-    backend = record["backend"] + (f":{record['device']}" if record.get("device") else "")
+    from ptybench.configurations import backend_label
+
+    backend = backend_label(record)
     threads = (record.get("backend_info") or {}).get("threads") or record.get("threads")
     return machine_name(record.get("machine")), backend, record["engine"], threads
 

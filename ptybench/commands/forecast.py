@@ -14,13 +14,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "detector rate, whether one device keeps up or how many would. Every figure is an ESTIMATE: "
                     "its ± is the hold-out error (refit without the largest measured size, predict it).")
     parser.add_argument("results", nargs="+", help="results files (JSON lines) or procure bundle folders")
+    add_target_options(parser)
+    parser.add_argument("--json", action="store_true", help="one JSON object per row instead of the table")
+    parser.set_defaults(func=run_forecast)
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """The forecast's target, shared by ``forecast`` and ``report``."""
     parser.add_argument("--target", default="seed-2552x768",
                         help="catalogue dataset to forecast (default: %(default)s)")
     parser.add_argument("--projections", type=int, default=498,
                         help="projections in the tomogram (default: %(default)s)")
     parser.add_argument("--rates", default="3kHz,10kHz,110kHz", help="detector frame rates (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per row instead of the table")
-    parser.set_defaults(func=run_forecast)
 
 
 def run_forecast(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from ptybench.commands.forecast import add_target_options
+
     table = subparsers.add_parser(
         "table", help="print the summary table of results files",
         description="Print one row per record of the JSON-lines results files (as `ptybench sweep` does at the "
@@ -33,9 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("results", nargs="+", help="results files (JSON lines) or procure bundle folders")
     report.add_argument("--out", default="reports/report.html", help="HTML file (default: %(default)s)")
     report.add_argument("--reference", default=None, help="machine label the ratios are against (default: the first)")
-    report.add_argument("--target", default="seed-2552x768", help="forecast target (default: %(default)s)")
-    report.add_argument("--projections", type=int, default=498, help="projections (default: %(default)s)")
-    report.add_argument("--rates", default="3kHz,10kHz,110kHz", help="detector rates (default: %(default)s)")
+    add_target_options(report)
     report.set_defaults(func=write_html_report)
 
 
