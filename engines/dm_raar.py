@@ -69,10 +69,10 @@ class ProjectionEngine:
                                                                self.pbound)
             with timer("propagation"):
                 projected = problem.propagator.backward(detector, overwrite=True)
-            with timer("overlap_update"):  # the wave update and the object numerator: one pass over the waves
-                problem.backend.update_waves_and_add_object_terms(
-                    numerator, problem.rows[start:stop], problem.cols[start:stop], problem.probe, waves, projected,
-                    overlap, self.a, self.b)
+            with timer("exit_waves"):
+                kernels.difference_map_update(waves, projected, overlap, self.a, self.b)
+            with timer("overlap_update"):
+                self._add_object_terms(numerator, waves, start, stop)
             with timer("transfer"):
                 self.exit_waves.write(start, stop, waves)
             errors.add(problem.xp.sum(squared), problem.xp.sum(absolute))

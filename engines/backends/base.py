@@ -118,13 +118,6 @@ class Backend:
         """target += Σ_k P_k* ψ_jk scattered to each frame's window (DM's numerator, ML's gradient)."""
         self.scatter_add_views(target, rows, cols, self.kernels.object_update_terms(probe, waves))
 
-    def update_waves_and_add_object_terms(self, target: Any, rows: Any, cols: Any, probe: Any, waves: Any,
-                                          projected: Any, overlap: Any, a: float, b: float) -> None:
-        """DM/RAAR's ``kernels.difference_map_update`` (in place on ``waves``), then ``add_object_terms`` of
-        the updated waves."""
-        self.kernels.difference_map_update(waves, projected, overlap, a, b)
-        self.add_object_terms(target, rows, cols, probe, waves)
-
     @property
     def kernels(self) -> Any:
         """The engines' shared hot steps; a backend overrides ``_kernel_class`` to fuse some.

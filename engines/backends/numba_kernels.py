@@ -356,32 +356,6 @@ def _add_object_terms(target, rows, cols, probe, waves):  # pragma: no cover - c
                     target[m, r, col + x] += value
 
 
-def _update_waves_and_add_object_terms(target, rows, cols, probe, waves, projected, overlap, a, b):  # pragma: no cover
-    """DM/RAAR's wave update ψ ← (1 − a − b)ψ + b·Π_M + a·Π_O and the object numerator's Σ_k P_k*ψ in one pass
-    over the waves: each wave row (j, k, m, y) is updated by the thread that owns object row r_j + y, which
-    then adds it there (no races, frames in order: the same sum as the two separate steps)."""
-    n_modes, target_height, _ = target.shape
-    probe_modes, height, width = waves.shape[1], waves.shape[3], waves.shape[4]
-    keep = np.float32(1.0 - a - b)
-    a = np.float32(a)
-    b = np.float32(b)
-    for index in numba.prange(n_modes * target_height):
-        m, r = index // target_height, index % target_height
-        for j in range(rows.shape[0]):
-            y = r - rows[j]
-            if 0 <= y < height:
-                col = cols[j]
-                for k in range(probe_modes):
-                    for x in range(width):
-                        waves[j, k, m, y, x] = (keep * waves[j, k, m, y, x] + b * projected[j, k, m, y, x]
-                                                + a * overlap[j, k, m, y, x])
-                for x in range(width):
-                    value = np.conj(probe[0, y, x]) * waves[j, 0, m, y, x]
-                    for k in range(1, probe_modes):
-                        value += np.conj(probe[k, y, x]) * waves[j, k, m, y, x]
-                    target[m, r, col + x] += value
-
-
 def _scatter_add_views(target, rows, cols, patches):  # pragma: no cover - compiled
     """target[m, r_j + y, c_j + x] += patches[j, m, y, x]. Each thread owns rows of the target and adds
     every frame's patch row that lands there, in frame order: no write conflicts, same sum every run."""
@@ -414,7 +388,6 @@ _gather_views = _compile(_gather_views)
 _exit_waves_at = _compile(_exit_waves_at)
 _probe_update_terms_at = _compile(_probe_update_terms_at)
 _add_object_terms = _compile(_add_object_terms)
-_update_waves_and_add_object_terms = _compile(_update_waves_and_add_object_terms)
 
 
 def gather_views(obj: np.ndarray, rows: np.ndarray, cols: np.ndarray, frame_shape: tuple[int, int]) -> np.ndarray:
@@ -451,15 +424,6 @@ def add_object_terms(target: np.ndarray, rows: np.ndarray, cols: np.ndarray, pro
                      waves: np.ndarray) -> None:
     """Backend.add_object_terms in one pass (no per-frame patches written and read back)."""
     _add_object_terms(target, _indices(rows), _indices(cols), probe, np.ascontiguousarray(waves))
-
-
-def update_waves_and_add_object_terms(target: np.ndarray, rows: np.ndarray, cols: np.ndarray, probe: np.ndarray,
-                                      waves: np.ndarray, projected: np.ndarray, overlap: np.ndarray, a: float,
-                                      b: float) -> None:
-    """Backend.update_waves_and_add_object_terms in one pass over the waves (in place on ``waves``)."""
-    _update_waves_and_add_object_terms(target, _indices(rows), _indices(cols), probe, waves,
-                                       np.ascontiguousarray(projected), np.ascontiguousarray(overlap),
-                                       float(a), float(b))
 
 
 def scatter_add_views(target: np.ndarray, rows: np.ndarray, cols: np.ndarray, patches: np.ndarray) -> None:

@@ -89,13 +89,6 @@ class NumpyBackend(Backend):
             return super().add_object_terms(target, rows, cols, probe, waves)
         return fused.add_object_terms(target, rows, cols, probe, waves)
 
-    def update_waves_and_add_object_terms(self, target: Any, rows: Any, cols: Any, probe: Any, waves: Any,
-                                          projected: Any, overlap: Any, a: float, b: float) -> None:
-        if not self._fused() or not waves.flags.c_contiguous:
-            return super().update_waves_and_add_object_terms(target, rows, cols, probe, waves, projected, overlap,
-                                                             a, b)
-        return fused.update_waves_and_add_object_terms(target, rows, cols, probe, waves, projected, overlap, a, b)
-
     @contextlib.contextmanager
     def _limit_threads(self, threads: int) -> Any:
         # numba's pool is process-wide: restore it so a run's budget does not leak into the caller.

@@ -137,15 +137,6 @@ class TorchBackend(Backend):
             return super().add_object_terms(target, rows, cols, probe, waves)
         return fused.add_object_terms(_host(target), np.asarray(rows), np.asarray(cols), _host(probe), _host(waves))
 
-    def update_waves_and_add_object_terms(self, target: Any, rows: Any, cols: Any, probe: Any, waves: Any,
-                                          projected: Any, overlap: Any, a: float, b: float) -> None:
-        if not self._numba_on_cpu() or not waves.is_contiguous():
-            return super().update_waves_and_add_object_terms(target, rows, cols, probe, waves, projected, overlap,
-                                                             a, b)
-        return fused.update_waves_and_add_object_terms(_host(target), np.asarray(rows), np.asarray(cols),
-                                                       _host(probe), _host(waves), _host(projected), _host(overlap),
-                                                       a, b)
-
     def scatter_add_views(self, target: Any, rows: Any, cols: Any, patches: Any) -> None:
         height, width = patches.shape[-2:]
         if not self.is_device_memory:  # the NumPy backend's compiled scatter-add, on shared memory

@@ -224,13 +224,3 @@ def test_gather_fused_backend_steps_match_their_definitions(probe_modes, object_
     backend.add_object_terms(fused_target, rows, cols, probe, waves)
     Backend.add_object_terms(backend, reference_target, rows, cols, probe, waves)
     close(fused_target, reference_target)
-    # DM's wave update fused with the object numerator: same waves and same numerator as the two steps
-    projected, overlap = complex_array(rng, waves.shape), complex_array(rng, waves.shape)
-    fused_waves, reference_waves = waves.copy(), waves.copy()
-    fused_target, reference_target = np.zeros_like(obj), np.zeros_like(obj)
-    backend.update_waves_and_add_object_terms(fused_target, rows, cols, probe, fused_waves, projected, overlap,
-                                              -1.0, 1.0)
-    Backend.update_waves_and_add_object_terms(backend, reference_target, rows, cols, probe, reference_waves,
-                                              projected, overlap, -1.0, 1.0)
-    close(fused_waves, reference_waves)
-    close(fused_target, reference_target)
