@@ -94,13 +94,16 @@ def _machines_section(machines: dict[str, dict[str, Any]], manifests: list[dict[
 def _fom_section(rows: list[dict[str, Any]], reference: str) -> str:
     machines = sorted({row["machine"] for row in rows})
     by_point: dict[tuple, dict[str, dict[str, Any]]] = {}
+    size: dict[tuple, tuple] = {}
     for row in rows:
-        by_point.setdefault((row["dataset"], row["engine"], row["backend"]), {})[row["machine"]] = row
+        key = (row["dataset"], row["engine"], row["backend"])
+        by_point.setdefault(key, {})[row["machine"]] = row
+        size[key] = (row["detector"] or 0, row["n_frames"] or 0, *key)
     headers = ["dataset", "engine", "backend"]
     for machine in machines:
         headers += [f"{machine}: FOM-T frame·it/s", "× ref", "FOM-Q s", "FOM-S Hz"]
     table_rows = []
-    for (dataset, engine, backend), per_machine in sorted(by_point.items()):
+    for (dataset, engine, backend), per_machine in sorted(by_point.items(), key=lambda item: size[item[0]]):
         base = (per_machine.get(reference) or {}).get("fom_throughput")
         cells: list[Any] = [_e(dataset), _e(engine), _e(backend)]
         for machine in machines:

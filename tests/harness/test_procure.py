@@ -238,3 +238,21 @@ def test_procure_and_forecast_refuse_bad_input_before_running(tmp_path, capsys):
     assert main(["forecast", str(results), "--rates", "quick"]) == 2
     assert "--rates" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_the_table_groups_records_by_machine_and_flags_noisy_and_optimized_runs():
+    import pandas as pd
+
+    from ptybench.report import format_table
+
+    other = {**MACHINE, "label": "box-b", "hostname": "b"}
+    records = [synthetic_record(64, 256, machine=other), synthetic_record(64, 256),
+               {**synthetic_record(128, 256), "noisy": ["CPU steal 9%"], "tier": "optimized", "status": "ok"}]
+    for record in records:
+        record.setdefault("noisy", [])
+    text = format_table(pd.json_normalize(records, max_level=1))
+    lines = text.splitlines()
+    assert lines[0].startswith("machine")
+    body = [line.split()[0] for line in lines[2:5]]
+    assert body == ["box-a", "box-a", "box-b"]  # grouped by machine
+    assert "noisy optimized" in text and "noisy: box-a farfield-128-256 DM numpy: CPU steal 9%" in text
