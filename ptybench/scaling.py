@@ -243,14 +243,25 @@ class AllreduceModel:
         return 2 * (ranks - 1) * self.latency_s + 2 * (ranks - 1) / ranks * n_bytes / self.bandwidth_bytes_per_s
 
 
+#: Sizes from which the all-reduce time is bandwidth-bound: β is fitted on these (and α on the smallest).
+BANDWIDTH_SIZES_BYTES = 2**20
+
+
 def fit_allreduce(sizes_bytes: Any, seconds: Any, ranks: int) -> AllreduceModel:
-    """α and β from all-reduce times at one rank count (t = c0 + c1·bytes)."""
+    """α and β of t = 2(K − 1)·α + 2(K − 1)/K·bytes/β from all-reduce times at one rank count: β from the
+    slope over the sizes ≥ 1 MB (small messages ride a link's burst allowance and caches, so a fit over all
+    sizes let them set the slope: a 1 Gbit/s link read as 3.2 Gbit/s), α from the smallest size."""
     if ranks < 2:
         raise ValueError(f"ranks: the all-reduce model needs two or more ranks, got {ranks}")
     sizes, seconds = np.asarray(sizes_bytes, dtype=float), np.asarray(seconds, dtype=float)
-    c1, c0 = np.polyfit(sizes, seconds, 1, w=1 / seconds)  # relative errors: small sizes set the latency
-    latency = max(c0, 0.0) / (2 * (ranks - 1))
+    order = np.argsort(sizes)
+    sizes, seconds = sizes[order], seconds[order]
+    large = sizes >= BANDWIDTH_SIZES_BYTES
+    if large.sum() < 2:
+        large = np.ones_like(sizes, dtype=bool)
+    c1, _ = np.polyfit(sizes[large], seconds[large], 1)
     bandwidth = (2 * (ranks - 1) / ranks) / max(c1, 1e-30)
+    latency = max(seconds[0] - 2 * (ranks - 1) / ranks * sizes[0] / bandwidth, 0.0) / (2 * (ranks - 1))
     return AllreduceModel(float(latency), float(bandwidth))
 
 
