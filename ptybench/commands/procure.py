@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "Run it again to resume.",
         epilog="profiles:\n"
                "  quick     3 engines, detector 64-256, N 256-1024: about 5 min on 2 CPU cores\n"
-               "  standard  5 engines, detector 64-512, N 256-4096: about 35 min on 2 CPU cores\n"
+               "  standard  5 engines, detector 64-512, N 256-4096: about 33 min on 2 CPU cores\n"
                "  full      5 engines up to 512² and N = 16384: for GPUs (--backends torch:cuda,cupy)\n\n"
                "run rules (the tier in every record): baseline = built-in engines and backends, tuned only "
                "through\nframes_per_block, threads and ranks; optimized = anything else (changed engine "
