@@ -62,8 +62,7 @@ class MaximumLikelihoodEngine:
             with timer("transfer"):
                 intensities = problem.intensities.read(start, stop)
             with timer("exit_waves"):
-                views = problem.views(start, stop)
-                waves = kernels.exit_waves(problem.probe, views)
+                waves = self._waves(problem.probe, problem.object, start, stop, "waves")
             with timer("propagation"):
                 detector = problem.propagator.forward(waves, overwrite=True)
             if problem.single_block:
@@ -81,9 +80,9 @@ class MaximumLikelihoodEngine:
             with timer("propagation"):
                 chi = problem.propagator.backward(detector, overwrite=True)
             with timer("overlap_update"):
-                problem.backend.add_object_terms(gradient_object, problem.rows[start:stop],
-                                                 problem.cols[start:stop], problem.probe, chi)
-                gradient_probe += kernels.probe_update_terms(views, chi)[0]
+                rows, cols = problem.rows[start:stop], problem.cols[start:stop]
+                problem.backend.add_object_terms(gradient_object, rows, cols, problem.probe, chi)
+                gradient_probe += problem.backend.probe_update_terms_at(problem.object, rows, cols, chi)[0]
         with timer("communication"):
             gradient_object = problem.comm.allreduce_sum(gradient_object)
             gradient_probe = problem.comm.allreduce_sum(gradient_probe)
@@ -91,6 +90,15 @@ class MaximumLikelihoodEngine:
         if self.regularizer_amplitude:
             loss += self._add_regularizer_gradient(gradient_object)
         return gradient_object, gradient_probe, loss
+
+    def _waves(self, probe: Any, obj: Any, start: int, stop: int, name: str) -> Any:
+        """probe·obj over frames start..stop in the block buffer ``name``, read straight from the object
+        (no gathered views: one pass, no allocation)."""
+        problem = self.problem
+        shape = problem.shape
+        out = problem.block_buffer(name, start, stop, (shape.probe_modes, shape.object_modes, *problem.frame_shape),
+                                   problem.xp.complex64)
+        return problem.backend.overlap_waves(probe, obj, problem.rows[start:stop], problem.cols[start:stop], out)
 
     # --- conjugate directions ------------------------------------------------------------------
     def _dot(self, a: Any, b: Any) -> float:
@@ -159,17 +167,23 @@ class MaximumLikelihoodEngine:
             with timer("transfer"):
                 intensities = problem.intensities.read(start, stop)
             with timer("exit_waves"):
-                views = problem.views(start, stop) if moving_probe or not kept else None
-                direction_views = problem.views(start, stop, direction_object)
-                linear = kernels.exit_waves(problem.probe, direction_views)
+                linear = self._waves(problem.probe, direction_object, start, stop, "linear")
                 if moving_probe:
-                    linear += kernels.exit_waves(direction_probe, views)
+                    linear += self._waves(direction_probe, problem.object, start, stop, "quadratic")
             with timer("propagation"):
-                a = (self._forward_waves if kept else
-                     problem.propagator.forward(kernels.exit_waves(problem.probe, views), overwrite=True))
                 b = problem.propagator.forward(linear, overwrite=True)
-                c = (problem.propagator.forward(kernels.exit_waves(direction_probe, direction_views),
-                                                overwrite=True) if moving_probe else None)
+            c = None
+            if moving_probe:
+                with timer("exit_waves"):
+                    quadratic = self._waves(direction_probe, direction_object, start, stop, "quadratic")
+                with timer("propagation"):
+                    c = problem.propagator.forward(quadratic, overwrite=True)
+            a = self._forward_waves
+            if not kept:
+                with timer("exit_waves"):
+                    waves = self._waves(problem.probe, problem.object, start, stop, "waves")
+                with timer("propagation"):
+                    a = problem.propagator.forward(waves, overwrite=True)
             with timer("line_search"):
                 total += kernels.line_search_polynomial(a, b, c, intensities, problem.mask, self.options.noise)
         with timer("communication"):

@@ -316,8 +316,11 @@ def _exit_waves_at(probe, obj, rows, cols, out):  # pragma: no cover - compiled
         for k in range(probe_modes):
             for m in range(object_modes):
                 for y in range(height):
+                    # Row slices: indexing the object by rows[j] + y, cols[j] + x inside the pixel loop
+                    # made LLVM check each index for wraparound and not vectorise (3x slower).
+                    source, factor, target = obj[m, rows[j] + y, cols[j]:cols[j] + width], probe[k, y], out[j, k, m, y]
                     for x in range(width):
-                        out[j, k, m, y, x] = probe[k, y, x] * obj[m, rows[j] + y, cols[j] + x]
+                        target[x] = factor[x] * source[x]
 
 
 def _probe_update_terms_at(obj, rows, cols, waves, numerator, denominator):  # pragma: no cover - compiled
@@ -326,14 +329,15 @@ def _probe_update_terms_at(obj, rows, cols, waves, numerator, denominator):  # p
         power = np.zeros(width, dtype=np.float32)
         total = np.zeros((probe_modes, width), dtype=np.complex64)
         for j in range(n):
-            r, c = rows[j] + y, cols[j]
             for m in range(object_modes):
+                view = obj[m, rows[j] + y, cols[j]:cols[j] + width]
                 for x in range(width):
-                    value = obj[m, r, c + x]
+                    value = view[x]
                     power[x] += value.real * value.real + value.imag * value.imag
                 for k in range(probe_modes):
+                    row, wave = total[k], waves[j, k, m, y]
                     for x in range(width):
-                        total[k, x] += np.conj(obj[m, r, c + x]) * waves[j, k, m, y, x]
+                        row[x] += np.conj(view[x]) * wave[x]
         denominator[y, :] = power
         for k in range(probe_modes):
             numerator[k, y, :] = total[k]
@@ -348,12 +352,13 @@ def _add_object_terms(target, rows, cols, probe, waves):  # pragma: no cover - c
         for j in range(rows.shape[0]):
             y = r - rows[j]
             if 0 <= y < height:
-                col = cols[j]
+                row = target[m, r, cols[j]:cols[j] + width]
+                factor, wave = probe[0, y], waves[j, 0, m, y]
                 for x in range(width):  # the frame's patch value first, as the unfused steps add it
-                    value = np.conj(probe[0, y, x]) * waves[j, 0, m, y, x]
+                    value = np.conj(factor[x]) * wave[x]
                     for k in range(1, probe_modes):
                         value += np.conj(probe[k, y, x]) * waves[j, k, m, y, x]
-                    target[m, r, col + x] += value
+                    row[x] += value
 
 
 def _scatter_add_views(target, rows, cols, patches):  # pragma: no cover - compiled
@@ -367,9 +372,9 @@ def _scatter_add_views(target, rows, cols, patches):  # pragma: no cover - compi
         for j in range(rows.shape[0]):
             y = r - rows[j]
             if 0 <= y < height:
-                col = cols[j]
+                row, patch = target[m, r, cols[j]:cols[j] + width], patches[j, source_mode, y]
                 for x in range(width):
-                    target[m, r, col + x] += patches[j, source_mode, y, x]
+                    row[x] += patch[x]
 
 
 _exit_waves = _compile(_exit_waves)
