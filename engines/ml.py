@@ -27,12 +27,13 @@ SCALE_MEMORY = 0.9
 
 
 @register("ML", options=MLOptions, propagations_per_frame=5, keeps_exit_waves=False, distributed="exact",
-          memory=MemoryTerms(fused=(9.5, 3), reference=(21, 3), object_buffers=10.0))
+          memory=MemoryTerms(fused=(8, 0), reference=(21, 3), object_buffers=10.0))
 class MaximumLikelihoodEngine:
     """Keeps gradients and directions (≈ 3× object + 3× probe) and one block of exit waves.
     Propagations per frame: gradient forward and back; line search D(P·O), D(P·h_O + h_P·O), D(h_P·h_O).
-    Block temporaries: the gradient pass and line search (P·O, a, b, c, linear) + views of object and
-    direction; object buffers: gradients, directions, trial objects."""
+    Block temporaries: the gradient pass and line search (P·O, a, b, c, linear), in block buffers read
+    straight from the object where the backend can (no views; the reference path also gathers views of
+    object and direction); object buffers: gradients, directions, trial objects."""
 
     def constants(self) -> dict[str, Any]:
         """ML's flux constants are in photons (the data are scaled to photons at load)."""
