@@ -201,8 +201,9 @@ class MaximumLikelihoodEngine:
             return None
         # Gradients scale with the photon count; a direction as long as the object keeps the
         # quartic's float32 terms in range. The step is rescaled back at the end.
-        length = np.sqrt(self._dot(direction_object, direction_object) / self._dot(self.problem.object,
-                                                                                   self.problem.object))
+        # A Python float: a NumPy float64 scalar would promote the complex64 directions to complex128.
+        length = math.sqrt(self._dot(direction_object, direction_object) / self._dot(self.problem.object,
+                                                                                     self.problem.object))
         coefficients = self.line_search_coefficients(direction_object / length, direction_probe / length)
         if self.options.noise == "poisson":
             curvature = coefficients[2]

@@ -104,10 +104,11 @@ def test_backend_agrees_on_a_dm_then_ml_plan(near_truth, target):
     assert relative_difference(reference[1], result[1]) < AGREEMENT
 
 
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: "-".join(t))
+@pytest.mark.parametrize("target", (("numpy", "cpu"), *TARGETS), ids=lambda t: "-".join(t))
 @pytest.mark.parametrize("engine", ENGINES)
 def test_engines_compute_in_single_precision(tiny_arrays, target, engine, monkeypatch):
-    """Every FFT, gather and scatter sees complex64/float32: no silent float64 on any backend."""
+    """Every FFT, gather and scatter (fused or not) sees complex64/float32: no silent float64 on any backend
+    (NumPy too: a float64 scalar once made ML's line search run in complex128 there)."""
     require(*target)
     backend_class = type(get_backend(*target))
     seen: set[str] = set()
@@ -125,7 +126,8 @@ def test_engines_compute_in_single_precision(tiny_arrays, target, engine, monkey
 
         monkeypatch.setattr(backend_class, method_name, wrapper)
 
-    for method_name in ("fft2", "ifft2", "gather_views", "scatter_add_views"):
+    for method_name in ("fft2", "ifft2", "gather_views", "scatter_add_views", "overlap_waves", "probe_update_terms_at",
+                        "add_object_terms"):
         spy(method_name)
     obj, probe = ptychography(**tiny_arrays, parameters={"engine": engine, "iterations": 2, "backend": target[0],
                                                          "device": target[1]})
