@@ -171,7 +171,10 @@ def test_a_finite_blow_up_stops_too(tiny_arrays, engine):
         return result * np.float32(1e6) if len(reconstruction.history) >= 2 else result
 
     propagator.forward = exploding_forward
-    with pytest.raises(ReconstructionDiverged, match=rf"^{engine}: the model amplitudes blew up at iteration \d+"):
+    # ML's gradient dot products (complex64 products summed in float64) overflow on 1e6× amplitudes, so its
+    # update turns Inf first: that is stopped as non-finite, still with engine and iteration.
+    stop = "the model amplitudes blew up" if engine != "ML" else "(the model amplitudes blew up|the .* became NaN/Inf)"
+    with pytest.raises(ReconstructionDiverged, match=rf"^{engine}: {stop} at iteration \d+"):
         reconstruction.run()
 
 
