@@ -24,6 +24,8 @@ from .registry import MemoryTerms, register
 
 #: Memory of the probe/object gradient scale between iterations (PtyPy's scale_p_o_memory).
 SCALE_MEMORY = 0.9
+#: δ of the mini-batch preconditioner M = Σ|P|² + δ·max: LSQML-like damping of dimly lit pixels.
+DEFAULT_PRECONDITIONER = 0.1
 
 
 @register("ML", options=MLOptions, propagations_per_frame=5, keeps_exit_waves=False, distributed="exact",
@@ -51,15 +53,24 @@ class MaximumLikelihoodEngine:
         #: every frame is in one block (it then costs no memory the line search did not already need).
         self._forward_waves: Any = None
         self._forward_of: tuple[Any, Any] = (None, None)
+        #: Mini-batches step along preconditioned gradients (default δ 0.1 of the maximum); the full-gradient
+        #: CG only when asked (``preconditioner``).
+        self.fraction = options.preconditioner if options.preconditioner or options.batch_frames is None else \
+            DEFAULT_PRECONDITIONER
+        self._share = 1.0
+        self._object_power: Any = None
 
     # --- likelihood and its gradient ----------------------------------------------------------
-    def gradients(self, errors: FourierErrorSums | None = None) -> tuple[Any, Any, float]:
-        """(g_O, g_P, L) summed over every frame and rank, plus the regulariser."""
+    def gradients(self, errors: FourierErrorSums | None = None, blocks: list[tuple[int, int]] | None = None
+                  ) -> tuple[Any, Any, float]:
+        """(g_O, g_P, L) summed over the frames of ``blocks`` (default: all) and every rank, plus the
+        regulariser (its share ``len(blocks)/all`` for a mini-batch)."""
         problem, kernels, timer, xp = self.problem, self.kernels, self.problem.timer, self.problem.xp
         gradient_object = xp.zeros_like(problem.object)
         gradient_probe = xp.zeros_like(problem.probe)
+        object_power = problem.backend.zeros(problem.frame_shape, xp.float32)
         loss = 0.0
-        for start, stop in problem.blocks():
+        for start, stop in self._blocks(blocks):
             with timer("transfer"):
                 intensities = problem.intensities.read(start, stop)
             with timer("exit_waves"):
@@ -83,14 +94,21 @@ class MaximumLikelihoodEngine:
             with timer("overlap_update"):
                 rows, cols = problem.rows[start:stop], problem.cols[start:stop]
                 problem.backend.add_object_terms(gradient_object, rows, cols, problem.probe, chi)
-                gradient_probe += problem.backend.probe_update_terms_at(problem.object, rows, cols, chi)[0]
+                probe_terms, power_terms = problem.backend.probe_update_terms_at(problem.object, rows, cols, chi)
+                gradient_probe += probe_terms
+                object_power += power_terms
         with timer("communication"):
             gradient_object = problem.comm.allreduce_sum(gradient_object)
             gradient_probe = problem.comm.allreduce_sum(gradient_probe)
             loss = problem.comm.allreduce_scalars([loss])[0]
+            if self.fraction is not None:
+                self._object_power = problem.comm.allreduce_sum(object_power)
         if self.regularizer_amplitude:
-            loss += self._add_regularizer_gradient(gradient_object)
+            loss += self._add_regularizer_gradient(gradient_object, self._share)
         return gradient_object, gradient_probe, loss
+
+    def _blocks(self, blocks: list[tuple[int, int]] | None) -> Any:
+        return self.problem.blocks() if blocks is None else blocks
 
     def _waves(self, probe: Any, obj: Any, start: int, stop: int, name: str) -> Any:
         """probe·obj over frames start..stop in the block buffer ``name``, read straight from the object
@@ -108,29 +126,78 @@ class MaximumLikelihoodEngine:
         return float(xp.sum(xp.real(xp.conj(a) * b), dtype=xp.float64))
 
     def iterate(self, iteration: int) -> FourierErrorSums:
-        xp = self.problem.xp
         errors = FourierErrorSums()
-        gradient_object, gradient_probe, _ = self.gradients(errors)
+        batches = self.batches()
+        if len(batches) == 1:
+            self._update(iteration, errors, None)
+        else:
+            for batch in batches:
+                self.previous_gradient = None  # each batch's likelihood is another function: no conjugacy
+                self._update(iteration, errors, batch)
+        return errors
+
+    def batches(self) -> list[list[tuple[int, int]] | None]:
+        """Every K-th compute block per batch, so each batch spans the whole scan; K is capped by the number
+        of blocks of the whole data set (the same on every rank; a rank may have none in a batch)."""
+        problem, batch_frames = self.problem, self.options.batch_frames
+        if batch_frames is None:
+            return [None]
+        total_blocks = -(-problem.n_frames_total // problem.frames_per_block)
+        count = min(max(1, round(problem.n_frames_total / batch_frames)), total_blocks)
+        if count == 1:
+            return [None]
+        blocks = list(problem.blocks())
+        return [blocks[b::count] for b in range(count)]
+
+    def _update(self, iteration: int, errors: FourierErrorSums, blocks: list[tuple[int, int]] | None) -> None:
+        """One step on the frames of ``blocks`` (all when None): gradient, direction, exact line search."""
+        xp = self.problem.xp
+        self._share = 1.0 if blocks is None else len(blocks) / max(1, len(list(self.problem.blocks())))
+        gradient_object, gradient_probe, _ = self.gradients(errors, blocks)
         update_probe = iteration >= self.options.probe_update_start
         if not update_probe:
             gradient_probe = xp.zeros_like(gradient_probe)
         with self.problem.timer("object_update"):  # per object: conjugate directions on object and probe
-            direction_object, direction_probe = self._next_direction(gradient_object, gradient_probe, update_probe)
-        step = self.line_search(direction_object, direction_probe, gradient_object, gradient_probe)
+            direction_object, direction_probe = self._next_direction(gradient_object, gradient_probe, update_probe,
+                                                                     blocks)
+        step = self.line_search(direction_object, direction_probe, gradient_object, gradient_probe, blocks)
         if step is None:  # not a descent direction: restart along the (scaled) gradient
             self.previous_gradient = None
             direction_object, direction_probe = self._next_direction(gradient_object, gradient_probe,
-                                                                     update_probe)
-            step = self.line_search(direction_object, direction_probe, gradient_object, gradient_probe) or 0.0
+                                                                     update_probe, blocks)
+            step = self.line_search(direction_object, direction_probe, gradient_object, gradient_probe,
+                                    blocks) or 0.0
         with self.problem.timer("object_update"):
             self.problem.object = self.problem.object + step * direction_object
             if update_probe:
                 self.problem.probe = self.problem.probe + step * direction_probe
         self._forward_waves = None  # D(P·O) of the previous object
-        return errors
 
-    def _next_direction(self, gradient_object: Any, gradient_probe: Any, update_probe: bool) -> tuple[Any, Any]:
+    def _illumination(self, blocks: list[tuple[int, int]] | None) -> Any:
+        """Σ_j Σ_k |P_k(r − r_j)|² over the frames of ``blocks`` on the object grid, (1, A, B)."""
+        problem, xp = self.problem, self.problem.xp
+        power = xp.sum(xp.real(problem.probe) ** 2 + xp.imag(problem.probe) ** 2, axis=0)
+        illumination = problem.backend.zeros((1, *problem.object.shape[1:]), xp.float32)
+        for start, stop in self._blocks(blocks):
+            patches = xp.broadcast_to(power, (stop - start, 1, *power.shape))
+            problem.backend.scatter_add_views(illumination, problem.rows[start:stop], problem.cols[start:stop],
+                                              patches)
+        with problem.timer("communication"):
+            return problem.comm.allreduce_sum(illumination)
+
+    def _preconditioned(self, gradient_object: Any, gradient_probe: Any, blocks: list[tuple[int, int]] | None
+                        ) -> tuple[Any, Any]:
+        """M⁻¹g with M = diag(Σ|P|² + δ_O, Σ|O|² + δ_P), δ = ``preconditioner`` × the maximum."""
+        xp, fraction = self.problem.xp, self.fraction
+        illumination, object_power = self._illumination(blocks), self._object_power
+        return (gradient_object / (illumination + fraction * float(xp.max(illumination))),
+                gradient_probe / (object_power + fraction * float(xp.max(object_power))))
+
+    def _next_direction(self, gradient_object: Any, gradient_probe: Any, update_probe: bool,
+                        blocks: list[tuple[int, int]] | None = None) -> tuple[Any, Any]:
         """h = −M g + β h_prev, M = diag(1, s): Polak–Ribière with restart (β ≥ 0)."""
+        if self.fraction is not None:
+            return self._next_preconditioned_direction(gradient_object, gradient_probe, blocks)
         object_norm = self._dot(gradient_object, gradient_object)
         probe_norm = self._dot(gradient_probe, gradient_probe)
         if update_probe and self.options.scale_precond and probe_norm > 0:
@@ -155,8 +222,27 @@ class MaximumLikelihoodEngine:
         self.direction = (direction_object, direction_probe)
         return direction_object, direction_probe
 
+    def _next_preconditioned_direction(self, gradient_object: Any, gradient_probe: Any,
+                                       blocks: list[tuple[int, int]] | None) -> tuple[Any, Any]:
+        """h = −z + β h_prev, z = M⁻¹g, β = ⟨g, z − z_prev⟩/⟨g_prev, z_prev⟩ (preconditioned Polak–Ribière)."""
+        z_object, z_probe = self._preconditioned(gradient_object, gradient_probe, blocks)
+        gz = self._dot(gradient_object, z_object) + self._dot(gradient_probe, z_probe)
+        beta = 0.0
+        if self.previous_gradient is not None and self.direction is not None:
+            (old_z_object, old_z_probe), old_gz = self.previous_gradient
+            numerator = gz - self._dot(gradient_object, old_z_object) - self._dot(gradient_probe, old_z_probe)
+            beta = max(0.0, numerator / old_gz) if old_gz > 0 else 0.0
+        direction_object, direction_probe = -z_object, -z_probe
+        if beta > 0.0:
+            direction_object = direction_object + beta * self.direction[0]
+            direction_probe = direction_probe + beta * self.direction[1]
+        self.previous_gradient = ((z_object, z_probe), gz)  # what β needs: z and ⟨g, z⟩
+        self.direction = (direction_object, direction_probe)
+        return direction_object, direction_probe
+
     # --- exact line search -----------------------------------------------------------------------
-    def line_search_coefficients(self, direction_object: Any, direction_probe: Any) -> np.ndarray:
+    def line_search_coefficients(self, direction_object: Any, direction_probe: Any,
+                                 blocks: list[tuple[int, int]] | None = None) -> np.ndarray:
         """Polynomial coefficients (ascending powers of t) of L(O + t h_O, P + t h_P)."""
         problem, kernels, timer, xp = self.problem, self.kernels, self.problem.timer, self.problem.xp
         moving_probe = bool(xp.any(direction_probe != 0))
@@ -164,7 +250,7 @@ class MaximumLikelihoodEngine:
         total = np.zeros(9 if gaussian else 3)
         kept = (self._forward_waves is not None and self._forward_of[0] is problem.object
                 and self._forward_of[1] is problem.probe)
-        for start, stop in problem.blocks():
+        for start, stop in self._blocks(blocks):
             with timer("transfer"):
                 intensities = problem.intensities.read(start, stop)
             with timer("exit_waves"):
@@ -190,11 +276,11 @@ class MaximumLikelihoodEngine:
         with timer("communication"):
             total = np.array(problem.comm.allreduce_scalars(total.tolist()))
         if self.regularizer_amplitude:
-            total[:3] += self._regularizer_coefficients(direction_object)
+            total[:3] += self._share * self._regularizer_coefficients(direction_object)
         return total
 
     def line_search(self, direction_object: Any, direction_probe: Any, gradient_object: Any,
-                    gradient_probe: Any) -> float | None:
+                    gradient_probe: Any, blocks: list[tuple[int, int]] | None = None) -> float | None:
         """The step t minimising L along the direction, or None when it is not a descent direction."""
         slope = self._dot(gradient_object, direction_object) + self._dot(gradient_probe, direction_probe)
         if not slope < 0:
@@ -204,7 +290,7 @@ class MaximumLikelihoodEngine:
         # A Python float: a NumPy float64 scalar would promote the complex64 directions to complex128.
         length = math.sqrt(self._dot(direction_object, direction_object) / self._dot(self.problem.object,
                                                                                      self.problem.object))
-        coefficients = self.line_search_coefficients(direction_object / length, direction_probe / length)
+        coefficients = self.line_search_coefficients(direction_object / length, direction_probe / length, blocks)
         if self.options.noise == "poisson":
             curvature = coefficients[2]
             return -coefficients[1] / curvature / length if curvature > 0 else None
@@ -223,9 +309,9 @@ class MaximumLikelihoodEngine:
     def _differences(self, obj: Any) -> tuple[Any, Any]:
         return obj[:, 1:, :] - obj[:, :-1, :], obj[:, :, 1:] - obj[:, :, :-1]
 
-    def _add_regularizer_gradient(self, gradient_object: Any) -> float:
-        """Adds 2∂R/∂O* of R = λ Σ |∇O|² to the gradient; returns R."""
-        amplitude = self.regularizer_amplitude
+    def _add_regularizer_gradient(self, gradient_object: Any, share: float = 1.0) -> float:
+        """Adds 2∂R/∂O* of R = share·λ Σ |∇O|² to the gradient; returns R."""
+        amplitude = share * self.regularizer_amplitude
         rows, cols = self._differences(self.problem.object)
         gradient_object[:, 1:, :] += 2.0 * amplitude * rows
         gradient_object[:, :-1, :] -= 2.0 * amplitude * rows

@@ -167,6 +167,14 @@ class MLOptions(StageOptions):
                                 "a number >= 0")
     scale_precond: bool = option(True, "rescale the probe gradient to the object's (PtyPy's scale_precond)",
                                  _one_of(True, False), "true or false")
+    batch_frames: int | None = option(
+        None, "frames per mini-batch: None = full-gradient conjugate gradients over all frames; a number = about "
+        "N/batch_frames preconditioned steepest-descent updates per pass, each on every K-th compute block",
+        _optional(_integer(1)), "an integer >= 1 or None")
+    preconditioner: float | None = option(
+        None, "diagonal preconditioner: gradients divided by the illumination Σ|P|² (object) and Σ|O|² (probe) "
+        "plus this fraction of their maximum; None: unpreconditioned (PtyPy's ML)",
+        _optional(_number(0, open_min=True)), "a positive number or None")
 
 
 

@@ -8,11 +8,15 @@ subprocess on one exported .npz, so its dependencies never meet ptybench's. A pe
 missing is reported as skipped, with the reason, and ptybench's side still runs. Every object,
 ptybench's and the peers', is scored by the same ptybench metric (``object_error``: the illuminated
 region of the true probe, a global complex scale removed); seconds per iteration are the mean after
-one warm-up iteration, on ``--threads`` threads.
+one warm-up iteration, on ``--threads`` threads. ptybench then runs on to 3× the iterations, so the
+table also says how long it takes to reach the peer's final error ("time to error": summed iteration
+seconds, first iteration included, against the peer's total).
 
 Pairs and the settings that make them comparable (PAIRS): DM runs ptybench's defaults and pty-chi's
-DM with its probe update from the same iteration (2); ML (full-gradient conjugate gradients) is paired
-with LSQML (pty-chi's least-squares maximum likelihood, mini-batches of 100), both with the probe
+DM with its probe update from the same iteration (2); LSQML (pty-chi's least-squares maximum likelihood,
+its default mini-batches of 100 frames) is paired twice with ptybench's ML: in mini-batches of 100 frames
+(``batch_frames``: preconditioned steepest descent with an exact line search per batch, the same number
+of updates per pass) and with its default full-gradient conjugate gradients; both with the probe
 updated from iteration 0; ePIE runs α = β = 1 in both, and the probe updated from iteration 0 in
 ptybench too, since PtyLab's ePIE has no probe-update delay. Every code runs one probe mode (mode 0)
 on the CPU in float32/complex64, without position correction. What stays different is each code's
@@ -58,12 +62,16 @@ class Pair:
     peer: str
     peer_engine: str
     peer_settings: dict[str, Any]
+    #: How the table names ptybench's side (default: the engine).
+    label: str = ""
 
 
 PAIRS = (
     Pair("DM", {"engine": "DM", "probe_update_start": 2}, "pty-chi", "DM", {"probe_update_start": 2}),
+    Pair("ML", {"engine": "ML", "probe_update_start": 0, "batch_frames": 100}, "pty-chi", "LSQML",
+         {"probe_update_start": 0, "batch_size": 100}, label="ML, mini-batches of 100"),
     Pair("ML", {"engine": "ML", "probe_update_start": 0}, "pty-chi", "LSQML",
-         {"probe_update_start": 0, "batch_size": 100}),
+         {"probe_update_start": 0, "batch_size": 100}, label="ML, full gradient"),
     Pair("ePIE", {"engine": "ePIE", "alpha": 1.0, "beta": 1.0, "probe_update_start": 0}, "PtyLab", "ePIE",
          {"alpha": 1.0, "beta": 1.0}),
 )
@@ -80,6 +88,8 @@ class Run:
     object_error: float | None = None
     reason: str = ""
     seconds: list[float] = field(default_factory=list)
+    #: ptybench only: object error after each iteration, run on to ``CHASE`` × the peer's iterations.
+    errors: list[float] = field(default_factory=list)
 
 
 # --- export: what a peer reads ------------------------------------------------------------------
@@ -171,15 +181,41 @@ def run_peer(pair: Pair, python: Path, inputs: Path, out_dir: Path, iterations: 
                 result["object"])
 
 
+#: ptybench runs on to this many times the peer's iterations, so the table can say how long it takes to
+#: reach the peer's final error (the error is read after every iteration, outside the timed part).
+CHASE = 3
+
+
 def run_ptybench(pair: Pair, arrays: dict[str, np.ndarray], iterations: int, threads: int, seed: int,
-                 backend: str) -> tuple[Run, np.ndarray]:
-    """ptybench's engine on the same arrays, one probe mode, timed per iteration by ``Reconstruction``."""
-    parameters = {**pair.parameters, "iterations": iterations, "threads": threads, "seed": seed,
+                 backend: str, truth: Any) -> tuple[Run, np.ndarray]:
+    """ptybench's engine on the same arrays, one probe mode, timed per iteration by ``Reconstruction``;
+    ``CHASE`` × ``iterations`` in all, the object (and s/iter) of the first ``iterations`` returned."""
+    parameters = {**pair.parameters, "iterations": CHASE * iterations, "threads": threads, "seed": seed,
                   "backend": backend}
-    result = Reconstruction(arrays["diffraction_data"], arrays["initial_object"][:1], arrays["initial_probe"][:1],
-                            arrays["scan_positions"], arrays["mask"], parameters).run()
-    seconds = [record.seconds for record in result.history]
-    return Run("ptybench", pair.engine, "ok", mean_after_warmup(seconds), seconds=seconds), result.object
+    reconstruction = Reconstruction(arrays["diffraction_data"], arrays["initial_object"][:1],
+                                    arrays["initial_probe"][:1], arrays["scan_positions"], arrays["mask"], parameters,
+                                    true_object=truth.object, true_probe=truth.probe)
+    with reconstruction.problem.backend.thread_limit(threads):
+        for _ in range(iterations):
+            reconstruction.step()
+        obj = np.array(reconstruction.object, copy=True)  # ePIE goes on updating the object in place
+        while reconstruction.step() is not None:
+            pass
+    history = reconstruction.history
+    seconds = [record.seconds for record in history]
+    return (Run("ptybench", pair.engine, "ok", mean_after_warmup(seconds[:iterations]), seconds=seconds,
+                errors=[record.object_error for record in history]), obj)
+
+
+def seconds_to_error(run: Run, target: float | None) -> float | None:
+    """Summed iteration seconds until the object error first reaches ``target`` (None: never, in the
+    iterations run)."""
+    if target is None:
+        return None
+    for count, error in enumerate(run.errors, start=1):
+        if error is not None and error <= target:
+            return float(sum(run.seconds[:count]))
+    return None
 
 
 def mean_after_warmup(seconds: list[float]) -> float:
@@ -190,7 +226,8 @@ def mean_after_warmup(seconds: list[float]) -> float:
 
 # --- table ----------------------------------------------------------------------------------------
 COLUMNS = ("pair", "ptybench s/iter", "peer s/iter", "s/iter ratio ptybench/peer", "ptybench obj err",
-           "peer obj err", "obj err ratio ptybench/peer", "peer status")
+           "peer obj err", "obj err ratio ptybench/peer", "ptybench s to peer err", "peer s",
+           "time-to-error ratio ptybench/peer", "peer status")
 
 
 def table_rows(results: list[tuple[Pair, Run, Run]]) -> list[dict[str, str]]:
@@ -205,14 +242,23 @@ def table_rows(results: list[tuple[Pair, Run, Run]]) -> list[dict[str, str]]:
     rows = []
     for pair, ours, theirs in results:
         status = f"{theirs.status}: {theirs.reason}" if theirs.reason else theirs.status
+        peer_seconds = float(sum(theirs.seconds)) if theirs.status == "ok" else None
+        chase = seconds_to_error(ours, theirs.object_error)
+        if chase is None and theirs.object_error is not None and ours.errors:
+            chase_text = f"> {sum(ours.seconds):.3g} (not in {len(ours.errors)} it)"
+        else:
+            chase_text = number(chase)
         rows.append({
-            "pair": f"{pair.engine} / {pair.peer} {pair.peer_engine}",
+            "pair": f"{pair.label or pair.engine} / {pair.peer} {pair.peer_engine}",
             "ptybench s/iter": number(ours.seconds_per_iteration),
             "peer s/iter": number(theirs.seconds_per_iteration),
             "s/iter ratio ptybench/peer": ratio(ours.seconds_per_iteration, theirs.seconds_per_iteration),
             "ptybench obj err": number(ours.object_error),
             "peer obj err": number(theirs.object_error),
             "obj err ratio ptybench/peer": ratio(ours.object_error, theirs.object_error),
+            "ptybench s to peer err": chase_text,
+            "peer s": number(peer_seconds),
+            "time-to-error ratio ptybench/peer": ratio(chase, peer_seconds),
             "peer status": status,
         })
     return rows
@@ -259,13 +305,17 @@ def compare(dataset: str, iterations: int, out_dir: Path, threads: int = 2, seed
         return run
 
     results = []
+    peer_runs: dict[str, tuple[Run, np.ndarray | None]] = {}  # one peer run serves every pair that asks the same
     for pair in PAIRS:
         if engines and pair.engine not in engines:
             continue
-        theirs, peer_object = run_peer(pair, peer_python(pair.peer), inputs, out_dir, iterations, threads, seed)
-        ours, our_object = run_ptybench(pair, arrays, iterations, threads, seed, backend)
+        key = json.dumps([pair.peer, pair.peer_engine, pair.peer_settings], sort_keys=True)
+        if key not in peer_runs:
+            peer_runs[key] = run_peer(pair, peer_python(pair.peer), inputs, out_dir, iterations, threads, seed)
+        theirs, peer_object = peer_runs[key]
+        ours, our_object = run_ptybench(pair, arrays, iterations, threads, seed, backend, truth)
         results.append((pair, score(ours, our_object), score(theirs, peer_object)))
-        print(f"{pair.engine}: ptybench {ours.seconds_per_iteration:.4g} s/iter, object error "
+        print(f"{pair.label or pair.engine}: ptybench {ours.seconds_per_iteration:.4g} s/iter, object error "
               f"{ours.object_error:.4f}; {pair.peer} {pair.peer_engine}: {theirs.status} "
               + (f"{theirs.seconds_per_iteration:.4g} s/iter, object error {theirs.object_error:.4f}"
                  if theirs.status == "ok" else theirs.reason), flush=True)

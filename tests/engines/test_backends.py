@@ -93,6 +93,17 @@ def test_the_torch_kernels_of_the_cuda_path_agree_with_numpy_on_the_cpu(near_tru
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: "-".join(t))
+def test_backend_agrees_on_ml_in_preconditioned_mini_batches(near_truth, target):
+    require(*target)
+    data, arrays = near_truth
+    parameters = {"engine": "ML", "iterations": 5, "probe_update_start": 0, "batch_frames": 16, "frames_per_block": 8}
+    reference = run_on("numpy", None, data, arrays, parameters)
+    result = run_on(*target, data, arrays, parameters)
+    assert relative_difference(reference[0], result[0]) < AGREEMENT
+    assert relative_difference(reference[1], result[1]) < AGREEMENT
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: "-".join(t))
 def test_backend_agrees_on_a_dm_then_ml_plan(near_truth, target):
     require(*target)
     data, arrays = near_truth

@@ -131,6 +131,8 @@ def test_numpy_scalars_are_valid_parameter_values():
     ({"engine": "DM", "iterations": -1}, "'iterations'"),
     ({"engine": "DM", "alpha": "big"}, "'alpha'"),
     ({"engine": "ML", "noise": "gauss"}, "'noise'"),
+    ({"engine": "ML", "batch_frames": 0}, "'batch_frames'"),
+    ({"engine": "ML", "preconditioner": -1}, "'preconditioner'"),
     ({"engine": "ePIE", "pbound": -0.25}, "pbound"),
     ({"engine": "DM", "pbound": "high"}, "pbound"),
     ({"engine": "ML", "pbound": 0.25}, "pbound"),

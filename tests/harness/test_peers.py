@@ -114,7 +114,23 @@ def test_missing_peer_is_skipped_with_the_reason(tmp_path, monkeypatch):
 def test_failing_peer_is_reported_with_its_last_words(tmp_path, exported):
     """This Python has no PtyLab: the script fails, and the run says so in one line (the log keeps the rest)."""
     np.savez(tmp_path / "inputs.npz", **exported)
-    pair = compare.PAIRS[2]
+    pair = next(p for p in compare.PAIRS if p.peer == "PtyLab")
     run, obj = compare.run_peer(pair, Path(sys.executable), tmp_path / "inputs.npz", tmp_path, 2, 2, 0, timeout=60)
     assert run.status == "failed" and obj is None
     assert "No module named 'PtyLab'" in run.reason and (tmp_path / "ptylab-epie.log").is_file()
+
+
+def test_time_to_the_peers_error_is_summed_until_ptybench_first_reaches_it(tmp_path):
+    """The chase column: seconds until ptybench's error first reaches the peer's final error, against the
+    peer's total; never reached is said, with the iterations and seconds tried, and gives no ratio."""
+    pair = next(p for p in compare.PAIRS if p.peer_engine == "LSQML")
+    ours = compare.Run("ptybench", "ML", "ok", 0.5, 0.06, seconds=[1.0, 0.5, 0.5, 0.5], errors=[0.2, 0.1, 0.04, 0.03])
+    peer = compare.Run("pty-chi", "LSQML", "ok", 2.0, 0.05, seconds=[3.0, 2.0, 2.0])
+    assert compare.seconds_to_error(ours, 0.05) == 2.0
+    assert compare.seconds_to_error(ours, 0.01) is None and compare.seconds_to_error(ours, None) is None
+    row = compare.table_rows([(pair, ours, peer)])[0]
+    assert row["ptybench s to peer err"] == "2" and row["peer s"] == "7"
+    assert row["time-to-error ratio ptybench/peer"] == f"{2 / 7:.3g}"
+    slow = compare.Run("ptybench", "ML", "ok", 0.5, 0.2, seconds=[1.0, 0.5], errors=[0.3, 0.2])
+    row = compare.table_rows([(pair, slow, peer)])[0]
+    assert row["ptybench s to peer err"] == "> 1.5 (not in 2 it)" and row["time-to-error ratio ptybench/peer"] == ""
