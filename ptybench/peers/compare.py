@@ -16,7 +16,8 @@ Pairs and the settings that make them comparable (PAIRS): DM runs ptybench's def
 DM with its probe update from the same iteration (2); LSQML (pty-chi's least-squares maximum likelihood,
 its default mini-batches of 100 frames) is paired twice with ptybench's ML: in mini-batches of 100 frames
 (``batch_frames``: preconditioned steepest descent with an exact line search per batch, the same number
-of updates per pass) and with its default full-gradient conjugate gradients; both with the probe
+of updates per pass), in mini-batches of 32 frames, and with its default full-gradient conjugate
+gradients; both with the probe
 updated from iteration 0; ePIE runs α = β = 1 in both, and the probe updated from iteration 0 in
 ptybench too, since PtyLab's ePIE has no probe-update delay. Every code runs one probe mode (mode 0)
 on the CPU in float32/complex64, without position correction. What stays different is each code's
@@ -70,6 +71,8 @@ PAIRS = (
     Pair("DM", {"engine": "DM", "probe_update_start": 2}, "pty-chi", "DM", {"probe_update_start": 2}),
     Pair("ML", {"engine": "ML", "probe_update_start": 0, "batch_frames": 100}, "pty-chi", "LSQML",
          {"probe_update_start": 0, "batch_size": 100}, label="ML, mini-batches of 100"),
+    Pair("ML", {"engine": "ML", "probe_update_start": 0, "batch_frames": 32}, "pty-chi", "LSQML",
+         {"probe_update_start": 0, "batch_size": 100}, label="ML, mini-batches of 32"),
     Pair("ML", {"engine": "ML", "probe_update_start": 0}, "pty-chi", "LSQML",
          {"probe_update_start": 0, "batch_size": 100}, label="ML, full gradient"),
     Pair("ePIE", {"engine": "ePIE", "alpha": 1.0, "beta": 1.0, "probe_update_start": 0}, "PtyLab", "ePIE",
