@@ -59,9 +59,11 @@ class ProjectionEngine:
             with timer("transfer"):
                 waves = self.exit_waves.read(start, stop)
                 intensities = problem.intensities.read(start, stop)
+            rows, cols = problem.rows[start:stop], problem.cols[start:stop]
+            overlap = self._buffer("overlap", start, stop)  # P·O_j, where the backend keeps it between the steps
             with timer("exit_waves"):
-                overlap = problem.overlap_waves(start, stop, out=self._buffer("overlap", start, stop))
-                mix = kernels.linear_mix(overlap, waves, self.c, out=self._buffer("mix", start, stop))
+                mix = problem.backend.mixed_overlap_waves(problem.probe, problem.object, rows, cols, waves, self.c,
+                                                          self._buffer("mix", start, stop), overlap)
             with timer("propagation"):
                 detector = problem.propagator.forward(mix, overwrite=True)
             with timer("fourier_projection"):
@@ -70,7 +72,8 @@ class ProjectionEngine:
             with timer("propagation"):
                 projected = problem.propagator.backward(detector, overwrite=True)
             with timer("exit_waves"):
-                kernels.difference_map_update(waves, projected, overlap, self.a, self.b)
+                problem.backend.difference_map_update_at(problem.probe, problem.object, rows, cols, waves, projected,
+                                                         self.a, self.b, overlap)
             with timer("overlap_update"):
                 self._add_object_terms(numerator, waves, start, stop)
             with timer("transfer"):

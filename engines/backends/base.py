@@ -110,6 +110,20 @@ class Backend:
         out[...] = waves
         return out
 
+    def mixed_overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any, waves: Any, c: float, out: Any,
+                            scratch: Any = None) -> Any:
+        """c·P·O_j + (1 − c)·ψ into ``out``: ``kernels.linear_mix`` of ``overlap_waves``, the overlap waves
+        kept in ``scratch`` (a block buffer) for ``difference_map_update_at`` of the same block."""
+        return self.kernels.linear_mix(self.overlap_waves(probe, obj, rows, cols, scratch), waves, c, out)
+
+    def difference_map_update_at(self, probe: Any, obj: Any, rows: Any, cols: Any, waves: Any, projected: Any,
+                                 a: float, b: float, scratch: Any = None) -> Any:
+        """``kernels.difference_map_update`` with Π_Oψ = P·O_j: ``scratch`` as ``mixed_overlap_waves`` left it
+        for this block (object and probe unchanged since), else recomputed. A one-pass backend recomputes
+        P·O_j from the object and never touches ``scratch``."""
+        overlap = scratch if scratch is not None else self.overlap_waves(probe, obj, rows, cols)
+        return self.kernels.difference_map_update(waves, projected, overlap, a, b)
+
     def probe_update_terms_at(self, obj: Any, rows: Any, cols: Any, waves: Any) -> tuple[Any, Any]:
         """``kernels.probe_update_terms`` of the views of frames (rows, cols) and their waves."""
         return self.kernels.probe_update_terms(self.gather_views(obj, rows, cols, tuple(waves.shape[-2:])), waves)

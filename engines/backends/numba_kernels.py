@@ -323,6 +323,34 @@ def _exit_waves_at(probe, obj, rows, cols, out):  # pragma: no cover - compiled
                         target[x] = factor[x] * source[x]
 
 
+def _mixed_waves_at(probe, obj, rows, cols, waves, c, out):  # pragma: no cover - compiled
+    """out = c·P_k·O_m,j + (1 − c)·ψ: DM/RAAR's Fourier-projection input, P·O read from the object."""
+    n, probe_modes, object_modes, height, width = out.shape
+    own, other = np.float32(c), np.float32(1.0 - c)
+    for j in numba.prange(n):
+        for k in range(probe_modes):
+            for m in range(object_modes):
+                for y in range(height):
+                    source, factor = obj[m, rows[j] + y, cols[j]:cols[j] + width], probe[k, y]
+                    wave, target = waves[j, k, m, y], out[j, k, m, y]
+                    for x in range(width):
+                        target[x] = own * (factor[x] * source[x]) + other * wave[x]
+
+
+def _difference_map_update_at(probe, obj, rows, cols, waves, projected, a, b):  # pragma: no cover - compiled
+    """ψ = (1 − a − b)·ψ + b·Π_M + a·P·O_j, P·O recomputed from the object (no overlap buffer)."""
+    n, probe_modes, object_modes, height, width = waves.shape
+    keep, a, b = np.float32(1.0 - a - b), np.float32(a), np.float32(b)
+    for j in numba.prange(n):
+        for k in range(probe_modes):
+            for m in range(object_modes):
+                for y in range(height):
+                    source, factor = obj[m, rows[j] + y, cols[j]:cols[j] + width], probe[k, y]
+                    wave, target = projected[j, k, m, y], waves[j, k, m, y]
+                    for x in range(width):
+                        target[x] = keep * target[x] + b * wave[x] + a * (factor[x] * source[x])
+
+
 def _probe_update_terms_at(obj, rows, cols, waves, numerator, denominator):  # pragma: no cover - compiled
     n, probe_modes, object_modes, height, width = waves.shape
     for y in numba.prange(height):  # rows in parallel, frames summed in order: deterministic
@@ -392,6 +420,8 @@ _scatter_add_views = _compile(_scatter_add_views)
 _gather_views = _compile(_gather_views)
 _exit_waves_at = _compile(_exit_waves_at)
 _probe_update_terms_at = _compile(_probe_update_terms_at)
+_mixed_waves_at = _compile(_mixed_waves_at)
+_difference_map_update_at = _compile(_difference_map_update_at)
 _add_object_terms = _compile(_add_object_terms)
 
 
@@ -414,6 +444,21 @@ def overlap_waves(probe: np.ndarray, obj: np.ndarray, rows: np.ndarray, cols: np
         out = np.empty((len(rows), probe.shape[0], obj.shape[0], *probe.shape[1:]), dtype=np.complex64)
     _exit_waves_at(probe, obj, _indices(rows), _indices(cols), out)
     return out
+
+
+def mixed_overlap_waves(probe: np.ndarray, obj: np.ndarray, rows: np.ndarray, cols: np.ndarray, waves: np.ndarray,
+                        c: float, out: np.ndarray) -> np.ndarray:
+    """Backend.mixed_overlap_waves in one pass (no overlap buffer written and read back)."""
+    _mixed_waves_at(probe, obj, _indices(rows), _indices(cols), np.ascontiguousarray(waves), float(c), out)
+    return out
+
+
+def difference_map_update_at(probe: np.ndarray, obj: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                             waves: np.ndarray, projected: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Backend.difference_map_update_at in one pass, in place on ``waves``."""
+    _difference_map_update_at(probe, obj, _indices(rows), _indices(cols), waves, np.ascontiguousarray(projected),
+                              float(a), float(b))
+    return waves
 
 
 def probe_update_terms_at(obj: np.ndarray, rows: np.ndarray, cols: np.ndarray, waves: np.ndarray

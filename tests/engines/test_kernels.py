@@ -204,8 +204,9 @@ def test_scatter_add_adds_overlapping_patches_like_the_loop(shape):
 
 @pytest.mark.parametrize(("probe_modes", "object_modes", "n"), [(1, 1, 40), (2, 3, 7)])
 def test_gather_fused_backend_steps_match_their_definitions(probe_modes, object_modes, n):
-    """overlap_waves, probe_update_terms_at and add_object_terms read the object in place; the base
-    Backend methods (gather, then the kernel) define what they compute."""
+    """overlap_waves, mixed_overlap_waves, difference_map_update_at, probe_update_terms_at and
+    add_object_terms read the object in place; the base Backend methods (gather, then the kernel) define
+    what they compute."""
     from ptybench.engines.backends import get_backend
     from ptybench.engines.backends.base import Backend
 
@@ -224,3 +225,14 @@ def test_gather_fused_backend_steps_match_their_definitions(probe_modes, object_
     backend.add_object_terms(fused_target, rows, cols, probe, waves)
     Backend.add_object_terms(backend, reference_target, rows, cols, probe, waves)
     close(fused_target, reference_target)
+    # DM/RAAR's mix and update with P·O_j recomputed from the object; the definitions keep it in scratch
+    for c, a, b in ((2.0, -1.0, 1.0), (2.0, 0.8, 0.1)):
+        projected = complex_array(rng, waves.shape)
+        mix, scratch = np.empty_like(waves), np.empty_like(waves)
+        close(backend.mixed_overlap_waves(probe, obj, rows, cols, waves, c, mix),
+              Backend.mixed_overlap_waves(backend, probe, obj, rows, cols, waves, c, np.empty_like(waves), scratch))
+        fused_waves, reference_waves = waves.copy(), waves.copy()
+        backend.difference_map_update_at(probe, obj, rows, cols, fused_waves, projected, a, b)
+        Backend.difference_map_update_at(backend, probe, obj, rows, cols, reference_waves, projected, a, b, scratch)
+        close(fused_waves, reference_waves)
+        assert not np.allclose(fused_waves, waves)  # the update happened, in place
