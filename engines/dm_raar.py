@@ -102,15 +102,7 @@ class ProjectionEngine:
     def _illumination_map(self) -> Any:
         """Σ_j Σ_k |P_k(r − r_j)|², (1, A, B); recomputed only after the probe changes."""
         if self._illumination is None:
-            problem, xp = self.problem, self.problem.xp
-            power = xp.sum(xp.real(problem.probe) ** 2 + xp.imag(problem.probe) ** 2, axis=0)
-            illumination = problem.backend.zeros((1, *problem.object.shape[1:]), xp.float32)
-            for start, stop in problem.blocks():
-                patches = xp.broadcast_to(power, (stop - start, 1, *power.shape))
-                problem.backend.scatter_add_views(illumination, problem.rows[start:stop],
-                                                  problem.cols[start:stop], patches)
-            with problem.timer("communication"):
-                self._illumination = problem.comm.allreduce_sum(illumination)
+            self._illumination = self.problem.illumination()
         return self._illumination
 
     def _update_object(self, numerator: Any) -> None:

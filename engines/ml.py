@@ -173,24 +173,12 @@ class MaximumLikelihoodEngine:
                 self.problem.probe = self.problem.probe + step * direction_probe
         self._forward_waves = None  # D(P·O) of the previous object
 
-    def _illumination(self, blocks: list[tuple[int, int]] | None) -> Any:
-        """Σ_j Σ_k |P_k(r − r_j)|² over the frames of ``blocks`` on the object grid, (1, A, B)."""
-        problem, xp = self.problem, self.problem.xp
-        power = xp.sum(xp.real(problem.probe) ** 2 + xp.imag(problem.probe) ** 2, axis=0)
-        illumination = problem.backend.zeros((1, *problem.object.shape[1:]), xp.float32)
-        for start, stop in self._blocks(blocks):
-            patches = xp.broadcast_to(power, (stop - start, 1, *power.shape))
-            problem.backend.scatter_add_views(illumination, problem.rows[start:stop], problem.cols[start:stop],
-                                              patches)
-        with problem.timer("communication"):
-            return problem.comm.allreduce_sum(illumination)
-
     def _preconditioned_descent(self, gradient_object: Any, gradient_probe: Any,
                                 blocks: list[tuple[int, int]] | None) -> tuple[Any, Any]:
         """−M⁻¹g, M = diag(Σ|P|² + δ_O, Σ|O|² + δ_P), δ = ``preconditioner`` × the maximum: the gradient times a
         negative real reciprocal (one pass per array; a complex division and a negation took three)."""
         xp, fraction = self.problem.xp, self.fraction
-        illumination, object_power = self._illumination(blocks), self._object_power
+        illumination, object_power = self.problem.illumination(blocks), self._object_power
         object_factor = -1.0 / (illumination + fraction * float(xp.max(illumination)))
         probe_factor = -1.0 / (object_power + fraction * float(xp.max(object_power)))
         return gradient_object * object_factor, gradient_probe * probe_factor

@@ -232,6 +232,18 @@ class Problem:
         return self.backend.gather_views(self.object if obj is None else obj, self.rows[start:stop],
                                          self.cols[start:stop], self.frame_shape)
 
+    def illumination(self, blocks: Any = None) -> Any:
+        """Σ_j Σ_k |P_k(r − r_j)|² on the object grid, (1, A, B), over the frames of ``blocks`` (default:
+        all) and every rank: DM's object denominator and ML's object preconditioner."""
+        xp = self.xp
+        power = xp.sum(xp.real(self.probe) ** 2 + xp.imag(self.probe) ** 2, axis=0)
+        illumination = self.backend.zeros((1, *self.object.shape[1:]), xp.float32)
+        for start, stop in self.blocks() if blocks is None else blocks:
+            patches = xp.broadcast_to(power, (stop - start, 1, *power.shape))
+            self.backend.scatter_add_views(illumination, self.rows[start:stop], self.cols[start:stop], patches)
+        with self.timer("communication"):
+            return self.comm.allreduce_sum(illumination)
+
     def measured_amplitude_sum(self) -> float:
         """Σ_j Σ M √I_j over all ranks: the R-factor's denominator, a constant of the data."""
         xp = self.xp
