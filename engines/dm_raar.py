@@ -63,7 +63,7 @@ class ProjectionEngine:
             overlap = self._buffer("overlap", start, stop)  # P·O_j, where the backend keeps it between the steps
             with timer("exit_waves"):
                 mix = problem.backend.mixed_overlap_waves(problem.probe, problem.object, rows, cols, waves, self.c,
-                                                          self._buffer("mix", start, stop), overlap)
+                                                          self.a, self.b, self._buffer("mix", start, stop), overlap)
             with timer("propagation"):
                 detector = problem.propagator.forward(mix, overwrite=True)
             with timer("fourier_projection"):

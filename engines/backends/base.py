@@ -110,17 +110,21 @@ class Backend:
         out[...] = waves
         return out
 
-    def mixed_overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any, waves: Any, c: float, out: Any,
-                            scratch: Any = None) -> Any:
-        """c·P·O_j + (1 − c)·ψ into ``out``: ``kernels.linear_mix`` of ``overlap_waves``, the overlap waves
-        kept in ``scratch`` (a block buffer) for ``difference_map_update_at`` of the same block."""
+    # DM/RAAR's update of a block comes in two halves around the Fourier projection; the second completes
+    # the first. Between them ``waves`` and ``scratch`` hold what the backend needs: here ψ unchanged and
+    # P·O_j in ``scratch``; a one-pass backend instead stores (1 − a − b)·ψ + a·P·O_j in ψ's place while
+    # P·O_j is at hand, so the second half reads neither the object nor an overlap buffer.
+    def mixed_overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any, waves: Any, c: float, a: float,
+                            b: float, out: Any, scratch: Any = None) -> Any:
+        """c·P·O_j + (1 − c)·ψ into ``out`` (the Fourier projection's input): ``kernels.linear_mix`` of
+        ``overlap_waves``, which stay in ``scratch`` (a block buffer) for ``difference_map_update_at``."""
         return self.kernels.linear_mix(self.overlap_waves(probe, obj, rows, cols, scratch), waves, c, out)
 
     def difference_map_update_at(self, probe: Any, obj: Any, rows: Any, cols: Any, waves: Any, projected: Any,
                                  a: float, b: float, scratch: Any = None) -> Any:
-        """``kernels.difference_map_update`` with Π_Oψ = P·O_j: ``scratch`` as ``mixed_overlap_waves`` left it
-        for this block (object and probe unchanged since), else recomputed. A one-pass backend recomputes
-        P·O_j from the object and never touches ``scratch``."""
+        """ψ ← (1 − a − b)·ψ + b·Π_M + a·P·O_j in place (``kernels.difference_map_update``), completing
+        ``mixed_overlap_waves`` of the same block, coefficients, object and probe (P·O_j from ``scratch`` as it
+        left it, or recomputed when there is none)."""
         overlap = scratch if scratch is not None else self.overlap_waves(probe, obj, rows, cols)
         return self.kernels.difference_map_update(waves, projected, overlap, a, b)
 

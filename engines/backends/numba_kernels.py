@@ -323,10 +323,12 @@ def _exit_waves_at(probe, obj, rows, cols, out):  # pragma: no cover - compiled
                         target[x] = factor[x] * source[x]
 
 
-def _mixed_waves_at(probe, obj, rows, cols, waves, c, out):  # pragma: no cover - compiled
-    """out = c·P_k·O_m,j + (1 − c)·ψ: DM/RAAR's Fourier-projection input, P·O read from the object."""
+def _mixed_waves_at(probe, obj, rows, cols, waves, c, a, b, out):  # pragma: no cover - compiled
+    """out = c·P_k·O_m,j + (1 − c)·ψ, DM/RAAR's Fourier-projection input, and ψ ← (1 − a − b)·ψ + a·P·O_j in
+    place: the update's terms that do not need Π_M, while P·O_j (read from the object) is at hand."""
     n, probe_modes, object_modes, height, width = out.shape
     own, other = np.float32(c), np.float32(1.0 - c)
+    keep, a = np.float32(1.0 - a - b), np.float32(a)
     for j in numba.prange(n):
         for k in range(probe_modes):
             for m in range(object_modes):
@@ -334,21 +336,17 @@ def _mixed_waves_at(probe, obj, rows, cols, waves, c, out):  # pragma: no cover 
                     source, factor = obj[m, rows[j] + y, cols[j]:cols[j] + width], probe[k, y]
                     wave, target = waves[j, k, m, y], out[j, k, m, y]
                     for x in range(width):
-                        target[x] = own * (factor[x] * source[x]) + other * wave[x]
+                        overlap, value = factor[x] * source[x], wave[x]
+                        target[x] = own * overlap + other * value
+                        wave[x] = keep * value + a * overlap
 
 
-def _difference_map_update_at(probe, obj, rows, cols, waves, projected, a, b):  # pragma: no cover - compiled
-    """ψ = (1 − a − b)·ψ + b·Π_M + a·P·O_j, P·O recomputed from the object (no overlap buffer)."""
-    n, probe_modes, object_modes, height, width = waves.shape
-    keep, a, b = np.float32(1.0 - a - b), np.float32(a), np.float32(b)
-    for j in numba.prange(n):
-        for k in range(probe_modes):
-            for m in range(object_modes):
-                for y in range(height):
-                    source, factor = obj[m, rows[j] + y, cols[j]:cols[j] + width], probe[k, y]
-                    wave, target = projected[j, k, m, y], waves[j, k, m, y]
-                    for x in range(width):
-                        target[x] = keep * target[x] + b * wave[x] + a * (factor[x] * source[x])
+def _add_projected(waves, projected, b):  # pragma: no cover - compiled
+    """ψ += b·Π_M: what is left of the DM/RAAR update after ``_mixed_waves_at``."""
+    flat_waves, flat_projected = waves.reshape(-1), projected.reshape(-1)
+    b = np.float32(b)
+    for i in numba.prange(flat_waves.size):
+        flat_waves[i] += b * flat_projected[i]
 
 
 def _probe_update_terms_at(obj, rows, cols, waves, numerator, denominator):  # pragma: no cover - compiled
@@ -421,7 +419,7 @@ _gather_views = _compile(_gather_views)
 _exit_waves_at = _compile(_exit_waves_at)
 _probe_update_terms_at = _compile(_probe_update_terms_at)
 _mixed_waves_at = _compile(_mixed_waves_at)
-_difference_map_update_at = _compile(_difference_map_update_at)
+_add_projected = _compile(_add_projected)
 _add_object_terms = _compile(_add_object_terms)
 
 
@@ -447,17 +445,16 @@ def overlap_waves(probe: np.ndarray, obj: np.ndarray, rows: np.ndarray, cols: np
 
 
 def mixed_overlap_waves(probe: np.ndarray, obj: np.ndarray, rows: np.ndarray, cols: np.ndarray, waves: np.ndarray,
-                        c: float, out: np.ndarray) -> np.ndarray:
-    """Backend.mixed_overlap_waves in one pass (no overlap buffer written and read back)."""
-    _mixed_waves_at(probe, obj, _indices(rows), _indices(cols), np.ascontiguousarray(waves), float(c), out)
+                        c: float, a: float, b: float, out: np.ndarray) -> np.ndarray:
+    """Backend.mixed_overlap_waves in one pass: the mix into ``out`` and, in place, ψ ← (1 − a − b)·ψ + a·P·O_j
+    (no overlap buffer written and read back; ``difference_map_update_at`` adds b·Π_M)."""
+    _mixed_waves_at(probe, obj, _indices(rows), _indices(cols), waves, float(c), float(a), float(b), out)
     return out
 
 
-def difference_map_update_at(probe: np.ndarray, obj: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                             waves: np.ndarray, projected: np.ndarray, a: float, b: float) -> np.ndarray:
-    """Backend.difference_map_update_at in one pass, in place on ``waves``."""
-    _difference_map_update_at(probe, obj, _indices(rows), _indices(cols), waves, np.ascontiguousarray(projected),
-                              float(a), float(b))
+def difference_map_update_at(waves: np.ndarray, projected: np.ndarray, b: float) -> np.ndarray:
+    """Backend.difference_map_update_at after ``mixed_overlap_waves``: ψ += b·Π_M, in place."""
+    _add_projected(waves, np.ascontiguousarray(projected), float(b))
     return waves
 
 

@@ -79,17 +79,17 @@ class NumpyBackend(Backend):
         return fused.overlap_waves(probe, obj, rows, cols, out) if self._fused() else super().overlap_waves(
             probe, obj, rows, cols, out)
 
-    def mixed_overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any, waves: Any, c: float, out: Any,
-                            scratch: Any = None) -> Any:
+    def mixed_overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any, waves: Any, c: float, a: float,
+                            b: float, out: Any, scratch: Any = None) -> Any:
         if not self._fused():
-            return super().mixed_overlap_waves(probe, obj, rows, cols, waves, c, out, scratch)
-        return fused.mixed_overlap_waves(probe, obj, rows, cols, waves, c, out)
+            return super().mixed_overlap_waves(probe, obj, rows, cols, waves, c, a, b, out, scratch)
+        return fused.mixed_overlap_waves(probe, obj, rows, cols, waves, c, a, b, out)
 
     def difference_map_update_at(self, probe: Any, obj: Any, rows: Any, cols: Any, waves: Any, projected: Any,
                                  a: float, b: float, scratch: Any = None) -> Any:
         if not self._fused():
             return super().difference_map_update_at(probe, obj, rows, cols, waves, projected, a, b, scratch)
-        return fused.difference_map_update_at(probe, obj, rows, cols, waves, projected, a, b)
+        return fused.difference_map_update_at(waves, projected, b)
 
     def probe_update_terms_at(self, obj: Any, rows: Any, cols: Any, waves: Any) -> tuple[Any, Any]:
         if not self._fused():

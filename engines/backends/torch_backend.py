@@ -126,11 +126,11 @@ class TorchBackend(Backend):
                                     None if out is None else _host(out))
         return out if out is not None else torch.from_numpy(waves)
 
-    def mixed_overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any, waves: Any, c: float, out: Any,
-                            scratch: Any = None) -> Any:
+    def mixed_overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any, waves: Any, c: float, a: float,
+                            b: float, out: Any, scratch: Any = None) -> Any:
         if not self._numba_on_cpu():
-            return super().mixed_overlap_waves(probe, obj, rows, cols, waves, c, out, scratch)
-        fused.mixed_overlap_waves(_host(probe), _host(obj), np.asarray(rows), np.asarray(cols), _host(waves), c,
+            return super().mixed_overlap_waves(probe, obj, rows, cols, waves, c, a, b, out, scratch)
+        fused.mixed_overlap_waves(_host(probe), _host(obj), np.asarray(rows), np.asarray(cols), _host(waves), c, a, b,
                                   _host(out))
         return out
 
@@ -138,8 +138,7 @@ class TorchBackend(Backend):
                                  a: float, b: float, scratch: Any = None) -> Any:
         if not self._numba_on_cpu():
             return super().difference_map_update_at(probe, obj, rows, cols, waves, projected, a, b, scratch)
-        fused.difference_map_update_at(_host(probe), _host(obj), np.asarray(rows), np.asarray(cols), _host(waves),
-                                       _host(projected), a, b)
+        fused.difference_map_update_at(_host(waves), _host(projected), b)
         return waves
 
     def probe_update_terms_at(self, obj: Any, rows: Any, cols: Any, waves: Any) -> tuple[Any, Any]:

@@ -225,13 +225,14 @@ def test_gather_fused_backend_steps_match_their_definitions(probe_modes, object_
     backend.add_object_terms(fused_target, rows, cols, probe, waves)
     Backend.add_object_terms(backend, reference_target, rows, cols, probe, waves)
     close(fused_target, reference_target)
-    # DM/RAAR's mix and update with P·O_j recomputed from the object; the definitions keep it in scratch
+    # DM/RAAR's update in two halves: a one-pass backend keeps part of it in ψ's place, the definitions keep P·O_j
     for c, a, b in ((2.0, -1.0, 1.0), (2.0, 0.8, 0.1)):
         projected = complex_array(rng, waves.shape)
-        mix, scratch = np.empty_like(waves), np.empty_like(waves)
-        close(backend.mixed_overlap_waves(probe, obj, rows, cols, waves, c, mix),
-              Backend.mixed_overlap_waves(backend, probe, obj, rows, cols, waves, c, np.empty_like(waves), scratch))
         fused_waves, reference_waves = waves.copy(), waves.copy()
+        mix, scratch = np.empty_like(waves), np.empty_like(waves)
+        close(backend.mixed_overlap_waves(probe, obj, rows, cols, fused_waves, c, a, b, mix),
+              Backend.mixed_overlap_waves(backend, probe, obj, rows, cols, reference_waves, c, a, b,
+                                          np.empty_like(waves), scratch))
         backend.difference_map_update_at(probe, obj, rows, cols, fused_waves, projected, a, b)
         Backend.difference_map_update_at(backend, probe, obj, rows, cols, reference_waves, projected, a, b, scratch)
         close(fused_waves, reference_waves)
