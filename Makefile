@@ -90,6 +90,7 @@ check-ptychodus: install-dev  ## interop with ptychodus (APS): it reads our CXI 
 # pty-chi's torchvision import is stubbed by ptybench/peers/run_ptychi.py. Table in reports/peers/.
 PEERS_DATASET    ?= farfield-128-1024
 PEERS_ITERATIONS ?= 20
+PEERS_REPEATS    ?= 3
 
 .venv-ptychi/.installed:
 	test -x .venv-ptychi/bin/python || $(PYTHON) -m venv .venv-ptychi
@@ -104,7 +105,7 @@ PEERS_ITERATIONS ?= 20
 peers: install .venv-ptychi/.installed .venv-ptylab/.installed  ## ptybench vs pty-chi (DM, LSQML) and PtyLab (ePIE): reports/peers/
 	PTYBENCH_PTYCHI_PYTHON=$(CURDIR)/.venv-ptychi/bin/python PTYBENCH_PTYLAB_PYTHON=$(CURDIR)/.venv-ptylab/bin/python \
 		$(BIN)/python -m ptybench.peers.compare --dataset $(PEERS_DATASET) --iterations $(PEERS_ITERATIONS) \
-		--out reports/peers/
+		--repeats $(PEERS_REPEATS) --out reports/peers/
 
 # Procurement bundle of this machine (results, forecast, HTML report, manifest) in reports/procure/LABEL.
 PROFILE ?= quick

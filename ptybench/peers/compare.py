@@ -8,7 +8,9 @@ subprocess on one exported .npz, so its dependencies never meet ptybench's. A pe
 missing is reported as skipped, with the reason, and ptybench's side still runs. Every object,
 ptybench's and the peers', is scored by the same ptybench metric (``object_error``: the illuminated
 region of the true probe, a global complex scale removed); seconds per iteration are the mean after
-one warm-up iteration, on ``--threads`` threads. ptybench then runs on to 3× the iterations, so the
+one warm-up iteration, on ``--threads`` threads; with ``--repeats R`` each pair runs R times, the two codes
+alternately, and the table gives medians with their range and the median of the paired s/iter ratios
+(a busy machine moves both sides of a pair together). ptybench then runs on to 3× the iterations, so the
 table also says how long it takes to reach the peer's final error ("time to error": summed iteration
 seconds, first iteration included, against the peer's total).
 
@@ -93,6 +95,21 @@ class Run:
     seconds: list[float] = field(default_factory=list)
     #: ptybench only: object error after each iteration, run on to ``CHASE`` × the peer's iterations.
     errors: list[float] = field(default_factory=list)
+    #: s/iter of each repeat (``--repeats``), in run order; ``seconds_per_iteration`` is their median and
+    #: ``seconds``/``errors`` are the median repeat's.
+    repeat_seconds: list[float] = field(default_factory=list)
+
+
+def median_repeat(runs: list[tuple[Run, np.ndarray | None]]) -> tuple[Run, np.ndarray | None]:
+    """Repeats of one code on one pair as one Run: the repeat with the median s/iter (its object, its
+    per-iteration seconds), and every repeat's s/iter kept for the spread and the paired ratio."""
+    ok = [(run, obj) for run, obj in runs if run.status == "ok"]
+    if not ok:
+        return runs[0]
+    ranked = sorted(ok, key=lambda item: item[0].seconds_per_iteration)
+    run, obj = ranked[(len(ranked) - 1) // 2]
+    run.repeat_seconds = [r.seconds_per_iteration for r, _ in ok]
+    return run, obj
 
 
 # --- export: what a peer reads ------------------------------------------------------------------
@@ -242,6 +259,20 @@ def table_rows(results: list[tuple[Pair, Run, Run]]) -> list[dict[str, str]]:
     def ratio(a: float | None, b: float | None) -> str:
         return "" if a is None or b is None or b == 0 else f"{a / b:.3g}"
 
+    def seconds_with_spread(run: Run) -> str:
+        spread = run.repeat_seconds
+        text = number(run.seconds_per_iteration)
+        return text + (f" [{min(spread):.3g}–{max(spread):.3g}]" if len(spread) > 1 else "")
+
+    def paired_ratio(ours: Run, theirs: Run) -> str:
+        """Repeats run alternately, so each repeat's ratio compares two runs side by side in time: their
+        median (and range) is what a busy machine cannot fake."""
+        pairs = list(zip(ours.repeat_seconds, theirs.repeat_seconds, strict=False))  # a failed repeat drops out
+        if len(pairs) < 2:
+            return ratio(ours.seconds_per_iteration, theirs.seconds_per_iteration)
+        ratios = sorted(a / b for a, b in pairs)
+        return f"{float(np.median(ratios)):.3g} [{ratios[0]:.3g}–{ratios[-1]:.3g}]"
+
     rows = []
     for pair, ours, theirs in results:
         status = f"{theirs.status}: {theirs.reason}" if theirs.reason else theirs.status
@@ -253,9 +284,9 @@ def table_rows(results: list[tuple[Pair, Run, Run]]) -> list[dict[str, str]]:
             chase_text = number(chase)
         rows.append({
             "pair": f"{pair.label or pair.engine} / {pair.peer} {pair.peer_engine}",
-            "ptybench s/iter": number(ours.seconds_per_iteration),
-            "peer s/iter": number(theirs.seconds_per_iteration),
-            "s/iter ratio ptybench/peer": ratio(ours.seconds_per_iteration, theirs.seconds_per_iteration),
+            "ptybench s/iter": seconds_with_spread(ours),
+            "peer s/iter": seconds_with_spread(theirs) if theirs.status == "ok" else "",
+            "s/iter ratio ptybench/peer": paired_ratio(ours, theirs) if theirs.status == "ok" else "",
             "ptybench obj err": number(ours.object_error),
             "peer obj err": number(theirs.object_error),
             "obj err ratio ptybench/peer": ratio(ours.object_error, theirs.object_error),
@@ -282,7 +313,8 @@ def write_tables(rows: list[dict[str, str]], out_dir: Path, title: str) -> str:
 
 # --- the driver -----------------------------------------------------------------------------------
 def compare(dataset: str, iterations: int, out_dir: Path, threads: int = 2, seed: int = 0, backend: str = "numpy",
-            engines: list[str] | None = None, from_truth: bool = False) -> list[tuple[Pair, Run, Run]]:
+            engines: list[str] | None = None, from_truth: bool = False, repeats: int = 1
+            ) -> list[tuple[Pair, Run, Run]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     data = load(dataset, threads=threads)
     truth = data.ground_truth()
@@ -308,21 +340,27 @@ def compare(dataset: str, iterations: int, out_dir: Path, threads: int = 2, seed
         return run
 
     results = []
-    peer_runs: dict[str, tuple[Run, np.ndarray | None]] = {}  # one peer run serves every pair that asks the same
+    # One peer run per repeat serves every pair that asks the same; ptybench and the peer alternate.
+    peer_runs: dict[str, list[tuple[Run, np.ndarray | None]]] = {}
     for pair in PAIRS:
         if engines and pair.engine not in engines:
             continue
         key = json.dumps([pair.peer, pair.peer_engine, pair.peer_settings], sort_keys=True)
-        if key not in peer_runs:
-            peer_runs[key] = run_peer(pair, peer_python(pair.peer), inputs, out_dir, iterations, threads, seed)
-        theirs, peer_object = peer_runs[key]
-        ours, our_object = run_ptybench(pair, arrays, iterations, threads, seed, backend, truth)
+        cached = peer_runs.setdefault(key, [])
+        our_runs = []
+        for repeat in range(repeats):
+            if len(cached) <= repeat and (not cached or cached[0][0].status == "ok"):
+                cached.append(run_peer(pair, peer_python(pair.peer), inputs, out_dir, iterations, threads, seed))
+            our_runs.append(run_ptybench(pair, arrays, iterations, threads, seed, backend, truth))
+        theirs, peer_object = median_repeat(cached)
+        ours, our_object = median_repeat(our_runs)
         results.append((pair, score(ours, our_object), score(theirs, peer_object)))
         print(f"{pair.label or pair.engine}: ptybench {ours.seconds_per_iteration:.4g} s/iter, object error "
               f"{ours.object_error:.4f}; {pair.peer} {pair.peer_engine}: {theirs.status} "
               + (f"{theirs.seconds_per_iteration:.4g} s/iter, object error {theirs.object_error:.4f}"
                  if theirs.status == "ok" else theirs.reason), flush=True)
     title = (f"ptybench vs peers: {dataset}, {iterations} iterations, {threads} threads, backend {backend}"
+             + (f", median of {repeats} alternating repeats [range]" if repeats > 1 else "")
              + (", started from the truth" if from_truth else ""))
     markdown = write_tables(table_rows(results), out_dir, title)
     details = [{"pair": asdict(pair), "ptybench": asdict(ours), "peer": asdict(theirs)}
@@ -342,14 +380,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", default="numpy", help="ptybench's backend")
     parser.add_argument("--engines", default="", help="comma-separated subset of ptybench engines: DM,ML,ePIE")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run each pair this many times, ptybench and peer alternately (fresh peer processes); "
+                             "the table gives medians, ranges and the median of the paired ratios")
     parser.add_argument("--from-truth", action="store_true",
                         help="diagnostic: start every engine from the ground truth (checks the conventions)")
     args = parser.parse_args(argv)
     if args.iterations < 2:
         parser.error("--iterations: at least 2 (the first is the warm-up)")
+    if args.repeats < 1:
+        parser.error(f"--repeats: expected an integer ≥ 1, got {args.repeats}")
     engines = [e for e in args.engines.split(",") if e]
     compare(args.dataset, args.iterations, args.out, args.threads, args.seed, args.backend, engines,
-            args.from_truth)
+            args.from_truth, args.repeats)
     return 0
 
 

@@ -134,3 +134,19 @@ def test_time_to_the_peers_error_is_summed_until_ptybench_first_reaches_it(tmp_p
     slow = compare.Run("ptybench", "ML", "ok", 0.5, 0.2, seconds=[1.0, 0.5], errors=[0.3, 0.2])
     row = compare.table_rows([(pair, slow, peer)])[0]
     assert row["ptybench s to peer err"] == "> 1.5 (not in 2 it)" and row["time-to-error ratio ptybench/peer"] == ""
+
+
+def test_repeats_give_the_median_run_its_spread_and_the_median_paired_ratio():
+    """--repeats: the two codes alternate; the table keeps the median repeat, the range, and the median of
+    each repeat's ratio (runs side by side in time), not a ratio of two medians taken at different times."""
+    pair = next(p for p in compare.PAIRS if p.peer_engine == "LSQML")
+    ours = [(compare.Run("ptybench", "ML", "ok", s, 0.03, seconds=[1.0, s], errors=[0.1, 0.03]), None)
+            for s in (0.5, 0.9, 0.4)]
+    theirs = [(compare.Run("pty-chi", "LSQML", "ok", s, 0.04, seconds=[3.0, s]), None) for s in (2.0, 3.0, 2.0)]
+    merged_ours, merged_theirs = compare.median_repeat(ours)[0], compare.median_repeat(theirs)[0]
+    assert merged_ours.seconds_per_iteration == 0.5 and merged_ours.repeat_seconds == [0.5, 0.9, 0.4]
+    row = compare.table_rows([(pair, merged_ours, merged_theirs)])[0]
+    assert row["ptybench s/iter"] == "0.5 [0.4–0.9]" and row["peer s/iter"] == "2 [2–3]"
+    assert row["s/iter ratio ptybench/peer"] == "0.25 [0.2–0.3]"  # 0.5/2, 0.9/3, 0.4/2
+    failed = [(compare.Run("pty-chi", "LSQML", "failed", reason="boom"), None)]
+    assert compare.median_repeat(failed)[0].status == "failed"
