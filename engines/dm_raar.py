@@ -112,7 +112,11 @@ class ProjectionEngine:
         illumination = self._illumination_map()
         with problem.timer("object_update"):  # per object: what does not shrink as ranks share the frames
             inertia = self.options.object_inertia * float(xp.max(illumination))
-            problem.object = (inertia * problem.object + numerator) / (inertia + illumination)
+            # (c·O + numerator) / (c + illumination), in the numerator's memory: two object-sized
+            # temporaries fewer per iteration, the same operations in the same order
+            numerator += inertia * problem.object
+            numerator /= inertia + illumination
+            problem.object = numerator
 
     def _update_probe(self) -> None:
         problem, xp = self.problem, self.problem.xp
