@@ -28,6 +28,14 @@ class Kernels:
         """ψ_jkl = P_k · O_l,j  (docs/algorithms.md, "Notation")."""
         return probe[None, :, None, :, :] * views[:, None, :, :, :]
 
+    def frame_exit_waves(self, probe: Any, view: Any) -> tuple[Any, Any, Any]:
+        """One frame's start (ePIE/rPIE): a copy of its object ``view`` (M_o, Y, X), which the step updates
+        in place, its exit waves (1, M_p, M_o, Y, X) from that copy, and a second copy of them for the
+        detector side (propagated in place)."""
+        old_view = self.xp.asarray(view, copy=True)
+        waves = self.exit_waves(probe, old_view[None])
+        return old_view, waves, self.xp.asarray(waves, copy=True)
+
     def linear_mix(self, overlap: Any, waves: Any, c: float, out: Any = None) -> Any:
         """c·Π_Oψ + (1 − c)·ψ: the input of DM's and RAAR's Fourier projection (into ``out`` if given)."""
         mixed = c * overlap + (1.0 - c) * waves

@@ -68,15 +68,13 @@ class PIEEngine:
         return errors
 
     def _update_frame(self, frame: int, intensity: Any, update_probe: bool) -> tuple[Any, Any]:
-        problem, kernels, timer, xp = self.problem, self.kernels, self.problem.timer, self.problem.xp
+        problem, kernels, timer = self.problem, self.kernels, self.problem.timer
         row, col = (int(v) for v in problem.corners[frame])
         height, width = problem.frame_shape
         view = problem.object[:, row:row + height, col:col + width]  # a view: updated in place
         probe = problem.probe
         with timer("exit_waves"):
-            old_view = xp.asarray(view, copy=True)
-            waves = kernels.exit_waves(probe, old_view[None])
-            detector = xp.asarray(waves, copy=True)
+            old_view, waves, detector = kernels.frame_exit_waves(probe, view)
         with timer("propagation"):
             detector = problem.propagator.forward(detector, overwrite=True)
         with timer("fourier_projection"):

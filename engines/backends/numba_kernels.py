@@ -34,7 +34,7 @@ def _renamed(function, suffix: str):
     return copy
 
 
-def _compile(function):
+def _compile(function, parallel_min_size: int = PARALLEL_MIN_SIZE):
     """A kernel compiled twice: in parallel (prange over frames or rows) and serially. Division follows
     IEEE (``error_model="numpy"``): a blow-up becomes NaN/Inf, which the engines' divergence check
     reports with engine and iteration, not a ZeroDivisionError from inside a kernel."""
@@ -45,7 +45,7 @@ def _compile(function):
 
     def dispatch(*args):
         size = max(getattr(arg, "size", 0) for arg in args)
-        return (parallel if size >= PARALLEL_MIN_SIZE else serial)(*args)
+        return (parallel if size >= parallel_min_size else serial)(*args)
 
     dispatch.__name__ = dispatch.__qualname__ = function.__name__
     dispatch.__doc__ = function.__doc__
@@ -60,6 +60,23 @@ def _exit_waves(probe, views, out):  # pragma: no cover - compiled
                 for y in range(height):
                     for x in range(width):
                         out[j, k, m, y, x] = probe[k, y, x] * views[j, m, y, x]
+
+
+def _frame_exit_waves(probe, view, old_view, waves, detector):  # pragma: no cover - compiled
+    """Kernels.frame_exit_waves in one pass, rows in parallel."""
+    probe_modes = probe.shape[0]
+    object_modes, height, width = view.shape
+    for y in numba.prange(height):
+        for m in range(object_modes):
+            source, copy = view[m, y], old_view[m, y]
+            for x in range(width):
+                copy[x] = source[x]
+            for k in range(probe_modes):
+                factor, wave, far = probe[k, y], waves[0, k, m, y], detector[0, k, m, y]
+                for x in range(width):
+                    value = factor[x] * copy[x]
+                    wave[x] = value
+                    far[x] = value
 
 
 def _linear_mix(overlap, waves, c, out):  # pragma: no cover - compiled
@@ -254,41 +271,54 @@ def _gaussian_line_polynomial(a, b, c, has_c, intensities, mask, out):  # pragma
         out[j, 8] = c8
 
 
-def _pie_update(view, old_view, probe, projected, waves, alpha, beta, rpie_alpha, new_probe):  # pragma: no cover
-    """One frame's ePIE (rpie_alpha < 0) / rPIE step, Δ formed on the fly; beta < 0: probe fixed."""
+def _pie_update(view, old_view, probe, projected, waves, alpha, beta, rpie_alpha, new_probe, scales, steps,
+                row_max):  # pragma: no cover - compiled
+    """One frame's ePIE (rpie_alpha < 0) / rPIE step, Δ formed on the fly; beta < 0: probe fixed. Rows in
+    parallel, in two passes (powers and their row maxima, then the steps); ``scales`` (2, Y, X) float32,
+    ``steps`` (Y, X) complex64 and ``row_max`` (2, Y) float32 are scratch, so no pass allocates and no
+    array expression becomes a parallel region of its own (which had made a parallel build 3× slower)."""
     probe_modes, object_modes, height, width = waves.shape
-    object_scale = np.empty((height, width), dtype=np.float32)   # α / w_O per pixel
-    probe_scale = np.empty((height, width), dtype=np.float32)    # β / w_P per pixel
-    for y in range(height):
+    object_scale, probe_scale = scales[0], scales[1]   # powers first, then α / w_O and β / w_P per pixel
+    for y in numba.prange(height):
         _power_row(probe, y, object_scale[y])
         _power_row(old_view, y, probe_scale[y])
-    probe_max = object_scale.max()
-    object_max = probe_scale.max()
-    a = np.float32(max(rpie_alpha, 0.0))
-    step = np.empty(width, dtype=np.complex64)  # one row of a step, reused for every row and mode
-    for y in range(height):
+        largest_probe = largest_object = np.float32(0.0)
         for x in range(width):
-            if rpie_alpha < 0.0:
-                object_scale[y, x] = np.float32(alpha) / probe_max
-                probe_scale[y, x] = np.float32(beta) / object_max
-            else:
-                object_scale[y, x] = np.float32(alpha) / ((np.float32(1.0) - a) * object_scale[y, x] + a * probe_max)
-                probe_scale[y, x] = np.float32(beta) / ((np.float32(1.0) - a) * probe_scale[y, x] + a * object_max)
+            largest_probe = max(largest_probe, object_scale[y, x])
+            largest_object = max(largest_object, probe_scale[y, x])
+        row_max[0, y], row_max[1, y] = largest_probe, largest_object
+    probe_max = object_max = np.float32(0.0)
+    for y in range(height):
+        probe_max, object_max = max(probe_max, row_max[0, y]), max(object_max, row_max[1, y])
+    a = np.float32(max(rpie_alpha, 0.0))
+    keep, alpha, beta = np.float32(1.0) - a, np.float32(alpha), np.float32(beta)
+    for y in numba.prange(height):
+        o_scale, p_scale, step = object_scale[y], probe_scale[y], steps[y]
+        if rpie_alpha < 0.0:
+            for x in range(width):
+                o_scale[x] = alpha / probe_max
+                p_scale[x] = beta / object_max
+        else:
+            for x in range(width):
+                o_scale[x] = alpha / (keep * o_scale[x] + a * probe_max)
+                p_scale[x] = beta / (keep * p_scale[x] + a * object_max)
         for m in range(object_modes):
-            step[:] = 0.0
+            for x in range(width):
+                step[x] = 0.0
             for k in range(probe_modes):
                 for x in range(width):
                     step[x] += np.conj(probe[k, y, x]) * (projected[k, m, y, x] - waves[k, m, y, x])
             for x in range(width):
-                view[m, y, x] += object_scale[y, x] * step[x]
+                view[m, y, x] += o_scale[x] * step[x]
         if beta >= 0.0:
             for k in range(probe_modes):
-                step[:] = 0.0
+                for x in range(width):
+                    step[x] = 0.0
                 for m in range(object_modes):
                     for x in range(width):
                         step[x] += np.conj(old_view[m, y, x]) * (projected[k, m, y, x] - waves[k, m, y, x])
                 for x in range(width):
-                    new_probe[k, y, x] = probe[k, y, x] + probe_scale[y, x] * step[x]
+                    new_probe[k, y, x] = probe[k, y, x] + p_scale[x] * step[x]
 
 
 @numba.njit(inline="always", cache=True, fastmath=_FAST_MATH)
@@ -411,9 +441,10 @@ _object_update_terms = _compile(_object_update_terms)
 _probe_update_terms = _compile(_probe_update_terms)
 _likelihood_weights = _compile(_likelihood_weights)
 _gaussian_line_polynomial = _compile(_gaussian_line_polynomial)
-# One frame at a time is sequential by nature, and its parallel build was 3x slower at 256² (799 vs
-# 243 µs per frame): serial only.
-_pie_update = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST_MATH)(_pie_update)
+# One frame's rows in parallel from 128² frames up (in-cache, 2 threads: 38 vs 53 µs at 128², 117 vs 203 µs at
+# 256²; equal at 64²).
+_pie_update = _compile(_pie_update, parallel_min_size=1 << 13)
+_frame_exit_waves = _compile(_frame_exit_waves, parallel_min_size=1 << 13)  # and its start, in the same threads
 _scatter_add_views = _compile(_scatter_add_views)
 _gather_views = _compile(_gather_views)
 _exit_waves_at = _compile(_exit_waves_at)
@@ -485,11 +516,22 @@ def scatter_add_views(target: np.ndarray, rows: np.ndarray, cols: np.ndarray, pa
 class NumbaKernels(Kernels):
     """Fused replacements for the steps a profile shows memory-bound in NumPy."""
 
+    def __init__(self, xp: Any) -> None:
+        super().__init__(xp)
+        self._pie_scratch: dict[tuple[int, ...], tuple[np.ndarray, ...]] = {}
+
     def exit_waves(self, probe: Any, views: Any) -> Any:
         n, object_modes = views.shape[:2]
         out = np.empty((n, probe.shape[0], object_modes, *probe.shape[1:]), dtype=np.complex64)
         _exit_waves(probe, views, out)
         return out
+
+    def frame_exit_waves(self, probe: Any, view: Any) -> tuple[Any, Any, Any]:
+        old_view = np.empty(view.shape, dtype=np.complex64)
+        waves = np.empty((1, probe.shape[0], *view.shape), dtype=np.complex64)
+        detector = np.empty_like(waves)
+        _frame_exit_waves(probe, view, old_view, waves, detector)
+        return old_view, waves, detector
 
     def linear_mix(self, overlap: Any, waves: Any, c: float, out: Any = None) -> Any:
         out = np.empty_like(waves) if out is None else out
@@ -528,8 +570,14 @@ class NumbaKernels(Kernels):
     def pie_update(self, view: Any, old_view: Any, probe: Any, projected: Any, waves: Any, alpha: float,
                    beta: float | None, rpie_alpha: float | None) -> Any:
         new_probe = np.empty_like(probe) if beta is not None else probe
+        scratch = self._pie_scratch.get(waves.shape[-2:])
+        if scratch is None:  # allocated once per frame shape: one frame's step runs thousands of times
+            height, width = waves.shape[-2:]
+            scratch = self._pie_scratch[waves.shape[-2:]] = (np.empty((2, height, width), np.float32),
+                                                             np.empty((height, width), np.complex64),
+                                                             np.empty((2, height), np.float32))
         _pie_update(view, old_view, probe, projected, waves, float(alpha), -1.0 if beta is None else float(beta),
-                    -1.0 if rpie_alpha is None else float(rpie_alpha), new_probe)
+                    -1.0 if rpie_alpha is None else float(rpie_alpha), new_probe, *scratch)
         return new_probe if beta is not None else None
 
     def line_search_polynomial(self, a: Any, b: Any, c: Any | None, intensities: Any, mask: Any,

@@ -125,3 +125,4 @@ class NumbaOnTorchKernels(Kernels):
     likelihood_weights = _through_numba("likelihood_weights")
     line_search_polynomial = _through_numba("line_search_polynomial", returns_arrays=False)
     pie_update = _through_numba("pie_update")
+    frame_exit_waves = _through_numba("frame_exit_waves")

@@ -237,3 +237,49 @@ def test_gather_fused_backend_steps_match_their_definitions(probe_modes, object_
         Backend.difference_map_update_at(backend, probe, obj, rows, cols, reference_waves, projected, a, b, scratch)
         close(fused_waves, reference_waves)
         assert not np.allclose(fused_waves, waves)  # the update happened, in place
+
+
+@pytest.mark.parametrize("rpie_alpha", [None, 0.05], ids=["ePIE", "rPIE"])
+def test_pie_update_at_128_squared_runs_rows_in_parallel(rpie_alpha):
+    """From 128² frames one frame's step runs its rows in parallel (two passes through scratch buffers);
+    it computes the reference step, and the scratch kept between calls does not leak into the next."""
+    rng = np.random.default_rng(11)
+    height = width = 128
+    obj = complex_array(rng, (1, height + 4, width + 4))
+    for call in range(2):
+        shapes = ((1, height, width), (1, 1, height, width), (1, 1, height, width))
+        frame = [complex_array(rng, shape) for shape in shapes]
+        probe = complex_array(rng, (1, height, width)) * np.float32(1 + call)
+        results = []
+        for kernels in (REFERENCE, FUSED):
+            target = obj.copy()
+            new_probe = kernels.pie_update(target[:, 1:1 + height, 2:2 + width], frame[0], probe, frame[1].copy(),
+                                           frame[2], 0.9, 0.8, rpie_alpha)
+            results.append((target, new_probe))
+        close(results[1][0], results[0][0])
+        close(results[1][1], results[0][1])
+
+
+@pytest.mark.parametrize(("probe_modes", "object_modes", "size"), [(1, 1, 64), (2, 3, 40), (1, 1, 128)])
+def test_frame_exit_waves(probe_modes, object_modes, size):
+    """ePIE's frame start in one pass (rows in parallel from 128²): the copy of a strided object view, the
+    exit waves and their detector-side copy, equal to the reference and independent of each other."""
+    from ptybench.engines.backends.torch_kernels import NumbaOnTorchKernels
+
+    rng = np.random.default_rng(5)
+    obj = complex_array(rng, (object_modes, size + 6, size + 4))
+    view = obj[:, 3:3 + size, 1:1 + size]
+    probe = complex_array(rng, (probe_modes, size, size))
+    reference = REFERENCE.frame_exit_waves(probe, view)
+    on_torch = NumbaOnTorchKernels(pytest.importorskip("array_api_compat.torch"))
+    torch_result = on_torch.frame_exit_waves(torch.from_numpy(probe), torch.from_numpy(obj)[:, 3:3 + size, 1:1 + size])
+    for result in (FUSED.frame_exit_waves(probe, view), tuple(t.numpy() for t in torch_result)):
+        for fused, expected in zip(result, reference, strict=True):
+            assert fused.shape == expected.shape
+            close(fused, expected)
+        old_view, waves, detector = result
+        view_before = view.copy()
+        detector[...] = 0  # three arrays, not views of one another or of the object
+        old_view[...] = 0
+        close(waves, reference[1])
+        np.testing.assert_array_equal(view, view_before)
