@@ -20,8 +20,9 @@ from .options import EPIEOptions, RPIEOptions
 from .problem import Problem
 from .registry import MemoryTerms, register
 
-#: One frame at a time: its temporaries do not grow with the block. Object buffers: a copy and a step.
-_FORM = dict(memory=MemoryTerms(fused=(5, 1), reference=(16, 1), object_buffers=2.0), propagations_per_frame=2,
+#: One frame at a time: its temporaries do not grow with the block (fused: + the frame step's scratch, two
+#: view-sized arrays kept per frame shape). Object buffers: a copy and a step.
+_FORM = dict(memory=MemoryTerms(fused=(5, 3), reference=(16, 1), object_buffers=2.0), propagations_per_frame=2,
              keeps_exit_waves=False, distributed="merged", frames_per_fft_batch=1)
 
 
