@@ -58,27 +58,34 @@ bench-report: install-dev  ## publish asv's HTML (git-ignored .asv/html) and pri
 	@echo "report: $$(pwd)/.asv/html/index.html"
 
 # On a lent CUDA machine (no internet; torch and CuPy already installed there). Not yet run on a GPU:
-# written without one. Records, test output and the table go to reports/gpu/.
+# written without one. Records, test output and the tables go to reports/gpu/. Steps that measure start
+# with "-": a failed point is a record (and exit status 1), and the steps after it still run, since a GPU
+# session is rare. Most telling first: tests, the table, sequential vs batched ePIE, streaming, kernels.
 GPU_PYTHON ?= python3
 GPU_SIZES  ?= farfield-128-16384,farfield-256-4096
+GPU_LARGE  ?= farfield-128-16384
+GPU_PIE    ?= farfield-128-4096
+GPU_BACKENDS ?= cupy,torch:cuda
+GPU_SWEEP   = $(GPU_PYTHON) -m ptybench sweep --backends $(GPU_BACKENDS) --no-progress
 
 gpu-check:  ## on a CUDA machine: GPU agreement tests + the GPU table (records in reports/gpu/)
 	$(GPU_PYTHON) -m pip install --no-deps --no-build-isolation -e .
 	mkdir -p reports/gpu
 	$(GPU_PYTHON) -m ptybench backends | tee reports/gpu/backends.txt
 	$(GPU_PYTHON) -m pytest -q -p no:cacheprovider tests/engines/test_backends.py tests/engines/test_kernels.py \
-		tests/engines/test_cuda_kernels.py \
-		| tee reports/gpu/tests.txt
-	$(GPU_PYTHON) -m ptybench sweep --datasets $(GPU_SIZES) --engines DM,RAAR,ePIE,ML --backends cupy,torch:cuda \
-		--iterations 5 --warmup 2 --timeout 240 --out reports/gpu/results.jsonl --no-progress
-	$(GPU_PYTHON) -m ptybench sweep --datasets farfield-128-16384 --engines DM --backends cupy,torch:cuda \
-		--frames-per-block 2048 --parameters '{"residency": "streamed"}' --iterations 5 --warmup 2 \
-		--out reports/gpu/streaming.jsonl --no-progress
-	PTYBENCH_KERNELS=reference $(GPU_PYTHON) -m ptybench sweep --datasets farfield-128-16384 --engines DM,ML \
-		--backends cupy,torch:cuda --iterations 5 --warmup 2 --out reports/gpu/reference-kernels.jsonl --no-progress
-	$(GPU_PYTHON) -m ptybench table reports/gpu/results.jsonl reports/gpu/streaming.jsonl --csv reports/gpu/table.csv \
+		tests/engines/test_cuda_kernels.py tests/engines/test_pie_batched.py | tee reports/gpu/tests.txt
+	-$(GPU_SWEEP) --datasets $(GPU_SIZES) --engines DM,RAAR,ePIE,ePIE-batched,ML --iterations 5 --warmup 2 \
+		--timeout 240 --out reports/gpu/results.jsonl
+	-$(GPU_SWEEP) --datasets $(GPU_PIE) --engines ePIE,ePIE-batched,rPIE,rPIE-batched --iterations 15 \
+		--warmup 0 --target-error 0.05 --timeout 240 --out reports/gpu/batched-pie.jsonl
+	-$(GPU_SWEEP) --datasets $(GPU_LARGE) --engines DM --frames-per-block 2048 \
+		--parameters '{"residency": "streamed"}' --iterations 5 --warmup 2 --out reports/gpu/streaming.jsonl
+	-PTYBENCH_KERNELS=reference $(GPU_SWEEP) --datasets $(GPU_LARGE) --engines DM,ML --iterations 5 \
+		--warmup 2 --out reports/gpu/reference-kernels.jsonl
+	-$(GPU_PYTHON) -m ptybench table reports/gpu/results.jsonl reports/gpu/streaming.jsonl --csv reports/gpu/table.csv \
 		| tee reports/gpu/table.txt
-	$(GPU_PYTHON) -m ptybench table reports/gpu/reference-kernels.jsonl | tee reports/gpu/reference-kernels.txt
+	-$(GPU_PYTHON) -m ptybench table reports/gpu/batched-pie.jsonl | tee reports/gpu/batched-pie.txt
+	-$(GPU_PYTHON) -m ptybench table reports/gpu/reference-kernels.jsonl | tee reports/gpu/reference-kernels.txt
 
 check-ptychodus: install-dev  ## interop with ptychodus (APS): it reads our CXI files, we run on its files
 	test -x .venv-ptychodus/bin/python || $(PYTHON) -m venv .venv-ptychodus

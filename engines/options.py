@@ -77,8 +77,9 @@ class RunOptions:
         "a positive number or None")
     seed: int = option(0, "seed of every random choice (ePIE frame order)", _integer(0), "an integer >= 0")
     stage_timings: bool | str = option(
-        "auto", "time stages (a device sync per stage on GPUs); 'auto': on, except for one-frame-at-a-time "
-        "engines (ePIE, rPIE) on a GPU, where five syncs per frame would cost more than they measure",
+        "auto", "time stages (a device sync per stage on GPUs); 'auto': on, except on a GPU for the engines "
+        "that work one frame or one small batch at a time (ePIE, rPIE and their batched forms), where five "
+        "syncs per frame or batch would cost more than they measure",
         _one_of(True, False, "auto"), "true, false or 'auto'")
 
 
@@ -155,6 +156,21 @@ class RPIEOptions(EPIEOptions):
         lambda v: v == "auto" or _optional(_number(0, open_min=True))(v), "'auto', a positive number or None")
     rpie_alpha: float = option(0.25, "rPIE weight a in (1−a)|P|² + a·max|P|²", _number(0, 1),
                                "a number in [0, 1]")
+
+
+def _batch_frames_option() -> Any:
+    return option(64, "frames updated together from the same object and probe (1: the sequential engine's "
+                  "updates, in its frame order)", _integer(1), "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class BatchedEPIEOptions(EPIEOptions):
+    batch_frames: int = _batch_frames_option()
+
+
+@dataclass(frozen=True)
+class BatchedRPIEOptions(RPIEOptions):
+    batch_frames: int = _batch_frames_option()
 
 
 @dataclass(frozen=True)

@@ -45,13 +45,19 @@ class Placement:
 
 
 def choose_placement(n_frames: int, costs: FrameCosts, on_device: bool, available_bytes: int | None,
-                     requested_block: int | None = None, requested_residency: str = "auto") -> Placement:
-    """Residency and block size for ``n_frames`` frames (explicit requests win)."""
+                     requested_block: int | None = None, requested_residency: str = "auto",
+                     block_limit: int | None = None) -> Placement:
+    """Residency and block size for ``n_frames`` frames (explicit requests win). ``block_limit``: the most
+    frames the engines can use at once (a batched engine's batch); an automatic block stays within it."""
     if requested_residency not in RESIDENCIES:
         raise ValueError(f"residency: expected one of {list(RESIDENCIES)}, got {requested_residency!r}")
+    if requested_block is None and block_limit is not None:
+        n_frames_useful = min(n_frames, block_limit)
+    else:
+        n_frames_useful = n_frames
     if not on_device:
         block = requested_block or max(1, HOST_BLOCK_BYTES // max(costs.wave, 1))
-        return Placement(min(block, n_frames), False, "host memory: resident, cache-sized blocks")
+        return Placement(min(block, n_frames_useful), False, "host memory: resident, cache-sized blocks")
     usable = math.inf if available_bytes is None else SAFETY * available_bytes
     resident_bytes = n_frames * costs.data + costs.fixed
     if requested_residency == "auto":
@@ -67,8 +73,11 @@ def choose_placement(n_frames: int, costs: FrameCosts, on_device: bool, availabl
     room = max(usable - held, 0.0)
     per_frame = costs.temporaries + (2 * costs.data if streaming else 0)  # streamed: in use + in flight
     budget = min(room, DEVICE_TEMPORARY_SHARE * usable)
-    block = int(min(n_frames, max(1, budget // max(per_frame, 1)))) if math.isfinite(budget) else n_frames
-    return Placement(block, streaming, f"{why}; block of {block} from {DEVICE_TEMPORARY_SHARE:.0%} of free memory")
+    block = (int(min(n_frames_useful, max(1, budget // max(per_frame, 1)))) if math.isfinite(budget)
+             else n_frames_useful)
+    source = (f"the engine's batch of {block_limit}" if block == block_limit
+              else f"{DEVICE_TEMPORARY_SHARE:.0%} of free memory")
+    return Placement(block, streaming, f"{why}; block of {block} from {source}")
 
 
 def frame_costs(frame_shape: tuple[int, int], object_shape: tuple[int, int], probe_modes: int, object_modes: int,

@@ -71,6 +71,13 @@ class FrameStore:
             self._pending[following] = self.backend.upload_async(self._array[slice(*following)])
         return self.backend.ready(handle)
 
+    def gather(self, frames: np.ndarray, device_frames: Any) -> Any:
+        """A copy of the frames listed (host indices ``frames``, the same on the device ``device_frames``):
+        batches drawn from anywhere in the scan. Streamed, they are gathered on the host and copied in one go."""
+        if self.resident:
+            return self._array[device_frames]
+        return self.backend.asarray(self._array[frames])
+
     def write(self, start: int, stop: int, block: Any) -> None:
         if self.resident:
             return
@@ -85,6 +92,7 @@ class Problem:
     def __init__(self, diffraction_data: Any, initial_object: np.ndarray, initial_probe: np.ndarray,
                  scan_positions: np.ndarray, mask: np.ndarray, shape: ProblemShape, run: RunOptions,
                  comm: Any = None, n_frames_total: int | None = None, stages: Any = None) -> None:
+        """``stages``: the plan's stages (engine name and options each), which the placement reads."""
         self.run = run
         self.shape = shape
         self.comm = comm or SerialCommunicator()
@@ -120,25 +128,30 @@ class Problem:
         self._require_probe_power_on_valid_pixels(initial_probe, internal_mask)
 
     def _stage_timings(self, requested: bool | str, stages: list[Any]) -> bool:
-        """'auto': stage timers on, except on a device for an engine that works one frame at a time (each
-        timer syncs the device: five syncs per frame would serialise what the GPU overlaps)."""
+        """'auto': stage timers on, except on a device for an engine that works one frame or one small batch at
+        a time (each timer syncs the device: five syncs per frame or batch would serialise the host's kernel
+        launches with the device's work, which otherwise overlap)."""
         if requested != "auto":
             return bool(requested)
         from .registry import engine_spec
 
-        per_frame = any(engine_spec(stage).one_frame_at_a_time for stage in stages)
-        return not (self.backend.is_device_memory and per_frame)
+        small_steps = any(engine_spec(stage.engine).one_frame_at_a_time or engine_spec(stage.engine).block_limit
+                          for stage in stages)
+        return not (self.backend.is_device_memory and small_steps)
 
     def _place(self, stages: list[Any]) -> Placement:
-        """Residency and compute block from the stages' registered memory terms and the free memory."""
+        """Residency and compute block from the stages' registered memory terms and the free memory; an
+        automatic block is no larger than the most frames any stage can use at once."""
         descriptor = backend_descriptor(self.run.backend)
-        specs = [engine_spec(name) for name in stages] if stages else [engine_spec("DM")]
+        specs = [engine_spec(stage.engine) for stage in stages] if stages else [engine_spec("DM")]
         costs = frame_costs(self.frame_shape, self.shape.object_shape, self.shape.probe_modes,
                             self.shape.object_modes, specs, descriptor.fused_kernels(self.run.device))
         requested = None if self.run.frames_per_block in (None, "auto") else int(self.run.frames_per_block)
         available = self.backend.available_memory_bytes() if self.backend.is_device_memory else None
+        limits = [engine_spec(stage.engine).largest_useful_block(stage.options) for stage in stages]
+        limit = None if not limits or None in limits else max(limits)
         return choose_placement(self.n_frames, costs, self.backend.is_device_memory, available, requested,
-                                self.run.residency)
+                                self.run.residency, limit)
 
     def _load_intensities(self, diffraction_data: Any, internal_mask: np.ndarray) -> np.ndarray:
         """float32 copy in internal order with masked pixels zeroed, converted in place block by block

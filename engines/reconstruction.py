@@ -72,7 +72,7 @@ class Reconstruction:
         self.callback = callback
         self.problem = Problem(diffraction_data, initial_object, initial_probe, scan_positions, mask, shape,
                                self.plan.run, comm=comm, n_frames_total=n_frames_total,
-                               stages=[stage.engine for stage in self.plan.stages])
+                               stages=self.plan.stages)
         self._object_error = None
         if true_object is not None:
             _require_truth_shape("true_object", true_object, initial_object.shape[-2:])

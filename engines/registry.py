@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: Modules of the built-in engines, imported on first use of the registry.
-BUILTIN_MODULES = ("dm_raar", "pie", "ml")
+BUILTIN_MODULES = ("dm_raar", "pie", "pie_batched", "ml")
 #: Environment variable naming extra engine modules (plug-ins), comma-separated import paths.
 PLUGIN_VARIABLE = "PTYBENCH_ENGINE_MODULES"
 DISTRIBUTED_FORMS = ("exact", "merged")
@@ -49,6 +49,15 @@ class EngineSpec:
     frames_per_fft_batch: int | None
     keeps_exit_waves: bool
     distributed: str
+    #: The most frames one compute block can use, from the stage's options (a batched engine computes no
+    #: more than a batch at once; None: no limit). The placement caps an automatic block with it.
+    block_limit: Callable[[Any], int] | None = None
+
+    def largest_useful_block(self, options: Any = None) -> int | None:
+        """``block_limit`` of ``options`` (default: the engine's default options), None when unlimited."""
+        if self.block_limit is None:
+            return None
+        return int(self.block_limit(self.options_class() if options is None else options))
 
     @property
     def one_frame_at_a_time(self) -> bool:
@@ -60,8 +69,8 @@ _loaded = False
 
 
 def register(name: str, *, options: type, memory: MemoryTerms, propagations_per_frame: int,
-             keeps_exit_waves: bool, distributed: str, frames_per_fft_batch: int | None = None
-             ) -> Callable[[type], type]:
+             keeps_exit_waves: bool, distributed: str, frames_per_fft_batch: int | None = None,
+             block_limit: Callable[[Any], int] | None = None) -> Callable[[type], type]:
     """Class decorator: ``@register("DM", options=DMOptions, ...)``. A class may register several names."""
     if distributed not in DISTRIBUTED_FORMS:
         raise ValueError(f"distributed: expected one of {list(DISTRIBUTED_FORMS)}, got {distributed!r}")
@@ -71,7 +80,7 @@ def register(name: str, *, options: type, memory: MemoryTerms, propagations_per_
             raise ValueError(f"engine {name!r} is registered twice ({_REGISTRY[name].engine_class.__qualname__} "
                              f"and {engine_class.__qualname__})")
         _REGISTRY[name] = EngineSpec(name, engine_class, options, memory, propagations_per_frame,
-                                     frames_per_fft_batch, keeps_exit_waves, distributed)
+                                     frames_per_fft_batch, keeps_exit_waves, distributed, block_limit)
         return engine_class
 
     return decorate
@@ -96,11 +105,20 @@ def _load() -> None:
             raise ImportError(f"{PLUGIN_VARIABLE}: cannot import engine module {module!r}: {error}") from error
 
 
+def _is_builtin(spec: EngineSpec) -> bool:
+    module = spec.engine_class.__module__
+    return module.startswith(__package__ + ".") and module.rpartition(".")[2] in BUILTIN_MODULES
+
+
 def _listing_order(spec: EngineSpec) -> int:
     """Built-in engines in BUILTIN_MODULES order (whatever was imported first), then plug-ins."""
-    module = spec.engine_class.__module__.rpartition(".")[2]
-    builtin = spec.engine_class.__module__.startswith(__package__ + ".") and module in BUILTIN_MODULES
-    return BUILTIN_MODULES.index(module) if builtin else len(BUILTIN_MODULES)
+    return BUILTIN_MODULES.index(spec.engine_class.__module__.rpartition(".")[2]) if _is_builtin(spec) \
+        else len(BUILTIN_MODULES)
+
+
+def is_builtin_engine(name: str) -> bool:
+    """Shipped with ptybench (not a plug-in): a record of it can be a baseline."""
+    return _is_builtin(engine_spec(name))
 
 
 def engine_names() -> tuple[str, ...]:

@@ -18,11 +18,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ptybench.engines.registry import engine_names, is_builtin_engine
+
 #: Environment variables that pick an implementation; a non-default value makes a run "optimized".
 IMPLEMENTATION_VARIABLES = {"PTYBENCH_KERNELS": "fused", "PTYBENCH_FFT": "auto"}
 #: Engine parameters a baseline run may set: they describe the data, not a tuning of the algorithm.
 DATA_PARAMETERS = ("photons_per_unit",)
-BUILT_IN_ENGINES = ("DM", "RAAR", "ePIE", "rPIE", "ML")
 BUILT_IN_BACKENDS = ("numpy", "torch", "cupy")
 
 
@@ -57,7 +58,7 @@ def run_rules_tier(engine: str, backend: str, parameters: dict[str, Any], machin
     """("baseline" | "optimized", reasons): anything beyond the public tuning options is optimized."""
     environment = os.environ if environment is None else environment
     reasons = []
-    if engine not in BUILT_IN_ENGINES:
+    if engine not in engine_names() or not is_builtin_engine(engine):
         reasons.append(f"engine {engine!r} is not built in")
     if backend not in BUILT_IN_BACKENDS:
         reasons.append(f"backend {backend!r} is not built in")

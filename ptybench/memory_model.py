@@ -94,7 +94,8 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
         raise ValueError(f"frames_per_block: expected a positive integer, got {frames_per_block!r}")
     costs = frame_costs(geometry.frame_shape, geometry.object_shape, geometry.probe_modes, geometry.object_modes,
                         [spec], descriptor.fused_kernels(device))
-    placement = choose_placement(n_local, costs, on_device, available_bytes, frames_per_block, residency)
+    placement = choose_placement(n_local, costs, on_device, available_bytes, frames_per_block, residency,
+                                 spec.largest_useful_block())  # with the engine's default options
     block, streaming = placement.frames_per_block, placement.streaming
 
     height, width = geometry.frame_shape

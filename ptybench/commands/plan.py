@@ -82,12 +82,13 @@ def plan(args: argparse.Namespace) -> int:
           f"{geometry.frame_shape[1]}, object {geometry.object_shape[0]}×{geometry.object_shape[1]}, modes "
           f"{geometry.probe_modes}×{geometry.object_modes}; memory {capacity / 1e9:.1f} GB per device, "
           f"{args.ranks} rank(s)\n")
-    header = (f"{'engine':<6} {'backend':<11} {'residency':>9} {'block':>6} {'device GB':>9} {'pinned GB':>9} "
+    width = max([6, *(len(row["engine"]) for row in rows)])
+    header = (f"{'engine':<{width}} {'backend':<11} {'residency':>9} {'block':>6} {'device GB':>9} {'pinned GB':>9} "
               f"{'fits':>4} {'resident GB':>11} {'max streamed B':>14} {'devices':>7}")
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['engine']:<6} {row['backend']:<11} {row['residency']:>9} {row['frames_per_block']:>6} "
+        print(f"{row['engine']:<{width}} {row['backend']:<11} {row['residency']:>9} {row['frames_per_block']:>6} "
               f"{_gb(row['device_bytes']):>9} {_gb(row['pinned_host_bytes'] or None):>9} "
               f"{'yes' if row['fits'] else 'no':>4} {_gb(row['resident_bytes']):>11} "
               f"{row['largest_streamed_block'] or 'none':>14} {row['devices_needed'] or '>4096':>7}")

@@ -19,7 +19,7 @@ from ptybench.engines import problem as problem_module
 from ptybench.engines.backends import BackendUnavailable, backend_status, get_backend
 from ptybench.engines.backends.numpy_backend import NumpyBackend
 
-ENGINES = ("DM", "RAAR", "ePIE", "rPIE", "ML")
+ENGINES = ("DM", "RAAR", "ePIE", "rPIE", "ePIE-batched", "rPIE-batched", "ML")
 #: (backend, device) pairs compared with NumPy; each skips where it cannot run.
 TARGETS = (("torch", "cpu"), ("torch", "cuda"), ("cupy", "cuda"))
 AGREEMENT = 1e-4

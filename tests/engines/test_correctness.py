@@ -12,11 +12,14 @@ from ptybench.engines.backends import backend_status
 from ptybench.engines.ml import MaximumLikelihoodEngine
 
 #: Bright far field (farfield-64-256), flat start, 100 iterations.
-FARFIELD_BARS = {"DM": 0.035, "RAAR": 0.045, "ePIE": 0.035, "rPIE": 0.025, "ML": 0.022, "DM>ML": 0.03}
+FARFIELD_BARS = {"DM": 0.035, "RAAR": 0.045, "ePIE": 0.035, "rPIE": 0.025, "ML": 0.022, "DM>ML": 0.03,
+                 # batches of 64 (4 updates per iteration here): measured 0.019 and 0.038
+                 "ePIE-batched": 0.025, "rPIE-batched": 0.045}
 NEARFIELD_BARS = {"DM": 0.10, "ePIE": 0.10}
 #: Low count (farfield-128-1024-lowcount: 1e6 photons/frame, ~63 % of pixels zero), flat start,
 #: 30 iterations. Measured 0.051 / 0.063 / 0.043 / 0.039 / 0.047 (README, "Engines").
-LOWCOUNT_FARFIELD_BARS = {"DM": 0.06, "RAAR": 0.075, "ePIE": 0.08, "rPIE": 0.05, "ML": 0.06}
+LOWCOUNT_FARFIELD_BARS = {"DM": 0.06, "RAAR": 0.075, "ePIE": 0.08, "rPIE": 0.05, "ML": 0.06,
+                          "ePIE-batched": 0.045, "rPIE-batched": 0.055}  # measured 0.035, 0.044
 LOWCOUNT_ITERATIONS = 30
 #: Low-count near field (nearfield-64-64-lowcount: 1e5 photons/frame), 100 iterations.
 LOWCOUNT_NEARFIELD_BARS = {"DM": 0.14, "RAAR": 0.15, "ePIE": 0.09, "rPIE": 0.12, "ML": 0.10}
@@ -100,7 +103,7 @@ def test_photon_starved_nearfield_engines_reach_their_bar(lowcount_nearfield, en
     assert error <= LOWCOUNT_NEARFIELD_BARS[engine], f"{engine}: object error {error:.4f}"
 
 
-@pytest.mark.parametrize("engine", ["DM", "RAAR", "ePIE", "rPIE", "ML"])
+@pytest.mark.parametrize("engine", ["DM", "RAAR", "ePIE", "rPIE", "ePIE-batched", "rPIE-batched", "ML"])
 def test_every_engine_is_invariant_to_the_scale_of_the_data(tiny, tiny_arrays, engine):
     """Processed data (scaled, float) reconstruct like the counts: within 10 % over nine decades."""
     parameters = {"engine": engine, "iterations": 15}

@@ -203,6 +203,8 @@ def test_a_non_finite_iterate_stops_with_engine_and_iteration(tiny_arrays, engin
     ("auto", False, ["ePIE"], True),            # CPU: a timer costs a clock read
     ("auto", True, ["ePIE"], False),            # GPU, one frame at a time: 5 syncs per frame
     ("auto", True, ["DM", "ML"], True),         # GPU, whole blocks: a sync per stage per block
+    ("auto", True, ["ePIE-batched"], False),    # GPU, small batches: 5 syncs per batch
+    ("auto", False, ["rPIE-batched"], True),
     (True, True, ["rPIE"], True), (False, False, ["DM"], False),
 ])
 def test_stage_timings_auto_spares_per_frame_engines_the_device_syncs(requested, device, stages, expected):
@@ -211,4 +213,5 @@ def test_stage_timings_auto_spares_per_frame_engines_the_device_syncs(requested,
     from ptybench.engines.problem import Problem
 
     problem = SimpleNamespace(backend=SimpleNamespace(is_device_memory=device))
-    assert Problem._stage_timings(problem, requested, stages) is expected
+    plan_stages = [SimpleNamespace(engine=name, options=None) for name in stages]
+    assert Problem._stage_timings(problem, requested, plan_stages) is expected

@@ -69,10 +69,12 @@ def toy_module(tmp_path, monkeypatch):
 
 
 def test_every_builtin_engine_is_registered_with_its_terms():
-    assert engine_names() == ("DM", "RAAR", "ePIE", "rPIE", "ML")
-    assert [engine_spec(n).keeps_exit_waves for n in engine_names()] == [True, True, False, False, False]
-    assert [engine_spec(n).distributed for n in engine_names()] == ["exact", "exact", "merged", "merged", "exact"]
+    assert engine_names() == ("DM", "RAAR", "ePIE", "rPIE", "ePIE-batched", "rPIE-batched", "ML")
+    assert [engine_spec(n).keeps_exit_waves for n in engine_names()] == [True, True] + [False] * 5
+    assert [engine_spec(n).distributed for n in engine_names()] == ["exact"] * 2 + ["merged"] * 4 + ["exact"]
     assert engine_spec("ePIE").one_frame_at_a_time and not engine_spec("DM").one_frame_at_a_time
+    assert not engine_spec("ePIE-batched").one_frame_at_a_time
+    assert [engine_spec(n).largest_useful_block() for n in engine_names()] == [None] * 4 + [64, 64, None]
 
 
 def test_a_name_registered_twice_by_another_class_is_an_error():

@@ -15,7 +15,7 @@ MODEL_TOLERANCE = 0.15
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["farfield-64-1024", "farfield-128-256", "farfield-128-1024"])
-@pytest.mark.parametrize("engine", ["DM", "ePIE", "ML"])
+@pytest.mark.parametrize("engine", ["DM", "ePIE", "ePIE-batched", "ML"])
 def test_memory_model_is_within_tolerance_of_the_measured_footprint(dataset, engine):
     # two iterations: ML's first has no previous gradient or direction yet, so its peak comes later
     record = run_isolated(Measurement(dataset=dataset, engine=engine, iterations=1, warmup=1, threads=2,

@@ -46,6 +46,7 @@ def test_run_rules_tier_names_every_reason_for_optimized():
     assert any("pbound" in r for r in reasons) and any("PTYBENCH_KERNELS" in r for r in reasons)
     assert any("dirty" in r for r in reasons)
     assert run_rules_tier("MyEngine", "numpy", {}, MACHINE, {})[0] == "optimized"
+    assert run_rules_tier("ePIE-batched", "numpy", {}, MACHINE, {}) == ("baseline", [])  # built in, from the registry
 
 
 # --- measurement honesty ----------------------------------------------------------------------------
