@@ -50,6 +50,7 @@ def run_one(args: argparse.Namespace) -> int:
     from ptybench.report import format_table
 
     backend, device = parse_target(args.backend)
+    _require_valid_parameters(args.engine, args.parameters)
     results.require_writable(args.out)
     measurement = Measurement(dataset=args.dataset, engine=args.engine, backend=backend, device=device,
                               iterations=args.iterations, warmup=args.warmup, threads=args.threads,
@@ -69,3 +70,16 @@ def run_one(args: argparse.Namespace) -> int:
         print(format_table(pd.json_normalize([record], max_level=1)))
         print(f"\nrecord appended to {args.out}")
     return 0 if record["status"] == "ok" else 1
+
+
+def _require_valid_parameters(engine: str, parameters: object) -> None:
+    """A bad engine name, key or value is the user's mistake: one line and exit 2 before any process starts,
+    not an error record among the measurements."""
+    from ptybench.engines.options import ParameterError, parse_parameters
+
+    if parameters is not None and not isinstance(parameters, dict):
+        raise ValueError(f"--parameters: expected a JSON object, got {parameters!r}")
+    try:
+        parse_parameters({**(parameters or {}), "engine": engine})
+    except ParameterError as error:
+        raise ValueError(f"--engine/--parameters: {error}") from None

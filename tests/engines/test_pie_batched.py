@@ -79,6 +79,24 @@ def test_an_automatic_block_stays_within_the_batch():
     assert choose_placement(16384, costs, False, None, block_limit=8).frames_per_block == 8
 
 
+def test_the_engine_on_a_device_computes_its_stated_batch_as_one_block(tiny, tiny_arrays, monkeypatch):
+    """The placement reads the stage's own batch_frames (not the default) through the registry."""
+    from ptybench.engines import problem as problem_module
+
+    class RoomyDevice(NumpyBackend):
+        is_device_memory = True
+
+        def available_memory_bytes(self) -> int:
+            return 10**12
+
+    monkeypatch.setattr(problem_module, "get_backend", lambda *args, **kwargs: RoomyDevice())
+    parameters = {"engine": "rPIE-batched", "batch_frames": 12, "iterations": 1, **tiny.engine_parameters()}
+    problem = Reconstruction(**tiny_arrays, parameters=parameters).problem
+    assert problem.frames_per_block == 12 and "batch of 12" in problem.placement.reason
+    dm = Reconstruction(**tiny_arrays, parameters={"engine": "DM", "iterations": 1, **tiny.engine_parameters()})
+    assert dm.problem.frames_per_block == tiny_arrays["diffraction_data"].shape[0]
+
+
 def test_the_memory_model_uses_the_default_batch_as_the_block():
     geometry = Geometry(n_frames=16384, frame_shape=(128, 128), object_shape=(2000, 2000))
     spec = engine_spec("ePIE-batched")

@@ -172,6 +172,16 @@ def test_failed_run_exits_non_zero_but_keeps_the_record(tmp_path, capsys):
     assert read_records(out)[0]["status"] == "diverged"
 
 
+@pytest.mark.parametrize(("engine", "parameters", "named"), [
+    ("ePIE-batched", '{"batch_frames": 0}', "batch_frames"), ("ePIE", '{"alfa": 1}', "alfa"),
+    ("EPIE", "{}", "engine"), ("DM", "[1]", "--parameters")])
+def test_run_refuses_bad_parameters_before_measuring(tmp_path, capsys, engine, parameters, named):
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--dataset", "farfield-64-256", "--engine", engine, "--parameters", parameters,
+                 "--out", str(out)]) == 2
+    assert named in capsys.readouterr().err and not out.exists()
+
+
 def test_plan_answers_the_seed_workload_question(capsys):
     assert main(["plan", "--dataset", "seed-2552x768", "--device-memory", "80GB", "--engines", "DM,ePIE",
                  "--backends", "cupy"]) == 0
