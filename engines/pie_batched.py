@@ -1,5 +1,5 @@
 """Batched ePIE and rPIE: B frames per update, all from the same object and probe (docs/algorithms.md,
-"Batched ePIE and rPIE").
+"Engines").
 
     ψ_j = P·O_j;  Δ_j = Π_Mψ_j − ψ_j  for the frames j of a batch
     O += α Σ_j Σ_k P_k* Δ_jk / w_O,   I_O = Σ_j Σ_k |P_k(r − r_j)|²,  w_O = max(I_O, (1 − a)·I_O + a·m)

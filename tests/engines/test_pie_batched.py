@@ -1,5 +1,5 @@
 """engines/pie_batched.py: batched ePIE/rPIE is sequential ePIE/rPIE at B = 1, independent of the compute
-block, and its batch bounds the automatic block (docs/algorithms.md, "Batched ePIE and rPIE")."""
+block, and its batch bounds the automatic block (docs/algorithms.md, "Engines")."""
 
 from __future__ import annotations
 
