@@ -19,9 +19,10 @@ from .options import DMOptions, ProjectionOptions, RAAROptions
 from .problem import Problem
 from .registry import MemoryTerms, register
 
-#: Fused: overlap, mix→detector, projected, object terms + the views; reference kernels allocate every
-#: intermediate (amplitudes, masks, products). Object buffers: numerator, new object, illumination.
-_MEMORY = MemoryTerms(fused=(4, 1), reference=(16.5, 1), object_buffers=2.5)
+#: Fused: the mix block (FFTs in place: it becomes the detector side and then Π_M) and about one more wave of
+#: FFT workspace (fitted: docs/design.md, "Memory model"); reference kernels allocate every intermediate
+#: (amplitudes, masks, products) and a P·O_j scratch block. Object buffers: numerator, new object, illumination.
+_MEMORY = MemoryTerms(fused=(1, 1), reference=(16.5, 1), object_buffers=2.5)
 _FORM = dict(memory=_MEMORY, propagations_per_frame=2, keeps_exit_waves=True, distributed="exact")
 
 
@@ -60,7 +61,8 @@ class ProjectionEngine:
                 waves = self.exit_waves.read(start, stop)
                 intensities = problem.intensities.read(start, stop)
             rows, cols = problem.rows[start:stop], problem.cols[start:stop]
-            overlap = self._buffer("overlap", start, stop)  # P·O_j, where the backend keeps it between the steps
+            # P·O_j between the two halves, where the backend keeps it there (not on the fused CPU path)
+            overlap = self._buffer("overlap", start, stop) if problem.backend.difference_map_scratch else None
             with timer("exit_waves"):
                 mix = problem.backend.mixed_overlap_waves(problem.probe, problem.object, rows, cols, waves, self.c,
                                                           self.a, self.b, self._buffer("mix", start, stop), overlap)

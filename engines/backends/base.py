@@ -120,6 +120,12 @@ class Backend:
         ``overlap_waves``, which stay in ``scratch`` (a block buffer) for ``difference_map_update_at``."""
         return self.kernels.linear_mix(self.overlap_waves(probe, obj, rows, cols, scratch), waves, c, out)
 
+    @property
+    def difference_map_scratch(self) -> bool:
+        """Whether the two halves need ``scratch`` (the definitions here: P·O_j kept between them); a one-pass
+        backend says False and the engine allocates no scratch block."""
+        return True
+
     def difference_map_update_at(self, probe: Any, obj: Any, rows: Any, cols: Any, waves: Any, projected: Any,
                                  a: float, b: float, scratch: Any = None) -> Any:
         """ψ ← (1 − a − b)·ψ + b·Π_M + a·P·O_j in place (``kernels.difference_map_update``), completing

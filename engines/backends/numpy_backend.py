@@ -79,6 +79,10 @@ class NumpyBackend(Backend):
         return fused.overlap_waves(probe, obj, rows, cols, out) if self._fused() else super().overlap_waves(
             probe, obj, rows, cols, out)
 
+    @property
+    def difference_map_scratch(self) -> bool:
+        return not self._fused()
+
     def mixed_overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any, waves: Any, c: float, a: float,
                             b: float, out: Any, scratch: Any = None) -> Any:
         if not self._fused():

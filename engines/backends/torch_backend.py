@@ -126,6 +126,10 @@ class TorchBackend(Backend):
                                     None if out is None else _host(out))
         return out if out is not None else torch.from_numpy(waves)
 
+    @property
+    def difference_map_scratch(self) -> bool:
+        return not self._numba_on_cpu()
+
     def mixed_overlap_waves(self, probe: Any, obj: Any, rows: Any, cols: Any, waves: Any, c: float, a: float,
                             b: float, out: Any, scratch: Any = None) -> Any:
         if not self._numba_on_cpu():

@@ -283,3 +283,17 @@ def test_frame_exit_waves(probe_modes, object_modes, size):
         old_view[...] = 0
         close(waves, reference[1])
         np.testing.assert_array_equal(view, view_before)
+
+
+@pytest.mark.parametrize(("kernels", "scratch"), [("fused", False), ("reference", True)])
+def test_dm_keeps_a_p_times_o_block_only_where_the_backend_needs_it(tiny, tiny_arrays, monkeypatch, kernels, scratch):
+    """The fused CPU update stores what its second half needs in ψ's place: no P·O_j block (one wave per
+    frame of a block less); the reference definitions keep P·O_j in scratch between the halves."""
+    from ptybench.engines import Reconstruction
+
+    monkeypatch.setenv("PTYBENCH_KERNELS", kernels)
+    reconstruction = Reconstruction(**tiny_arrays, parameters={"engine": "DM", "iterations": 2,
+                                                               **tiny.engine_parameters()})
+    reconstruction.step()
+    assert reconstruction.problem.backend.difference_map_scratch is scratch
+    assert ("overlap" in reconstruction.problem._block_buffers) is scratch
