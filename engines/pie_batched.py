@@ -129,8 +129,11 @@ class BatchedPIEEngine:
         exactly; _TINY keeps a = 0 from 0/0 where no frame lit. (Normalising by the largest I_O instead,
         ePIE's max summed over the batch, converged 2× slower per iteration at B = 64: docs/algorithms.md.)"""
         xp = self.problem.xp
-        share = 1.0 if self.rpie_alpha is None else self.rpie_alpha
-        return xp.maximum(illumination, (1.0 - share) * illumination + (share * xp.max(probe_power) + _TINY))
+        largest = xp.max(probe_power)
+        if self.rpie_alpha is None:  # a = 1: no per-pixel blend to form
+            return xp.maximum(illumination, largest)
+        a = self.rpie_alpha
+        return xp.maximum(illumination, (1.0 - a) * illumination + (a * largest + _TINY))
 
     def _probe_weights(self, object_power: Any) -> Any:
         """w_P from I_P = Σ_j Σ_l |O_l,j|² (every frame lights the whole probe): its largest value
