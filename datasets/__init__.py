@@ -12,23 +12,34 @@ from pathlib import Path
 
 from ptybench.engines.validation import ProblemShape, validate_inputs
 
+from . import measured
 from .base import Dataset, DatasetGeometry, GroundTruth
 from .cache import cache_dir
 from .catalogue import DETECTOR_LADDER, FRAME_LADDER, describe, get_spec, ladder, names
 from .cxi import CXIDataset, open_cxi, write_cxi
+from .geometry import GeometryError, ScanGeometry, split_options
 from .spec import DatasetSpec, human_bytes
 from .synthetic import SyntheticDataset
 
 
-def load(name_or_path: str | os.PathLike | DatasetSpec, threads: int | None = None) -> Dataset:
+def load(name_or_path: str | os.PathLike | DatasetSpec, threads: int | None = None, **geometry: str | float) -> Dataset:
     """A dataset from a catalogue name, a DatasetSpec, a path to a CXI file, or comma-separated paths of
-    files that complete each other ("data.cxi,positions.h5": each field from the first file that has it)."""
+    files that complete each other ("data.cxi,positions.h5": each field from the first file that has it).
+
+    A file's geometry, where the file does not state it, comes as keywords or after a '?'
+    ("scan.cxi?propagation=nearfield&focus_to_sample_m=0.00365"; datasets/geometry.py)."""
     if isinstance(name_or_path, DatasetSpec):
         return SyntheticDataset(name_or_path, threads=threads)
-    text = str(name_or_path)
-    parts = [part.strip() for part in text.split(",")] if "," in text else [text]
+    text, options = split_options(str(name_or_path))
+    options = {**options, **geometry}
+    if text in measured.NAMES:
+        return measured.load_measured(text, **options)
+    parts = [text] if Path(text).is_file() else [part.strip() for part in text.split(",")]
     if all(part.endswith((".cxi", ".h5", ".hdf5", ".nxs")) or Path(part).is_file() for part in parts):
-        return open_cxi(*parts)
+        return open_cxi(*parts, **options)
+    if options:
+        raise GeometryError(f"dataset: {text!r} is a synthetic dataset, whose geometry is its spec; options "
+                            f"{sorted(options)} are for files")
     return SyntheticDataset(get_spec(text), threads=threads)
 
 
@@ -38,7 +49,26 @@ def default_cxi_path(name: str) -> Path:
 
 
 __all__ = [
-    "DETECTOR_LADDER", "FRAME_LADDER", "CXIDataset", "Dataset", "DatasetGeometry", "DatasetSpec",
-    "GroundTruth", "ProblemShape", "SyntheticDataset", "cache_dir", "default_cxi_path", "describe",
-    "get_spec", "human_bytes", "ladder", "load", "names", "open_cxi", "validate_inputs", "write_cxi",
+    "DETECTOR_LADDER",
+    "FRAME_LADDER",
+    "CXIDataset",
+    "Dataset",
+    "DatasetGeometry",
+    "DatasetSpec",
+    "GeometryError",
+    "GroundTruth",
+    "ProblemShape",
+    "ScanGeometry",
+    "SyntheticDataset",
+    "cache_dir",
+    "default_cxi_path",
+    "describe",
+    "get_spec",
+    "human_bytes",
+    "ladder",
+    "load",
+    "names",
+    "open_cxi",
+    "validate_inputs",
+    "write_cxi",
 ]

@@ -28,6 +28,16 @@ import h5py
 import numpy as np
 
 from .base import Dataset, GroundTruth
+from .geometry import (
+    PIXEL_MATCH,
+    PROPAGATIONS,
+    GeometryError,
+    ScanGeometry,
+    farfield_geometry,
+    nearfield_geometry,
+    parse_options,
+    positive_length,
+)
 from .spec import HC_KEV_M, DatasetSpec
 
 CXI_VERSION = 160
@@ -105,6 +115,9 @@ def write_cxi(path: str | os.PathLike, dataset: Dataset) -> Path:
         extra.attrs["object_pixel_m"] = dataset.object_pixel_m
         for key, value in dataset.engine_parameters().items():
             extra.attrs[key] = value
+        geometry = getattr(dataset, "scan_geometry", None)
+        if geometry is not None and geometry.focus_to_sample_m is not None:
+            extra.attrs["focus_to_sample_m"] = geometry.focus_to_sample_m
         if spec is not None:
             extra.attrs["spec"] = json.dumps(spec.to_dict())
         truth = dataset.ground_truth()
@@ -130,7 +143,9 @@ class CXIDataset(Dataset):
     REQUIRED = (DETECTOR + "/data", DETECTOR + "/distance", DETECTOR + "/x_pixel_size", SOURCE + "/energy",
                 TRANSLATION)
 
-    def __init__(self, path: str | os.PathLike, *more: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *more: str | os.PathLike, **geometry: Any) -> None:
+        """``geometry``: what the file may not say (datasets/geometry.py): ``propagation``, ``beam`` and
+        ``focus_to_sample_m`` (a cone beam's focus-to-sample distance)."""
         self.paths = [Path(p) for p in (path, *more)]
         self.path = self.paths[0]
         self._files = [_open_hdf5(p) for p in self.paths]
@@ -141,14 +156,67 @@ class CXIDataset(Dataset):
             if self._data.ndim != 3:
                 raise ValueError(f"dataset: {self._where(DETECTOR + '/data')} is {self._data.ndim}-D with shape "
                                  f"{self._data.shape}; expected (N, Y, X) frames")
+            self._extra = self._find(EXTRA)
+            attrs = self._extra.attrs if self._extra is not None else {}
+            self.spec = DatasetSpec.from_dict(json.loads(attrs["spec"])) if "spec" in attrs else None
+            self.scan_geometry = self._resolve_geometry(parse_options(geometry))
         except ValueError:
             self.close()
             raise
-        self._extra = self._find(EXTRA)
+
+    # --- geometry ------------------------------------------------------------------------------------
+    def _resolve_geometry(self, given: dict[str, Any]) -> ScanGeometry:
+        """The regime from the ptybench group, the user's options or a stored image's pixel size, in that
+        order; near field also needs the beam (parallel, or a cone with its focus distance). Anything that
+        cannot be told is a GeometryError saying what to pass."""
         attrs = self._extra.attrs if self._extra is not None else {}
-        self.spec = DatasetSpec.from_dict(json.loads(attrs["spec"])) if "spec" in attrs else None
-        self._propagation = str(attrs.get("propagation", "farfield"))
-        self._fresnel_number = float(attrs["fresnel_number"]) if "fresnel_number" in attrs else None
+        wavelength = HC_KEV_M / self.energy_kev
+        distance = positive_length(f"/{DETECTOR}/distance", self.distance_m)
+        pixel = positive_length(f"/{DETECTOR}/x_pixel_size", self.detector_pixel_m)
+        stored = _text(attrs["propagation"]) if "propagation" in attrs else None
+        if stored is not None and stored not in PROPAGATIONS:
+            raise GeometryError(f"propagation: /{EXTRA} in {self.path} says {stored!r}; expected one of "
+                                f"{list(PROPAGATIONS)}")
+        if stored is not None and given.get("propagation") not in (None, stored):
+            raise GeometryError(f"propagation: {given['propagation']!r} given, but {self.path} says {stored!r}")
+        propagation, source = (given["propagation"], "given") if given.get("propagation") else (stored, "file")
+        if propagation is None and self._stored_image_pixel_is_farfield(wavelength, distance, pixel):
+            propagation, source = "farfield", "file (a stored image has the far-field pixel size)"
+        if propagation is None:
+            raise GeometryError(
+                f"dataset: {self.path} does not say whether it is far- or near-field data (CXI has no field for "
+                f"it), and the two give object pixels 10-100x apart; pass the geometry, e.g. "
+                f"'{self.path}?propagation=farfield', '{self.path}?propagation=nearfield&beam=parallel' or "
+                f"'{self.path}?propagation=nearfield&focus_to_sample_m=0.00365' (a cone beam)")
+        if propagation == "farfield":
+            if "object_pixel_m" in attrs:
+                return ScanGeometry("farfield", float(attrs["object_pixel_m"]), None, None, 1.0, distance, source)
+            return farfield_geometry(wavelength, distance, pixel, self.frame_shape[1], source)
+        focus = given.get("focus_to_sample_m") or attrs.get("focus_to_sample_m")
+        beam = given.get("beam") or ("cone" if focus is not None else attrs.get("beam"))
+        if beam is None and stored == "nearfield" and "fresnel_number" in attrs and "object_pixel_m" in attrs:
+            fresnel = positive_length(f"/{EXTRA}@fresnel_number", attrs["fresnel_number"])
+            return ScanGeometry("nearfield", float(attrs["object_pixel_m"]), fresnel, "parallel", 1.0, distance,
+                                "file (ptybench group)")
+        if beam is None:
+            raise GeometryError(
+                f"beam: near-field data in {self.path} need the beam: pass beam=parallel (object pixel = detector "
+                f"pixel) or focus_to_sample_m=<metres> (a cone beam, Fresnel scaling), e.g. "
+                f"'{self.path}?propagation=nearfield&focus_to_sample_m=0.00365'")
+        focus = positive_length("focus_to_sample_m", focus) if beam == "cone" else None
+        return nearfield_geometry(wavelength, distance, pixel, focus, source)
+
+    def _stored_image_pixel_is_farfield(self, wavelength: float, distance: float, pixel: float) -> bool:
+        """A probe or object image stored with its physical size (as ptychodus writes them) tells the regime."""
+        farfield_pixel = wavelength * distance / (self.frame_shape[1] * pixel)
+        for image in (self._stored_probe(), self._stored_object()):
+            if image is None or image.parent is None or "image_size" not in image.parent:
+                continue
+            size = np.asarray(image.parent["image_size"], dtype=float).ravel()
+            if size.size and np.isfinite(size[0]) and size[0] > 0:
+                image_pixel = size[0] / image.shape[-1]
+                return abs(image_pixel / farfield_pixel - 1) < PIXEL_MATCH
+        return False
 
     # --- where fields are ----------------------------------------------------------------------------
     def _find(self, field: str) -> Any:
@@ -192,7 +260,8 @@ class CXIDataset(Dataset):
 
     @property
     def energy_kev(self) -> float:
-        return float(self._require(SOURCE + "/energy")[()]) / JOULES_PER_KEV
+        joules = float(np.asarray(self._require(SOURCE + "/energy")[()]).ravel()[0])
+        return positive_length(f"/{SOURCE}/energy", joules) / JOULES_PER_KEV
 
     @property
     def distance_m(self) -> float:
@@ -204,15 +273,10 @@ class CXIDataset(Dataset):
 
     @property
     def object_pixel_m(self) -> float:
-        if self._extra is not None and "object_pixel_m" in self._extra.attrs:
-            return float(self._extra.attrs["object_pixel_m"])
-        wavelength = HC_KEV_M / self.energy_kev
-        return wavelength * self.distance_m / (self.frame_shape[1] * self.detector_pixel_m)
+        return self.scan_geometry.object_pixel_m
 
     def engine_parameters(self) -> dict[str, Any]:
-        if self._propagation == "nearfield":
-            return {"propagation": "nearfield", "fresnel_number": self._fresnel_number}
-        return {"propagation": "farfield"}
+        return self.scan_geometry.engine_parameters()
 
     # --- arrays ----------------------------------------------------------------------------
     @property
@@ -223,8 +287,11 @@ class CXIDataset(Dataset):
         if translation.ndim != 2 or translation.shape[0] != self.n_frames or translation.shape[1] < 2:
             raise ValueError(f"dataset: /{TRANSLATION} has shape {translation.shape}; expected ({self.n_frames}, 3) "
                              f"translations in metres, one per frame")
+        if not np.all(np.isfinite(translation[:, :2])):
+            raise ValueError(f"dataset: /{TRANSLATION} in {self.path} holds NaN or infinite translations")
         pixels = np.stack([translation[:, 1], translation[:, 0]], axis=1) / self.object_pixel_m
-        return np.round(pixels - pixels.min(axis=0)).astype(np.float32)
+        # kept to the sub-pixel: the engines say what they do with the fraction (docs/algorithms.md)
+        return (pixels - pixels.min(axis=0)).astype(np.float32)
 
     @property
     def mask(self) -> np.ndarray:
@@ -255,7 +322,9 @@ class CXIDataset(Dataset):
         stored = self._stored_object()
         if stored is not None:
             return tuple(int(s) for s in stored.shape[-2:])
-        extent = self.positions.max(axis=0).astype(int)
+        from ptybench.engines.validation import frame_corners
+
+        extent = frame_corners(self.positions).max(axis=0)
         return (int(extent[0]) + self.frame_shape[0], int(extent[1]) + self.frame_shape[1])
 
     def _stored_object(self) -> Any:
@@ -299,11 +368,12 @@ class CXIDataset(Dataset):
             probe = _as_modes(np.asarray(stored))
             if modes is None or modes == probe.shape[0]:
                 return probe
-        return probe_from_mean_pattern(self.frames(0, min(self.n_frames, 256)), self.mask, modes or 1)
+        return probe_from_mean_pattern(self.frames(0, min(self.n_frames, 256)), self.mask, modes or 1,
+                                       self.engine_parameters())
 
     def describe(self, name: str) -> dict[str, Any]:
         return {**super().describe(name), "initial_probe": self.initial_probe_source,
-                "files": [str(p) for p in self.paths]}
+                "files": [str(p) for p in self.paths], "geometry": self.scan_geometry.to_dict()}
 
 
 def _open_hdf5(path: Path) -> Any:
@@ -342,16 +412,28 @@ def _as_modes(array: np.ndarray) -> np.ndarray:
     return array[None] if array.ndim == 2 else array
 
 
-def probe_from_mean_pattern(frames: np.ndarray, mask: np.ndarray, modes: int) -> np.ndarray:
-    """The classic guess for data without one: D⁻¹ of √(mean pattern), flat phase, weaker extra modes."""
+def probe_from_mean_pattern(frames: np.ndarray, mask: np.ndarray, modes: int,
+                            propagation: dict[str, Any] | None = None) -> np.ndarray:
+    """The classic guess for data without one: D⁻¹ of √(mean pattern), flat phase, weaker extra modes.
+    Far field: the pattern's inverse FFT, centred; near field: the mean hologram propagated back to the
+    sample (the object averages out over the scan, so the mean hologram is about |D P|²)."""
     mean = np.where(mask, frames.astype(np.float64).mean(axis=0), 0.0)
-    probe = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(np.sqrt(mean)), norm="ortho"))
+    propagation = propagation or {"propagation": "farfield"}
+    if propagation["propagation"] == "nearfield":
+        from ptybench.engines.backends.numpy_backend import NumpyBackend
+        from ptybench.engines.propagation import make_propagator
+
+        propagator = make_propagator(NumpyBackend(), "nearfield", mean.shape, propagation["fresnel_number"])
+        probe = propagator.backward(np.sqrt(mean).astype(np.complex64)[None, None, None].copy())[0, 0, 0]
+    else:
+        probe = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(np.sqrt(mean)), norm="ortho"))
     result = np.empty((modes, *probe.shape), dtype=np.complex64)
     for mode in range(modes):
         result[mode] = probe * (0.1 if mode else 1.0)
     return result
 
 
-def open_cxi(path: str | os.PathLike, *more: str | os.PathLike) -> CXIDataset:
-    """A CXI dataset from one file, or several that complete each other (fields from the first that has them)."""
-    return CXIDataset(path, *more)
+def open_cxi(path: str | os.PathLike, *more: str | os.PathLike, **geometry: Any) -> CXIDataset:
+    """A CXI dataset from one file, or several that complete each other (fields from the first that has them);
+    ``geometry`` gives what the file does not say (datasets/geometry.py)."""
+    return CXIDataset(path, *more, **geometry)

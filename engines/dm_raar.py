@@ -88,6 +88,15 @@ class ProjectionEngine:
     def _buffer(self, name: str, start: int, stop: int) -> Any:
         return self.problem.block_buffer(name, start, stop, self.exit_waves.shape[1:], self.problem.xp.complex64)
 
+    def mix_probe_modes(self, mix: Any) -> None:
+        """The probe's modes were mixed (engines/modes.py): mix every exit wave's probe-mode axis the same way,
+        so ψ_jk = P_k·O_j holds in the new basis."""
+        for start, stop in self.problem.blocks():
+            waves = self.exit_waves.read(start, stop)
+            for frame in range(stop - start):  # one frame at a time: the mixing's temporaries stay small
+                waves[frame] = mix(waves[frame], axis=0)
+            self.exit_waves.write(start, stop, waves)
+
     # --- overlap projection Π_O ---------------------------------------------------------------
     def _add_object_terms(self, numerator: Any, waves: Any, start: int, stop: int) -> None:
         problem = self.problem

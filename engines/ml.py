@@ -173,6 +173,19 @@ class MaximumLikelihoodEngine:
                 self.problem.probe = self.problem.probe + step * direction_probe
         self._forward_waves = None  # D(P·O) of the previous object
 
+    def mix_probe_modes(self, mix: Any) -> None:
+        """The probe's modes were mixed (engines/modes.py): mix the probe parts of the conjugate-gradient state
+        the same way (a unitary mixing keeps every dot product, so the conjugacy survives)."""
+        if self.direction is not None:
+            self.direction = (self.direction[0], mix(self.direction[1]))
+        if self.previous_gradient is not None:
+            first, second = self.previous_gradient
+            if isinstance(first, tuple):  # preconditioned: ((w_object, w_probe), ⟨g, z⟩)
+                self.previous_gradient = ((first[0], mix(first[1])), second)
+            else:
+                self.previous_gradient = (first, mix(second))
+        self._forward_waves = None
+
     def _preconditioned_descent(self, gradient_object: Any, gradient_probe: Any,
                                 blocks: list[tuple[int, int]] | None) -> tuple[Any, Any]:
         """−M⁻¹g, M = diag(Σ|P|² + δ_O, Σ|O|² + δ_P), δ = ``preconditioner`` × the maximum: the gradient times a

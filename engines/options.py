@@ -76,6 +76,13 @@ class RunOptions:
         "count quantum (or taken as counts when there is none)", _optional(_number(0, open_min=True)),
         "a positive number or None")
     seed: int = option(0, "seed of every random choice (ePIE frame order)", _integer(0), "an integer >= 0")
+    orthogonal_modes: bool = option(
+        True, "make the probe modes orthogonal and sort them by power after every iteration (mixed states are "
+        "defined only up to a unitary mixing; engines/modes.py)", _one_of(True, False), "true or false")
+    evaluate_every: int = option(
+        1, "evaluate the returned object and probe (err_fmag, R-factor) every this many iterations and always "
+        "after the last; 0 = after the last only. The evaluation is one forward propagation of every frame, "
+        "timed apart from the iteration", _integer(0), "an integer >= 0")
     stage_timings: bool | str = option(
         "auto", "time stages (a device sync per stage on GPUs); 'auto': on, except on a GPU for the engines "
         "that work one frame or one small batch at a time (ePIE, rPIE and their batched forms), where five "

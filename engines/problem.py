@@ -17,18 +17,22 @@ import numpy as np
 from .backends import backend_descriptor, get_backend
 from .backends.base import Backend
 from .communication import SerialCommunicator
+from .metrics import FourierErrorSums
 from .options import RunOptions
 from .photons import PhotonScale, noise_floor_sum, photon_scale
 from .placement import Placement, choose_placement, frame_costs
 from .propagation import make_propagator
 from .registry import engine_spec
 from .timing import StageTimer
-from .validation import ProblemShape
+from .validation import ProblemShape, frame_corners
 
 #: Data are converted to float32 in steps of this many bytes, so loading adds little to the peak.
 LOAD_STEP_BYTES = 16 * 2**20
 #: The noise floor reads the data in steps of this many bytes (its integer temporaries are 3× that).
 NOISE_STEP_BYTES = 2**20
+#: The model's errors are computed this many bytes of exit waves at a time: a memory add-on that does not
+#: grow with the compute block.
+EVALUATION_STEP_BYTES = 16 * 2**20
 
 
 class FrameStore:
@@ -105,7 +109,7 @@ class Problem:
         self.n_frames_total = n_frames_total or shape.n_frames
         self.propagator = make_propagator(self.backend, run.propagation, self.frame_shape, run.fresnel_number)
 
-        corners = np.floor(scan_positions).astype(np.int64)
+        corners = frame_corners(scan_positions)
         self.corners = corners
         self.rows = self.backend.index_array(corners[:, 0])
         self.cols = self.backend.index_array(corners[:, 1])
@@ -256,6 +260,25 @@ class Problem:
             self.backend.scatter_add_views(illumination, self.rows[start:stop], self.cols[start:stop], patches)
         with self.timer("communication"):
             return self.comm.allreduce_sum(illumination)
+
+    def model_error_sums(self) -> FourierErrorSums:
+        """Σ M (|D(P·O_j)| − √I)² and Σ M |D(P·O_j)| − √I| of the current object and probe over this rank's
+        frames: the quality of what a run returns. (An engine's own sums are of something else: DM's and
+        RAAR's of the Fourier projection's input, ePIE's of a sweep whose object moves frame by frame,
+        ML's of the model before its step.)"""
+        xp, kernels = self.xp, self.backend.kernels
+        wave_bytes = 8 * self.shape.probe_modes * self.shape.object_modes * self.frame_shape[0] * self.frame_shape[1]
+        step = max(1, min(self.frames_per_block, EVALUATION_STEP_BYTES // wave_bytes))
+        errors = FourierErrorSums()
+        for block_start, block_stop in self.blocks():
+            intensities = self.intensities.read(block_start, block_stop)
+            for start in range(block_start, block_stop, step):
+                stop = min(start + step, block_stop)
+                detector = self.propagator.forward(self.overlap_waves(start, stop), overwrite=True)
+                squared, absolute = kernels.amplitude_errors(
+                    kernels.mode_intensity(detector), intensities[start - block_start:stop - block_start], self.mask)
+                errors.add(xp.sum(squared), xp.sum(absolute))
+        return errors
 
     def measured_amplitude_sum(self) -> float:
         """Σ_j Σ M √I_j over all ranks: the R-factor's denominator, a constant of the data."""

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .metrics import ObjectErrorMetric, illuminated_region
+from .modes import mix_modes, orthogonalising_matrix
 from .options import Plan, parse_parameters
 from .problem import Problem
 from .registry import engine_class
@@ -31,13 +32,21 @@ class ReconstructionDiverged(RuntimeError):
 
 @dataclass(frozen=True)
 class IterationRecord:
+    """One iteration. ``err_fmag`` and ``r_factor`` are those of the object and probe after the iteration
+    (what the run would return; None on iterations not evaluated, ``evaluate_every``); ``engine_err_fmag`` and
+    ``engine_r_factor`` are the engine's own sums from inside the iteration, free but of another model.
+    ``seconds`` is the iteration alone; ``evaluation_seconds`` the evaluation after it."""
+
     iteration: int
     engine: str
-    err_fmag: float
-    r_factor: float
+    err_fmag: float | None
+    r_factor: float | None
     object_error: float | None
     seconds: float
     stage_seconds: dict[str, float]
+    engine_err_fmag: float = float("nan")
+    engine_r_factor: float = float("nan")
+    evaluation_seconds: float = 0.0
 
 
 @dataclass
@@ -126,16 +135,39 @@ class Reconstruction:
             self._stage_done = 0
             self.stage_constants.append({"engine": stage.engine, **self._engine.constants()})
         name = self.plan.stages[self._stage_index].engine
-        self._iterate(self._engine, name, len(self.history))
+        self._iterate(self._engine, name, len(self.history), self._evaluate_after(len(self.history)))
         self._stage_done += 1
         return self.history[-1]
 
-    def _iterate(self, engine: Any, name: str, iteration: int) -> None:
+    def _orthogonalise_modes(self, engine: Any) -> None:
+        """Probe modes made orthogonal and sorted by power; an engine with per-mode state mixes it too."""
+        problem = self.problem
+        matrix = orthogonalising_matrix(problem.probe, problem.xp, problem.backend.to_numpy)
+        if matrix is None:
+            return
+
+        def mix(array: Any, axis: int = 0) -> Any:
+            return mix_modes(array, matrix, axis, problem.xp, problem.backend.asarray)
+
+        problem.probe = mix(problem.probe)
+        if hasattr(engine, "mix_probe_modes"):
+            engine.mix_probe_modes(mix)
+
+    def _evaluate_after(self, iteration: int) -> bool:
+        """Every ``evaluate_every`` iterations (1-based) and always after the last one of the plan."""
+        every = self.plan.run.evaluate_every
+        last_stage = self._stage_index == len(self.plan.stages) - 1
+        last = last_stage and self._stage_done + 1 >= self.plan.stages[self._stage_index].options.iterations
+        return last or (every > 0 and (iteration + 1) % every == 0)
+
+    def _iterate(self, engine: Any, name: str, iteration: int, evaluate: bool) -> None:
         problem = self.problem
         problem.backend.sync()
         reduced = (problem.comm.bytes_reduced, problem.comm.allreduce_calls)
         start = time.perf_counter()
         errors = engine.iterate(iteration)
+        if self.plan.run.orthogonal_modes:
+            self._orthogonalise_modes(engine)
         with problem.timer("communication"):
             squared, absolute = problem.comm.allreduce_scalars([errors.squared, errors.absolute])
         problem.backend.sync()
@@ -146,16 +178,36 @@ class Reconstruction:
         self._check_finite(name, iteration, squared)
         if self._amplitude_sum is None:
             self._amplitude_sum = problem.measured_amplitude_sum()
+        engine_err_fmag, engine_r_factor = self._normalised(squared, absolute)
+        self._check_growth(name, iteration, engine_r_factor)
+        err_fmag = r_factor = None
+        evaluation_seconds = 0.0
+        if evaluate:
+            start = time.perf_counter()
+            model = problem.model_error_sums()
+            with problem.timer("communication"):
+                model_sums = problem.comm.allreduce_scalars([model.squared, model.absolute])
+            if not np.isfinite(model_sums[0]):
+                raise ReconstructionDiverged(f"{name}: the Fourier error of the model became NaN/Inf at iteration "
+                                             f"{iteration}")
+            err_fmag, r_factor = self._normalised(*model_sums)
+            problem.backend.sync()
+            evaluation_seconds = time.perf_counter() - start
+            problem.timer.take()  # the evaluation's communication is not the iteration's
         record = IterationRecord(
-            iteration=iteration, engine=name,
-            err_fmag=squared / (problem.n_frames_total * problem.valid_pixels),
-            r_factor=absolute / self._amplitude_sum if self._amplitude_sum > 0 else float("nan"),
+            iteration=iteration, engine=name, err_fmag=err_fmag, r_factor=r_factor,
             object_error=self._object_error(problem.object) if self._object_error else None,
-            seconds=seconds, stage_seconds=stage_seconds)
-        self._check_growth(name, iteration, record.r_factor)
+            seconds=seconds, stage_seconds=stage_seconds, engine_err_fmag=engine_err_fmag,
+            engine_r_factor=engine_r_factor, evaluation_seconds=evaluation_seconds)
         self.history.append(record)
         if self.callback is not None:
             self.callback(record)
+
+    def _normalised(self, squared: float, absolute: float) -> tuple[float, float]:
+        """(err_fmag, R-factor) from the sums: per valid pixel of every frame, and over Σ M √I."""
+        problem = self.problem
+        return (squared / (problem.n_frames_total * problem.valid_pixels),
+                absolute / self._amplitude_sum if self._amplitude_sum > 0 else float("nan"))
 
     def _check_growth(self, name: str, iteration: int, r_factor: float) -> None:
         """A blow-up can stay finite in float32 (an object of 1e10 where the truth is O(1)): the R-factor

@@ -29,6 +29,13 @@ class ProblemShape:
     probe_modes: int
 
 
+def frame_corners(scan_positions: np.ndarray) -> np.ndarray:
+    """Whole-pixel frame corners of (sub-pixel) positions: the nearest pixel, so no frame is more than half a
+    pixel from where it was measured (flooring made it up to one). Every engine and the validation use this
+    one rule (docs/algorithms.md, "Positions")."""
+    return np.floor(np.asarray(scan_positions, dtype=np.float64) + 0.5).astype(np.int64)
+
+
 def _describe(value: Any) -> str:
     dtype = getattr(value, "dtype", None)
     shape = getattr(value, "shape", None)
@@ -123,7 +130,7 @@ def validate_inputs(diffraction_data: Any, initial_object: Any, initial_probe: A
         raise ValueError(f"scan_positions: expected shape ({n_frames}, 2) (one (row, col) per frame), "
                          f"got {tuple(scan_positions.shape)}")
     _require_finite("scan_positions", scan_positions)
-    corners = np.floor(scan_positions).astype(np.int64)
+    corners = frame_corners(scan_positions)
     limits = np.array([object_height - height, object_width - width])
     outside = np.flatnonzero(np.any((corners < 0) | (corners > limits), axis=1))
     if outside.size:

@@ -28,6 +28,8 @@ import numpy as np
 
 from ptybench.record import Record
 
+#: Default margin over the Poisson noise floor for time-to-quality on any data (docs/algorithms.md, "Error metrics").
+DEFAULT_NOISE_MARGIN = 0.5
 #: Default object-error target for time-to-quality (synthetic data; docs/algorithms.md error metric).
 DEFAULT_TARGET_ERROR = 0.1
 #: Fault injection for the abort-path tests: the rank named here raises (or is SIGKILLed) after setting up.
@@ -54,6 +56,8 @@ class Measurement:
     frames_per_block: int | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     target_error: float | None = DEFAULT_TARGET_ERROR
+    #: Time to quality without ground truth: until err_fmag ≤ (1 + noise_margin) × the data's Poisson noise floor.
+    noise_margin: float | None = DEFAULT_NOISE_MARGIN
     memory_limit_bytes: int | None = None
     timeout_s: float = 600.0
     fft_floor: bool = True
@@ -210,6 +214,10 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
         record.residency = reconstruction.problem.placement.residency
         record.placement_reason = reconstruction.problem.placement.reason
         record.calibration = reconstruction.calibration()
+        if measurement.noise_margin is not None and history:
+            record.noise_target = (1.0 + measurement.noise_margin) * reconstruction.problem.noise_floor
+            record.iterations_to_noise, record.seconds_to_noise = time_to_quality(history, record.noise_target,
+                                                                                   "err_fmag")
     if status == "oom":
         record.oom_size = {"n_frames": geometry.n_frames, "frame_shape": list(geometry.frame_shape),
                            "data_bytes": 4 * geometry.n_frames * geometry.frame_shape[0] * geometry.frame_shape[1],
@@ -267,14 +275,17 @@ def _load_arrays(data: Any, start: int, stop: int) -> tuple[dict[str, Any], dict
     return arrays, truth_arrays, "ok", ""
 
 
-def time_to_quality(history: list[Any], target: float | None) -> tuple[int | None, float | None]:
-    """Iterations (1-based, warm-up included) and summed iteration seconds until object error ≤ target."""
+def time_to_quality(history: list[Any], target: float | None,
+                    field: str = "object_error") -> tuple[int | None, float | None]:
+    """Iterations (1-based, warm-up included) and summed iteration seconds until ``field`` ≤ target (object
+    error against ground truth, or err_fmag of the returned model against a noise-floor target)."""
     if target is None:
         return None, None
     elapsed = 0.0
     for count, record in enumerate(history, start=1):
         elapsed += record.seconds
-        if record.object_error is not None and record.object_error <= target:
+        value = getattr(record, field)
+        if value is not None and value <= target:
             return count, elapsed
     return None, None
 
@@ -295,6 +306,8 @@ def _add_timing(record: Record, history: list[Any], measurement: Measurement) ->
         final = history[-1]
         record.object_error, record.r_factor, record.err_fmag = final.object_error, final.r_factor, final.err_fmag
         record.iterations_to_target, record.seconds_to_target = time_to_quality(history, measurement.target_error)
+        record.r_factor_history = [r.r_factor for r in history]
+        record.err_fmag_history = [r.err_fmag for r in history]
 
 
 def _mean_stages(timed: list[Any]) -> dict[str, float]:

@@ -59,6 +59,13 @@ class Record:
     err_fmag: float | None = None
     iterations_to_target: int | None = None
     seconds_to_target: float | None = None
+    #: err_fmag target (1 + noise_margin) × Poisson noise floor, and the time to reach it: quality without truth.
+    noise_target: float | None = None
+    iterations_to_noise: int | None = None
+    seconds_to_noise: float | None = None
+    #: Per iteration, of the returned object and probe (None where not evaluated: evaluate_every).
+    r_factor_history: list[float | None] | None = None
+    err_fmag_history: list[float | None] | None = None
     # --- memory --------------------------------------------------------------------------------------------
     memory: dict[str, Any] | None = None
     frames_per_block_used: int | None = None

@@ -24,13 +24,13 @@ from ptybench.engines import ParameterError, parse_parameters
 from ptybench.engines.backends import parse_target
 from ptybench.engines.options import option_names
 from ptybench.engines.registry import engine_names
-from ptybench.measurement import DEFAULT_TARGET_ERROR, Measurement
+from ptybench.measurement import DEFAULT_NOISE_MARGIN, DEFAULT_TARGET_ERROR, Measurement
 from ptybench.memory_model import parse_bytes
 from ptybench.runner import run_isolated
 
 #: Keys a sweep TOML file may hold (see `ptybench sweep --help`).
 CONFIG_KEYS = ("datasets", "engines", "backends", "frames_per_block", "iterations", "warmup", "threads",
-               "timeout_s", "target_error", "memory_limit", "parameters", "out")
+               "timeout_s", "target_error", "noise_margin", "memory_limit", "parameters", "out")
 
 
 @dataclass
@@ -44,6 +44,7 @@ class SweepConfig:
     threads: list[int | None] = field(default_factory=lambda: [None])
     timeout_s: float = 600.0
     target_error: float | None = DEFAULT_TARGET_ERROR
+    noise_margin: float | None = DEFAULT_NOISE_MARGIN
     memory_limit: str | int | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     out: str = "reports/sweep/results.jsonl"
@@ -118,7 +119,8 @@ class SweepConfig:
             points.append(Measurement(dataset=dataset, engine=engine, backend=name, device=device,
                                       iterations=self.iterations, warmup=self.warmup, threads=threads,
                                       frames_per_block=block, parameters=self.engine_parameters(engine),
-                                      target_error=self.target_error, memory_limit_bytes=limit,
+                                      target_error=self.target_error, noise_margin=self.noise_margin,
+                                      memory_limit_bytes=limit,
                                       timeout_s=self.timeout_s))
         return points
 

@@ -22,7 +22,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     listing.set_defaults(func=list_datasets)
 
     info = actions.add_parser("info", help="geometry, photons and memory of one dataset")
-    info.add_argument("name", help="a catalogue name (see `ptybench datasets list`) or a .cxi file")
+    info.add_argument("name", help="a catalogue name (see `ptybench datasets list`) or a .cxi file; a file's geometry "
+                                   "where it does not state it: FILE.cxi?propagation=farfield, "
+                                   "?propagation=nearfield&beam=parallel or "
+                                   "?propagation=nearfield&focus_to_sample_m=METRES (cone beam)")
     info.set_defaults(func=dataset_info)
 
     make = actions.add_parser("make", help="write a dataset to a CXI (HDF5) file other codes can read")
@@ -42,6 +45,13 @@ def list_datasets(args: argparse.Namespace) -> int:
         detector = "x".join(str(s) for s in spec.frame_shape)
         print(f"{name:<{width}}  {spec.kind:<9} {spec.n_frames:>6} {detector:>9} "
               f"{human_bytes(spec.data_bytes):>8}  {'' if note == 'bright ladder' else note}")
+    for name in datasets.measured.NAMES:
+        entry = datasets.measured.ENTRIES[name]
+        with datasets.load(name) as data:
+            detector = "x".join(str(s) for s in data.frame_shape)
+            size = human_bytes(datasets.measured.path_of(name).stat().st_size)
+            print(f"{name:<{width}}  {data.scan_geometry.propagation:<9} {data.n_frames:>6} {detector:>9} "
+                  f"{size:>8}  {entry.note}")
     if not args.ladders:
         print(f"\n+ ladders {{farfield,nearfield}}-{{detector}}-{{frames}}: detector in "
               f"{list(datasets.DETECTOR_LADDER)}, frames in {list(datasets.FRAME_LADDER)} (--ladders); "
@@ -54,6 +64,15 @@ def dataset_info(args: argparse.Namespace) -> int:
     y, x = data.frame_shape
     n = data.n_frames
     print(f"{args.name}: {data.spec.describe() if data.spec else 'CXI file'}")
+    geometry = getattr(data, "scan_geometry", None)
+    if geometry is not None:
+        beam = f", {geometry.beam} beam" if geometry.beam else ""
+        cone = (f", magnification {geometry.magnification:.4g} (focus to sample {geometry.focus_to_sample_m:.4g} m), "
+                f"effective distance {geometry.effective_distance_m:.4g} m") if geometry.beam == "cone" else ""
+        fresnel = f", Fresnel number {geometry.fresnel_number:.4g} per pixel" if geometry.fresnel_number else ""
+        print(f"  geometry             {geometry.propagation}{beam}{cone}{fresnel} (from: {geometry.source})")
+        extent = data.positions.max(axis=0) - data.positions.min(axis=0)
+        print(f"  scan extent          {extent[0]:.1f} x {extent[1]:.1f} object pixels")
     print(f"  object (A, B)        {data.object_shape[0]} x {data.object_shape[1]} pixels, "
           f"{data.object_pixel_m * 1e9:.3g} nm/pixel")
     print(f"  detector distance    {data.distance_m:.4g} m, pixel {data.detector_pixel_m * 1e6:.3g} um, "
@@ -64,6 +83,10 @@ def dataset_info(args: argparse.Namespace) -> int:
     if data.spec is not None:
         print(f"  photons              {data.spec.photons:.3g} per frame (incident)")
     print(f"  engine parameters    {data.engine_parameters()}")
+    name = getattr(data, "catalogue_name", None)
+    if name in datasets.measured.ENTRIES:
+        entry = datasets.measured.ENTRIES[name]
+        print(f"  measured data        {entry.attribution}\n  licence              {entry.licence}")
     return 0
 
 

@@ -7,7 +7,7 @@ import json
 
 from ptybench import results
 from ptybench.engines.backends import parse_target
-from ptybench.measurement import DEFAULT_TARGET_ERROR, Measurement
+from ptybench.measurement import DEFAULT_NOISE_MARGIN, DEFAULT_TARGET_ERROR, Measurement
 from ptybench.memory_model import parse_bytes
 from ptybench.runner import run_isolated
 
@@ -22,6 +22,9 @@ def add_measurement_options(parser: argparse.ArgumentParser) -> None:
                         help="seconds before a measurement is killed and recorded as 'timeout' (default: %(default)s)")
     parser.add_argument("--target-error", type=float, default=DEFAULT_TARGET_ERROR,
                         help="object error for time-to-quality, synthetic data (default: %(default)s)")
+    parser.add_argument("--noise-margin", type=float, default=DEFAULT_NOISE_MARGIN,
+                        help="time to quality on any data, real scans too: until err_fmag of the returned model is "
+                             "within (1 + MARGIN) x the data's Poisson noise floor (default: %(default)s)")
     parser.add_argument("--memory-limit", default=None,
                         help="cap on the run's own memory, e.g. 2GB; exceeding it is recorded as 'oom'")
     parser.add_argument("--parameters", default=None, type=json.loads,
@@ -55,7 +58,8 @@ def run_one(args: argparse.Namespace) -> int:
     measurement = Measurement(dataset=args.dataset, engine=args.engine, backend=backend, device=device,
                               iterations=args.iterations, warmup=args.warmup, threads=args.threads,
                               frames_per_block=args.frames_per_block, parameters=args.parameters or {},
-                              target_error=args.target_error, timeout_s=args.timeout_s,
+                              target_error=args.target_error, noise_margin=args.noise_margin,
+                              timeout_s=args.timeout_s,
                               memory_limit_bytes=parse_bytes(args.memory_limit) if args.memory_limit else None)
     from tqdm import tqdm
 

@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     threads.type, threads.help = str, ("comma-separated CPU thread counts, e.g. 1,2: the table then shows each "
                                        "point's speedup over one thread (default: all cores)")
     for action in parser._actions:  # a flag left at its default must not override the config file
-        if action.dest in ("iterations", "warmup", "timeout_s", "target_error"):
+        if action.dest in ("iterations", "warmup", "timeout_s", "target_error", "noise_margin"):
             action.default = None
     parser.add_argument("--out", default=None, help="results file (default: reports/sweep/results.jsonl)")
     parser.add_argument("--retry-failed", action="store_true", help="re-run points recorded as error or timeout")
@@ -72,7 +72,8 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
                  "backends": _split(args.backends), "frames_per_block": [int(b) for b in blocks] if blocks else None,
                  "iterations": args.iterations, "warmup": args.warmup,
                  "threads": [int(value) for value in threads] if threads else None,
-                 "timeout_s": args.timeout_s, "target_error": args.target_error, "memory_limit": args.memory_limit,
+                 "timeout_s": args.timeout_s, "target_error": args.target_error,
+                 "noise_margin": args.noise_margin, "memory_limit": args.memory_limit,
                  "parameters": args.parameters, "out": args.out}
     if args.config:
         return SweepConfig.from_toml(args.config, **overrides)

@@ -46,6 +46,7 @@ from ptybench.datasets import Dataset, load
 from ptybench.engines import Reconstruction
 from ptybench.engines.metrics import illuminated_region, object_error
 from ptybench.engines.photons import photon_scale
+from ptybench.engines.validation import frame_corners
 
 HERE = Path(__file__).resolve().parent
 PEERS = {
@@ -328,7 +329,7 @@ def compare(dataset: str, iterations: int, out_dir: Path, threads: int = 2, seed
     exported = export_inputs(data, inputs, arrays, from_truth=from_truth)
     if from_truth:
         arrays["initial_object"], arrays["initial_probe"] = truth.object, truth.probe
-    region = illuminated_region(truth.probe, np.floor(arrays["scan_positions"]).astype(np.int64),
+    region = illuminated_region(truth.probe, frame_corners(arrays["scan_positions"]),
                                 geometry.object_shape)
 
     def score(run: Run, obj: np.ndarray | None) -> Run:

@@ -97,7 +97,7 @@ def standard_only(tmp_path, name="standard.cxi", drop=()):
 
 
 def test_a_file_with_only_standard_fields_is_a_dataset(tmp_path):
-    with load(standard_only(tmp_path)) as data:
+    with load(standard_only(tmp_path), propagation="farfield") as data:
         arrays = data.arrays()
         assert arrays["diffraction_data"].shape == (12, 32, 32) and arrays["mask"].all()
         assert arrays["initial_probe"].shape == (1, 32, 32) and arrays["initial_object"].shape[0] == 1
@@ -123,7 +123,7 @@ def test_a_probe_and_object_in_the_standard_places_are_used(tmp_path):
         f["entry_1/instrument_1/source_1/illumination"] = source.ground_truth_probe()[0]
         f["entry_1/image_1/data"] = source.initial_object()[0]
         f["entry_1/image_1/data_type"] = "object"
-    with load(path) as data:
+    with load(f"{path}?propagation=farfield") as data:
         np.testing.assert_array_equal(data.initial_probe()[0], source.ground_truth_probe()[0])
         assert data.initial_object().shape == source.initial_object().shape
         assert data.describe("x")["initial_probe"] == "file"
@@ -137,7 +137,8 @@ def test_split_files_complete_each_other(tmp_path):
         g["entry_1/sample_1/geometry_1/translation"] = f["entry_1/sample_1/geometry_1/translation"][()]
     with pytest.raises(ValueError, match="lacks the required CXI field /entry_1/sample_1"):
         load(data_only)
-    with load(f"{data_only},{tmp_path / 'positions.h5'}") as combined, load(full) as whole:
+    with load(f"{data_only},{tmp_path / 'positions.h5'}", propagation="farfield") as combined, \
+            load(full, propagation="farfield") as whole:
         np.testing.assert_array_equal(combined.positions, whole.positions)
         assert combined.describe("x")["files"] == [str(data_only), str(tmp_path / "positions.h5")]
 
@@ -158,7 +159,7 @@ def test_unreadable_files_are_one_line_errors(tmp_path):
 
 def test_geometry_of_a_file_without_a_probe_reads_no_frames(tmp_path, monkeypatch):
     """Sizes come from the file's shapes; estimating a probe (which reads frames) waits for arrays()."""
-    with load(standard_only(tmp_path)) as data:
+    with load(standard_only(tmp_path), propagation="farfield") as data:
         monkeypatch.setattr(type(data), "frames", lambda *args, **kwargs: pytest.fail("frames were read"))
         geometry = data.geometry()
     assert (geometry.n_frames, geometry.probe_modes, geometry.object_modes) == (12, 1, 1)
