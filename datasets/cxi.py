@@ -27,6 +27,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ptybench.engines.modes import expand_modes
+
+from .bad_pixels import BadPixels, find_bad_pixels
 from .base import Dataset, GroundTruth
 from .geometry import (
     PIXEL_MATCH,
@@ -49,6 +52,8 @@ PROBE_IMAGE = "entry_1/image_1"
 OBJECT_IMAGE = "entry_1/image_2"
 EXTRA = "entry_1/ptybench"
 WRITE_BLOCK_BYTES = 256 * 2**20
+#: Frames read to find dead and hot pixels in a file without a mask.
+BAD_PIXEL_FRAMES = 256
 #: data_type values that name an object image (ptybench writes "object"; ptychodus "electron density").
 OBJECT_DATA_TYPES = ("object", "electron density", "transmission", "complex")
 
@@ -295,10 +300,21 @@ class CXIDataset(Dataset):
 
     @property
     def mask(self) -> np.ndarray:
+        """The file's mask; for a file without one, dead and hot pixels found in (up to) its first
+        BAD_PIXEL_FRAMES frames (``mask_source`` says which)."""
         mask = self._find(DETECTOR + "/mask")
-        if mask is None:
-            return np.ones(self.frame_shape, dtype=bool)
-        return np.asarray(mask) == 0
+        if mask is not None:
+            return np.asarray(mask) == 0
+        return self._bad_pixels().mask
+
+    def _bad_pixels(self) -> BadPixels:
+        if getattr(self, "_found_bad_pixels", None) is None:
+            self._found_bad_pixels = find_bad_pixels(self.frames(0, min(self.n_frames, BAD_PIXEL_FRAMES)))
+        return self._found_bad_pixels
+
+    @property
+    def mask_source(self) -> str:
+        return "file" if self._find(DETECTOR + "/mask") is not None else self._bad_pixels().describe()
 
     def frames(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         stop = self.n_frames if stop is None else stop
@@ -366,14 +382,14 @@ class CXIDataset(Dataset):
         stored = self._stored_probe()
         if stored is not None:
             probe = _as_modes(np.asarray(stored))
-            if modes is None or modes == probe.shape[0]:
-                return probe
+            return probe if modes is None else expand_modes(probe, modes)
         return probe_from_mean_pattern(self.frames(0, min(self.n_frames, 256)), self.mask, modes or 1,
                                        self.engine_parameters())
 
     def describe(self, name: str) -> dict[str, Any]:
         return {**super().describe(name), "initial_probe": self.initial_probe_source,
-                "files": [str(p) for p in self.paths], "geometry": self.scan_geometry.to_dict()}
+                "files": [str(p) for p in self.paths], "geometry": self.scan_geometry.to_dict(),
+                "mask": self.mask_source}
 
 
 def _open_hdf5(path: Path) -> Any:
@@ -414,7 +430,8 @@ def _as_modes(array: np.ndarray) -> np.ndarray:
 
 def probe_from_mean_pattern(frames: np.ndarray, mask: np.ndarray, modes: int,
                             propagation: dict[str, Any] | None = None) -> np.ndarray:
-    """The classic guess for data without one: D⁻¹ of √(mean pattern), flat phase, weaker extra modes.
+    """The classic guess for data without one: D⁻¹ of √(mean pattern), flat phase; extra modes from it
+    (engines/modes.py: orthogonal, 5 % of its power each).
     Far field: the pattern's inverse FFT, centred; near field: the mean hologram propagated back to the
     sample (the object averages out over the scan, so the mean hologram is about |D P|²)."""
     mean = np.where(mask, frames.astype(np.float64).mean(axis=0), 0.0)
@@ -427,10 +444,7 @@ def probe_from_mean_pattern(frames: np.ndarray, mask: np.ndarray, modes: int,
         probe = propagator.backward(np.sqrt(mean).astype(np.complex64)[None, None, None].copy())[0, 0, 0]
     else:
         probe = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(np.sqrt(mean)), norm="ortho"))
-    result = np.empty((modes, *probe.shape), dtype=np.complex64)
-    for mode in range(modes):
-        result[mode] = probe * (0.1 if mode else 1.0)
-    return result
+    return expand_modes(probe.astype(np.complex64)[None], modes)
 
 
 def open_cxi(path: str | os.PathLike, *more: str | os.PathLike, **geometry: Any) -> CXIDataset:

@@ -29,8 +29,9 @@ def orthogonalising_matrix(probe: Any, xp: Any, to_numpy: Any) -> np.ndarray | N
     values, vectors = np.linalg.eigh(np.conj(gram))
     order = np.argsort(values)[::-1]
     matrix = np.conj(vectors[:, order]).T
-    off_diagonal = np.abs(gram - np.diag(np.diag(gram))).max()
-    if off_diagonal <= 1e-6 * np.abs(np.diag(gram)).max() and np.all(np.diff(np.diag(gram).real) <= 0):
+    powers = np.diag(gram).real
+    off_diagonal = np.abs(gram - np.diag(powers)).max()
+    if off_diagonal <= 1e-6 * powers.max() and np.all(np.diff(powers) <= 1e-6 * powers.max()):
         return None
     return matrix
 

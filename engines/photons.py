@@ -28,6 +28,10 @@ QUANTUM_DIVISORS = 16
 #: Values sampled for the quantum (a strided subset of the frames keeps it cheap on big data).
 QUANTUM_SAMPLE = 200_000
 
+#: Counts below this go through a histogram; the few above are evaluated one by one, so memory scales with the
+#: number of pixels and never with the largest value (one saturated pixel at 2³² − 1 once asked for 32 GiB).
+HISTOGRAM_COUNTS = 2**16
+
 #: e(λ) is tabulated on this log grid; above it e(λ) = 1/4 + 7/(64λ), below it e(λ) = 2λ(1 − √λ).
 _TABLE_LOG10 = np.linspace(-4.0, 4.0, 801)
 
@@ -84,9 +88,12 @@ def noise_floor_sum(photons: np.ndarray, quantised: bool) -> float:
     """
     if not quantised:
         return float(np.sum(poisson_noise_floor(photons)))
-    histogram = np.bincount(np.rint(photons).astype(np.int64).ravel())
-    counts = np.flatnonzero(histogram)
-    return float(histogram[counts] @ poisson_noise_floor(counts))
+    counts = np.rint(photons).astype(np.int64).ravel()
+    low = counts < HISTOGRAM_COUNTS
+    histogram = np.bincount(counts[low])
+    present = np.flatnonzero(histogram)
+    high = counts[~low]
+    return float(histogram[present] @ poisson_noise_floor(present)) + float(np.sum(poisson_noise_floor(high)))
 
 
 def count_quantum(values: np.ndarray) -> float | None:

@@ -121,7 +121,8 @@ class Problem:
         self.frames_per_block = self.placement.frames_per_block
         self._block_buffers: dict[str, Any] = {}
         self.streaming = self.placement.streaming
-        intensities = self._load_intensities(diffraction_data, internal_mask)
+        intensities, saturated = self._load_intensities(diffraction_data, internal_mask)
+        self.saturated_pixels = self._mask_saturated(intensities, saturated, internal_mask)
         self.photon_scale = self._to_photons(intensities, diffraction_data)
         self.noise_floor = self._noise_floor(intensities)
         self.intensities = self.frame_store(intensities, (self.n_frames, *self.frame_shape), np.float32)
@@ -157,17 +158,43 @@ class Problem:
         return choose_placement(self.n_frames, costs, self.backend.is_device_memory, available, requested,
                                 self.run.residency, limit)
 
-    def _load_intensities(self, diffraction_data: Any, internal_mask: np.ndarray) -> np.ndarray:
+    def _load_intensities(self, diffraction_data: Any, internal_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """float32 copy in internal order with masked pixels zeroed, converted in place block by block
-        (reading a lazy or HDF5 source one step at a time; no full-size temporaries)."""
+        (reading a lazy or HDF5 source one step at a time; no full-size temporaries); and the (Y, X) pixels
+        that hold the integer type's largest value in some frame (saturated or overflow-flagged)."""
         out = np.empty((self.n_frames, *self.frame_shape), dtype=np.float32)
+        saturated = np.zeros(self.frame_shape, dtype=bool)
+        dtype = np.dtype(getattr(diffraction_data, "dtype", np.float32))
+        ceiling = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else None
         step = max(1, LOAD_STEP_BYTES // (4 * self.frame_shape[0] * self.frame_shape[1]))
         for start in range(0, self.n_frames, step):
             stop = min(start + step, self.n_frames)
             block = out[start:stop]
-            self.propagator.to_internal_into(np.asarray(diffraction_data[start:stop]), block)
+            source = np.asarray(diffraction_data[start:stop])
+            if ceiling is not None:
+                saturated |= np.any(source == ceiling, axis=0)
+            self.propagator.to_internal_into(source, block)
             np.multiply(block, internal_mask, out=block)
-        return out
+        return out, self.propagator.to_internal(saturated)
+
+    def _mask_saturated(self, intensities: np.ndarray, saturated: np.ndarray, internal_mask: np.ndarray) -> int:
+        """Pixels at the integer type's ceiling are not counts: they leave the mask (all ranks agree), with a
+        warning naming how many, rather than feed 4·10⁹ photons to every engine."""
+        saturated &= internal_mask
+        if self.comm.size > 1:
+            saturated = self.comm.allreduce_sum(saturated.astype(np.float32)) > 0
+        count = int(saturated.sum())
+        if count:
+            intensities[:, saturated] = 0.0
+            internal_mask &= ~saturated
+            self.mask = self.backend.asarray(internal_mask)
+            self.valid_pixels = int(internal_mask.sum())
+            if self.valid_pixels == 0:
+                raise ValueError("diffraction_data: every valid pixel is saturated (holds the integer type's "
+                                 "largest value in some frame)")
+            warnings.warn(f"diffraction_data: {count} pixel(s) hold the integer type's largest value "
+                          f"(saturated or flagged) in some frame; they are masked", stacklevel=4)
+        return count
 
     def _to_photons(self, intensities: np.ndarray, diffraction_data: Any) -> PhotonScale:
         """Scale the loaded data to photons in place; every rank uses the mean of the ranks' factors."""

@@ -108,7 +108,8 @@ class Reconstruction:
         and each stage's data-derived constants (known once ``run`` has started the stage)."""
         scale = self.problem.photon_scale
         return {"photons_per_unit": scale.photons_per_unit, "photons_per_unit_source": scale.source,
-                "noise_floor": self.problem.noise_floor, "stages": list(self.stage_constants)}
+                "noise_floor": self.problem.noise_floor, "saturated_pixels_masked": self.problem.saturated_pixels,
+                "stages": list(self.stage_constants)}
 
     @property
     def backend(self) -> Any:

@@ -79,7 +79,8 @@ def dataset_info(args: argparse.Namespace) -> int:
           f"{data.energy_kev:.3g} keV")
     print(f"  intensities          {human_bytes(4 * n * y * x)} (uint32 or float32)")
     print(f"  exit waves           {human_bytes(8 * n * y * x)} per probe x object mode pair (DM/RAAR keep them all)")
-    print(f"  valid pixels         {int(data.mask.sum())} of {y * x}")
+    print(f"  valid pixels         {int(data.mask.sum())} of {y * x}"
+          + (f" (mask: {data.mask_source})" if hasattr(data, "mask_source") else ""))
     if data.spec is not None:
         print(f"  photons              {data.spec.photons:.3g} per frame (incident)")
     print(f"  engine parameters    {data.engine_parameters()}")

@@ -131,3 +131,26 @@ def test_query_options_split_from_the_path():
         "a.cxi", {"propagation": "nearfield", "focus_to_sample_m": "0.1"})
     with pytest.raises(GeometryError, match="key=value"):
         split_options("a.cxi?nearfield")
+
+
+def test_a_file_without_a_mask_gets_its_dead_and_hot_pixels_found(tmp_path):
+    path = foreign(tmp_path)
+    with h5py.File(path, "a") as f:
+        del f[f"{DETECTOR}/mask"]
+        data = f[f"{DETECTOR}/data"]
+        frames = data[()]
+        frames[:, 20, 20] = 0            # dead: dark where its neighbours are lit
+        frames[:, 25, 3] = 10**6         # hot: far above every neighbour
+        data[...] = frames
+    with load(path, propagation="farfield") as dataset:
+        mask = dataset.mask
+        assert not mask[20, 20] and not mask[25, 3]
+        assert dataset.mask_source == "estimated from the data: 1 dead, 1 hot pixels masked"
+
+
+def test_the_p25_masks_found_in_the_data_are_the_files_own():
+    from ptybench.datasets.bad_pixels import find_bad_pixels
+
+    with load("p25-nearfield") as data:
+        found = find_bad_pixels(data.frames())
+        np.testing.assert_array_equal(found.mask, data.mask)
