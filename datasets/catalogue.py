@@ -40,8 +40,8 @@ def ladder_name(kind: str, detector: int, n_frames: int, regime: str = "bright")
 
 
 def ladder_spec(kind: str, detector: int, n_frames: int, regime: str = "bright", **changes: object) -> DatasetSpec:
-    return DatasetSpec(kind=kind, n_frames=n_frames, frame_shape=(detector, detector),
-                       photons=ladder_photons(kind, detector, regime), **changes)
+    return DatasetSpec(**{"kind": kind, "n_frames": n_frames, "frame_shape": (detector, detector),
+                          "photons": ladder_photons(kind, detector, regime), **changes})
 
 
 def lowcount_detectors(kind: str) -> tuple[int, ...]:
@@ -57,6 +57,9 @@ def _build() -> dict[str, tuple[DatasetSpec, str]]:
                             "small near-field test set, 1e7 photons/frame"),
         "farfield-128-1024-lowcount": (ladder_spec("farfield", 128, 1024, "lowcount"),
                                        "low-count far-field test set: 1e6 photons/frame, most pixels zero"),
+        "farfield-128-1024-sparse": (ladder_spec("farfield", 128, 1024, "lowcount", photons=5e4, pupil_radius=0.08),
+                                     "sparse far-field set: 5e4 photons/frame on a small pupil, over 90% of "
+                                     "pixels zero"),
         "nearfield-64-64-lowcount": (ladder_spec("nearfield", 64, 64, "lowcount"),
                                      "low-count near-field test set: 1e5 photons/frame"),
         "farfield-64-256-2modes": (ladder_spec("farfield", 64, 256, probe_modes=2),

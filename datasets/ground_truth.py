@@ -141,16 +141,18 @@ def _aberration_phase(rng: np.random.Generator, rho: np.ndarray, theta: np.ndarr
 
 
 def farfield_probe_mode(frame_shape: tuple[int, int], diameter: float, rng: np.random.Generator | None,
-                        tilt: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+                        tilt: tuple[float, float] = (0.0, 0.0), pupil_radius: float = PUPIL_RADIUS) -> np.ndarray:
     """A defocused focusing-optic probe, from its pupil: a disc of ``diameter`` pixels with rings.
 
     Pupil phase π·d·(ρ/ρ0)² sends frequency ρ to position d·ρ/ρ0², so d = (diameter/2)·ρ0 fills the
-    disc. ``rng`` adds lens aberrations (None: the nominal optics a user would model).
+    disc. ``rng`` adds lens aberrations (None: the nominal optics a user would model). ``pupil_radius``
+    (cycles per pixel) is the bright disc the probe makes on the detector: a small one leaves most
+    pixels dark (sparse data).
     """
     rho, theta = _frequency_grid(frame_shape)
-    normalised = rho / PUPIL_RADIUS
-    edge = 0.5 * (1 - np.tanh((rho - PUPIL_RADIUS) * min(frame_shape) / 1.5))
-    defocus = 0.5 * diameter * PUPIL_RADIUS
+    normalised = rho / pupil_radius
+    edge = 0.5 * (1 - np.tanh((rho - pupil_radius) * min(frame_shape) / 1.5))
+    defocus = 0.5 * diameter * pupil_radius
     phase = math.pi * defocus * normalised**2
     if rng is not None:
         phase = phase + _aberration_phase(rng, np.minimum(normalised, 1.0), theta, rms_radians=0.35)
@@ -199,13 +201,14 @@ def _mode_tilts(modes: int) -> list[tuple[float, float]]:
 
 
 def make_probe(kind: str, frame_shape: tuple[int, int], diameter: float, photons: float, modes: int,
-               seed: int, fresnel_number: float | None, nominal: bool = False) -> np.ndarray:
+               seed: int, fresnel_number: float | None, nominal: bool = False,
+               pupil_radius: float = PUPIL_RADIUS) -> np.ndarray:
     """(M_p, Y, X) complex64 probe with Σ|P|² = photons; ``nominal`` gives the user's initial guess."""
     variants = []
     for tilt in _mode_tilts(modes):
         rng = None if nominal else stream(seed, PROBE_STREAM)  # same optics for every mode
         if kind == "farfield":
-            variants.append(farfield_probe_mode(frame_shape, diameter, rng, tilt))
+            variants.append(farfield_probe_mode(frame_shape, diameter, rng, tilt, pupil_radius))
         else:
             variants.append(nearfield_probe_mode(frame_shape, diameter, fresnel_number, rng, tilt))
     return orthogonal_modes(variants, photons)

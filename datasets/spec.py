@@ -38,6 +38,9 @@ class DatasetSpec:
     energy_kev: float = 8.0
     detector_pixel_m: float = 75e-6
     detector_distance_m: float | None = None
+    #: Far field: radius of the optic's pupil in cycles per pixel, the bright disc the probe makes on the
+    #: detector (0.25: a fifth of the pixels; a small disc leaves most pixels dark, as on sparse real data).
+    pupil_radius: float = 0.25
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frame_shape", tuple(int(s) for s in self.frame_shape))
@@ -69,6 +72,8 @@ class DatasetSpec:
             fail("dead_pixel_fraction", "a fraction in [0, 0.5)")
         if self.probe_diameter is not None and not 2 <= self.probe_diameter <= min(self.frame_shape):
             fail("probe_diameter", "a diameter in pixels between 2 and the frame size")
+        if not 0.02 <= self.pupil_radius <= 0.5:
+            fail("pupil_radius", "a radius in cycles per pixel between 0.02 and 0.5")
         if self.fresnel_number is not None and not self.fresnel_number > 0:
             fail("fresnel_number", "a positive Fresnel number per pixel")
         if self.kind == "farfield" and self.fresnel_number is not None:

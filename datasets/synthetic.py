@@ -91,7 +91,7 @@ class SyntheticDataset(Dataset):
     def _probe(self) -> np.ndarray:
         spec = self.spec
         return make_probe(spec.kind, spec.frame_shape, spec.probe_diameter_px, spec.photons, spec.probe_modes,
-                          spec.seed, spec.pixel_fresnel_number)
+                          spec.seed, spec.pixel_fresnel_number, pupil_radius=spec.pupil_radius)
 
     def ground_truth(self) -> GroundTruth:
         return GroundTruth(self.ground_truth_object(), self.ground_truth_probe())
@@ -141,7 +141,7 @@ class SyntheticDataset(Dataset):
         spec = self.spec
         modes = spec.probe_modes if modes is None else modes
         return make_probe(spec.kind, spec.frame_shape, spec.probe_diameter_px, spec.photons, modes,
-                          spec.seed, spec.pixel_fresnel_number, nominal=True)
+                          spec.seed, spec.pixel_fresnel_number, nominal=True, pupil_radius=spec.pupil_radius)
 
     def engine_parameters(self) -> dict[str, Any]:
         """The propagation parameters an engine needs to reconstruct this dataset."""

@@ -41,7 +41,7 @@ class ProjectionEngine:
         self.options = options
         self.a, self.b, self.c = options.update_coefficients()
         self.kernels = problem.backend.kernels
-        self.pbound = options.resolved_pbound(problem.noise_floor)
+        self.pbound = options.resolved_pbound(problem.noise_floor, problem.zero_fraction)
         shape = problem.shape
         waves_shape = (problem.n_frames, shape.probe_modes, shape.object_modes, *problem.frame_shape)
         self.exit_waves = problem.frame_store(None, waves_shape, np.complex64)

@@ -29,6 +29,11 @@ def orthogonalising_matrix(probe: Any, xp: Any, to_numpy: Any) -> np.ndarray | N
     values, vectors = np.linalg.eigh(np.conj(gram))
     order = np.argsort(values)[::-1]
     matrix = np.conj(vectors[:, order]).T
+    # eigh's eigenvectors have arbitrary phases: choose each so U[i, i] is real and ≥ 0, the smallest mixing
+    # (no phase jump of a mode per iteration, and backends that differ by rounding mix alike)
+    diagonal = np.diag(matrix)
+    matrix = matrix * np.where(np.abs(diagonal) > 0, np.conj(diagonal) / np.maximum(np.abs(diagonal), 1e-300),
+                               1.0)[:, None]
     powers = np.diag(gram).real
     off_diagonal = np.abs(gram - np.diag(powers)).max()
     if off_diagonal <= 1e-6 * powers.max() and np.all(np.diff(powers) <= 1e-6 * powers.max()):

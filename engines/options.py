@@ -76,6 +76,10 @@ class RunOptions:
         "count quantum (or taken as counts when there is none)", _optional(_number(0, open_min=True)),
         "a positive number or None")
     seed: int = option(0, "seed of every random choice (ePIE frame order)", _integer(0), "an integer >= 0")
+    probe_power: str = option(
+        "data", "'data': scale the initial probe so the initial model's counts match the data's (on up to 64 "
+        "frames); 'given': keep its scale. A probe from another measurement or code has an arbitrary scale, and "
+        "ML's gradient steps take many iterations to find one", _one_of("data", "given"), "'data' or 'given'")
     orthogonal_modes: bool = option(
         True, "make the probe modes orthogonal and sort them by power after every iteration (mixed states are "
         "defined only up to a unitary mixing; engines/modes.py)", _one_of(True, False), "true or false")
@@ -99,6 +103,10 @@ class StageOptions:
                                      _integer(0), "an integer >= 0")
 
 
+#: Data are sparse when at least this share of the valid pixels counted nothing.
+SPARSE_ZERO_FRACTION = 0.8
+
+
 @dataclass(frozen=True)
 class BoundedOptions(StageOptions):
     """Engines whose Fourier projection takes a power bound (docs/algorithms.md, "Power bound")."""
@@ -108,11 +116,12 @@ class BoundedOptions(StageOptions):
         "Poisson noise floor, mean of E[(√λ−√k)²] at the measured counts; None: exact projection",
         lambda v: v == "auto" or _optional(_number(0, open_min=True))(v), "'auto', a positive number or None")
 
-    def resolved_pbound(self, noise_floor: float) -> float | None:
-        """The bound in photons: the data's noise floor for 'auto' (None when the data are empty)."""
-        if self.pbound == "auto":
+    def resolved_pbound(self, noise_floor: float, zero_fraction: float = 0.0) -> float | None:
+        """The bound in photons: the data's noise floor for 'auto' (None when the data are empty), and for
+        'sparse' when at least SPARSE_ZERO_FRACTION of the valid pixels counted nothing."""
+        if self.pbound == "auto" or (self.pbound == "sparse" and zero_fraction >= SPARSE_ZERO_FRACTION):
             return noise_floor if noise_floor > 0 else None
-        return self.pbound
+        return None if self.pbound == "sparse" else self.pbound
 
 
 @dataclass(frozen=True)
@@ -146,11 +155,14 @@ class RAAROptions(ProjectionOptions):
 
 @dataclass(frozen=True)
 class EPIEOptions(BoundedOptions):
-    # No bound by default: the max-normalised step already damps the noise, and a bound only slowed
-    # ePIE (measured on bright and low-count sets; docs/algorithms.md, "Power bound").
+    # The bound only on sparse data: on bright and low-count sets the max-normalised step already damps the
+    # noise and a bound only slowed ePIE; where most pixels count nothing, each frame's exact projection
+    # writes its Poisson noise into the object and ePIE stalls above the other engines (docs/algorithms.md).
     pbound: float | str | None = option(
-        None, "Fourier power bound in photons per pixel ('auto': the data's noise floor); None: exact projection",
-        lambda v: v == "auto" or _optional(_number(0, open_min=True))(v), "'auto', a positive number or None")
+        "sparse", "Fourier power bound in photons per pixel; 'auto': the data's noise floor; 'sparse': that bound "
+        f"when at least {SPARSE_ZERO_FRACTION:.0%} of the valid pixels counted nothing, else none; None: exact "
+        "projection", lambda v: v in ("auto", "sparse") or _optional(_number(0, open_min=True))(v),
+        "'auto', 'sparse', a positive number or None")
     alpha: float = option(1.0, "object step size α", _number(0, 2, open_min=True), "a number in (0, 2]")
     beta: float = option(1.0, "probe step size β", _number(0, 2, open_min=True), "a number in (0, 2]")
 

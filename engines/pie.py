@@ -39,7 +39,7 @@ class PIEEngine:
         self.problem = problem
         self.options = options
         self.kernels = problem.backend.kernels
-        self.pbound = options.resolved_pbound(problem.noise_floor)
+        self.pbound = options.resolved_pbound(problem.noise_floor, problem.zero_fraction)
         self.rpie_alpha = options.rpie_alpha if isinstance(options, RPIEOptions) else None
         # One stream per rank: frame orders differ between ranks but repeat for the same seed.
         self._rng = np.random.default_rng([problem.run.seed, problem.comm.rank])

@@ -45,7 +45,7 @@ class BatchedPIEEngine:
     def __init__(self, problem: Problem, options: BatchedEPIEOptions) -> None:
         self.problem = problem
         self.options = options
-        self.pbound = options.resolved_pbound(problem.noise_floor)
+        self.pbound = options.resolved_pbound(problem.noise_floor, problem.zero_fraction)
         self.rpie_alpha = options.rpie_alpha if isinstance(options, BatchedRPIEOptions) else None
         # The sequential engines' stream: with B = 1 the frames come in their order.
         self._rng = np.random.default_rng([problem.run.seed, problem.comm.rank])

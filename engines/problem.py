@@ -30,6 +30,8 @@ from .validation import ProblemShape, frame_corners
 LOAD_STEP_BYTES = 16 * 2**20
 #: The noise floor reads the data in steps of this many bytes (its integer temporaries are 3× that).
 NOISE_STEP_BYTES = 2**20
+#: Frames (spread over the scan) on which the initial probe's power is matched to the data.
+POWER_MATCH_FRAMES = 64
 #: The model's errors are computed this many bytes of exit waves at a time: a memory add-on that does not
 #: grow with the compute block.
 EVALUATION_STEP_BYTES = 16 * 2**20
@@ -131,6 +133,7 @@ class Problem:
         probe_scale = np.float32(np.sqrt(self.photon_scale.photons_per_unit))
         self.probe = self.backend.asarray(np.asarray(initial_probe, dtype=np.complex64) * probe_scale)
         self._require_probe_power_on_valid_pixels(initial_probe, internal_mask)
+        self.initial_probe_scale = self._match_probe_power() if run.probe_power == "data" else 1.0
 
     def _stage_timings(self, requested: bool | str, stages: list[Any]) -> bool:
         """'auto': stage timers on, except on a device for an engine that works one frame or one small batch at
@@ -213,6 +216,28 @@ class Problem:
                           "State parameters['photons_per_unit'] if they are not.", stacklevel=4)
         return scale
 
+    def _match_probe_power(self) -> float:
+        """Scale the probe so Σ Î = Σ I on (up to) POWER_MATCH_FRAMES frames spread over the scan, every rank's
+        together; returns the amplitude factor applied (1 when the model has no counts to compare)."""
+        xp, kernels = self.xp, self.backend.kernels
+        picked = np.unique(np.linspace(0, self.n_frames - 1, min(self.n_frames, POWER_MATCH_FRAMES)).astype(int))
+        rows = self.backend.index_array(self.corners[picked, 0])
+        cols = self.backend.index_array(self.corners[picked, 1])
+        measured = model = 0.0
+        for start in range(0, len(picked), 8):
+            waves = self.backend.overlap_waves(self.probe, self.object, rows[start:start + 8], cols[start:start + 8])
+            intensity = kernels.mode_intensity(self.propagator.forward(waves, overwrite=True))
+            # float64 sums: the factor must agree between backends to float32 rounding (DM amplifies 1e-7)
+            model += float(xp.sum(xp.where(self.mask, intensity, xp.zeros_like(intensity)), dtype=xp.float64))
+        for frame in picked:
+            measured += float(xp.sum(self.intensities.read(int(frame), int(frame) + 1), dtype=xp.float64))
+        measured, model = self.comm.allreduce_scalars([measured, model])
+        if not (model > 0 and measured > 0):
+            return 1.0
+        factor = float(np.sqrt(measured / model))
+        self.probe = self.probe * np.float32(factor)
+        return factor
+
     def _require_probe_power_on_valid_pixels(self, initial_probe: np.ndarray, internal_mask: np.ndarray) -> None:
         """A probe whose detector-side power falls only on masked pixels cannot be constrained by the data."""
         from .backends.numpy_backend import NumpyBackend
@@ -231,9 +256,15 @@ class Problem:
         local = sum(noise_floor_sum(intensities[start:start + step], self.photon_scale.quantised)
                     for start in range(0, self.n_frames, step))
         photons = float(np.sum(intensities, dtype=np.float64))
-        total, all_photons = self.comm.allreduce_scalars([local, photons])
+        # masked pixels are zero too: the zeros among valid pixels are all zeros less the masked ones
+        zeros = float(sum(np.count_nonzero(intensities[start:start + step] == 0)
+                          for start in range(0, self.n_frames, step)))
+        zeros -= self.n_frames * (self.frame_shape[0] * self.frame_shape[1] - self.valid_pixels)
+        total, all_photons, all_zeros = self.comm.allreduce_scalars([local, photons, zeros])
         if not all_photons > 0:
             raise ValueError("diffraction_data: expected photons on valid pixels, got all zero (after the mask)")
+        #: Share of valid pixels of every frame that counted nothing: sparse data when most did.
+        self.zero_fraction = all_zeros / max(1, self.n_frames_total * self.valid_pixels)
         return total / max(1, self.n_frames_total * self.valid_pixels)
 
     def frame_store(self, host_array: np.ndarray | None, shape: tuple[int, ...], dtype: Any) -> FrameStore:

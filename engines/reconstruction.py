@@ -109,6 +109,7 @@ class Reconstruction:
         scale = self.problem.photon_scale
         return {"photons_per_unit": scale.photons_per_unit, "photons_per_unit_source": scale.source,
                 "noise_floor": self.problem.noise_floor, "saturated_pixels_masked": self.problem.saturated_pixels,
+                "initial_probe_scale": self.problem.initial_probe_scale,
                 "stages": list(self.stage_constants)}
 
     @property

@@ -1,0 +1,215 @@
+"""ptybench's engines on a measured scan, beside cdtools: R-factor per iteration, images, one table.
+
+    python -m ptybench.peers.real_scan --dataset p25-nearfield --iterations 50 --out reports/real/
+
+A measured scan has no ground truth, so every engine is scored by the R-factor of the object and probe it
+returns, Σ M | |D(P·O_j)| − √I_j | / Σ M √I_j, and by err_fmag over the data's own Poisson noise floor
+(1 would be a perfect model). cdtools (``cdtools-py``, in its own venv: ``make peers``,
+``PTYBENCH_CDTOOLS_PYTHON`` points elsewhere) reconstructs the same file with the settings of its own
+example for it (ptybench/peers/run_cdtools.py); its R-factor is that of its own forward model, which also
+fits a background, per-frame weights and refined positions, so it is reported beside ours, not as ours.
+
+Images show the phase of each object on the scanned region, with the data's attribution and licence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptybench.datasets import load
+from ptybench.datasets.measured import ENTRIES, path_of
+from ptybench.engines import Reconstruction
+from ptybench.engines.modes import expand_modes
+from ptybench.engines.validation import frame_corners
+
+#: (label, engine, probe modes, extra parameters): each engine at its defaults, and the variants that the
+#: real-scan study found to matter (more probe modes; DM with α = 0.5, which does not wander on P25).
+VARIANTS = (
+    ("DM", "DM", 1, {}),
+    ("DM α=0.5", "DM", 1, {"alpha": 0.5}),
+    ("RAAR", "RAAR", 1, {}),
+    ("ePIE", "ePIE", 1, {}),
+    ("ePIE, 3 modes", "ePIE", 3, {}),
+    ("rPIE", "rPIE", 1, {}),
+    ("ML", "ML", 1, {}),
+    ("ML, 3 modes", "ML", 3, {}),
+)
+CDTOOLS_SCRIPT = Path(__file__).with_name("run_cdtools.py")
+CDTOOLS_ENV = "PTYBENCH_CDTOOLS_PYTHON"
+
+
+@dataclass
+class ScanRun:
+    label: str
+    code: str
+    status: str
+    r_factor: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    noise_ratio: float | None = None
+    reason: str = ""
+
+    @property
+    def final_r(self) -> float | None:
+        return self.r_factor[-1] if self.r_factor else None
+
+
+def run_ptybench(dataset: str, label: str, engine: str, modes: int, extra: dict[str, Any], iterations: int,
+                 threads: int) -> tuple[ScanRun, np.ndarray]:
+    with load(dataset) as data:
+        arrays = data.arrays()
+        arrays["initial_probe"] = expand_modes(arrays["initial_probe"], modes)
+        parameters = {**data.engine_parameters(), "engine": engine, "iterations": iterations, "threads": threads,
+                      **extra}
+    reconstruction = Reconstruction(**arrays, parameters=parameters)
+    result = reconstruction.run()
+    noise_ratio = result.final.err_fmag / reconstruction.problem.noise_floor
+    return (ScanRun(label, "ptybench", "ok", [float(r.r_factor) for r in result.history],
+                    [r.seconds for r in result.history], noise_ratio), result.object)
+
+
+def cdtools_python() -> Path:
+    return Path(os.environ.get(CDTOOLS_ENV) or Path.cwd() / ".venv-cdtools" / "bin" / "python")
+
+
+def run_cdtools(dataset: str, iterations: int, threads: int, out_dir: Path,
+                timeout: float = 3600.0) -> tuple[ScanRun, np.ndarray | None]:
+    """cdtools on the dataset's file; 'skipped' without its venv, 'failed' with its last words."""
+    python = cdtools_python()
+    if not python.is_file():
+        return ScanRun("cdtools", "cdtools", "skipped",
+                       reason=f"no Python at {python} (set {CDTOOLS_ENV} or run `make peers`)"), None
+    geometry = ENTRIES[dataset].geometry if dataset in ENTRIES else {}
+    settings = {"iterations": iterations, "threads": threads, "seed": 0,
+                "propagation_distance": geometry.get("focus_to_sample_m", 3.65e-3)}
+    settings_path, output = out_dir / "cdtools.json", out_dir / "cdtools.npz"
+    settings_path.write_text(json.dumps(settings))
+    source = path_of(dataset) if dataset in ENTRIES else Path(dataset.partition("?")[0])
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "MPLBACKEND": "Agg"}
+    try:
+        done = subprocess.run([str(python), str(CDTOOLS_SCRIPT), str(source), str(settings_path), str(output)],
+                              capture_output=True, text=True, timeout=timeout, env=env, start_new_session=True)
+    except subprocess.TimeoutExpired:
+        return ScanRun("cdtools", "cdtools", "failed", reason=f"timed out after {timeout:.0f} s"), None
+    (out_dir / "cdtools.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0 or not output.is_file():
+        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        return ScanRun("cdtools", "cdtools", "failed", reason=f"exited {done.returncode}: {last}"), None
+    with np.load(output) as result:
+        version = str(result["cdtools_version"])
+        return (ScanRun("cdtools", f"cdtools {version}", "ok", [float(v) for v in result["r_factor"]],
+                        [float(s) for s in result["seconds"]],
+                        reason="its own model: + background, per-frame weights, refined positions, Adam, "
+                               "Poisson likelihood"), _crop_cdtools(result))
+
+
+def _crop_cdtools(result: Any) -> np.ndarray:
+    """cdtools' object on the scanned region (its array carries a 200-pixel margin)."""
+    corners = np.asarray(result["translations_px_initial"])
+    top, left = np.floor(corners.min(axis=0)).astype(int)
+    height, width = np.ceil(corners.max(axis=0) - corners.min(axis=0)).astype(int) + result["probe"].shape[-1]
+    return np.asarray(result["object"])[top:top + height, left:left + width][None]
+
+
+def scanned_region(dataset: str) -> tuple[slice, slice]:
+    """The object pixels every frame's central half sees: where an image means something."""
+    with load(dataset) as data:
+        corners = frame_corners(data.positions)
+        height, width = data.frame_shape
+    top, left = corners.min(axis=0) + np.array([height, width]) // 4
+    bottom, right = corners.max(axis=0) + 3 * np.array([height, width]) // 4
+    return slice(int(top), int(bottom)), slice(int(left), int(right))
+
+
+def figures(runs: list[tuple[ScanRun, np.ndarray | None]], dataset: str, out_dir: Path) -> list[Path]:
+    """R-factor per iteration, and the phase of every object (built on matplotlib's Figure: no global backend)."""
+    from matplotlib.figure import Figure
+
+    credit = ENTRIES[dataset].attribution + "; " + ENTRIES[dataset].licence if dataset in ENTRIES else dataset
+    curves = Figure(figsize=(7, 4.5), layout="constrained")
+    axes = curves.add_subplot()
+    for run, _ in runs:
+        if run.status == "ok":
+            axes.plot(np.arange(1, len(run.r_factor) + 1), run.r_factor, label=run.label,
+                      linestyle="--" if run.code.startswith("cdtools") else "-")
+    axes.set(xlabel="iteration (epoch for cdtools)", ylabel="R-factor of the returned model", yscale="log",
+             title=f"{dataset}: R-factor per iteration")
+    axes.legend(fontsize=8, ncol=2)
+    curves.supxlabel(f"Data: {credit}", fontsize=5)
+    shown = [(run, obj) for run, obj in runs if obj is not None]
+    images = Figure(figsize=(2.4 * len(shown), 2.9), layout="constrained")
+    rows, cols = scanned_region(dataset)
+    for index, (run, obj) in enumerate(shown):
+        ax = images.add_subplot(1, len(shown), index + 1)
+        view = obj[0][rows, cols]  # cdtools' object was cropped to ptybench's grid (_crop_cdtools)
+        phase = np.angle(view * np.exp(-1j * np.angle(np.mean(view))))
+        ax.imshow(phase, cmap="gray", vmin=np.percentile(phase, 1), vmax=np.percentile(phase, 99))
+        ax.set_title(f"{run.label}\nR {run.final_r:.4f}", fontsize=8)
+        ax.set_axis_off()
+    images.supxlabel(f"Data: {credit}", fontsize=5)
+    paths = [out_dir / "r-factor.png", out_dir / "objects.png"]
+    curves.savefig(paths[0], dpi=110)
+    images.savefig(paths[1], dpi=110)
+    return paths
+
+
+def table(runs: list[ScanRun], iterations: int) -> str:
+    lines = [f"| code | variant | R-factor at 10 | R-factor at {iterations} | err_fmag / noise floor "
+             "| s/iter (median) |",
+             "|---|---|---|---|---|---|"]
+    for run in runs:
+        if run.status != "ok":
+            lines.append(f"| {run.code} | {run.label} | {run.status}: {run.reason} | | | |")
+            continue
+        at_ten = run.r_factor[min(9, len(run.r_factor) - 1)]
+        ratio = f"{run.noise_ratio:.1f}" if run.noise_ratio is not None else "n/a"
+        lines.append(f"| {run.code} | {run.label} | {at_ten:.4f} | {run.final_r:.4f} | {ratio} | "
+                     f"{np.median(run.seconds):.3f} |")
+    return "\n".join(lines)
+
+
+def study(dataset: str, iterations: int, out_dir: Path, threads: int = 1, with_cdtools: bool = True,
+          variants: tuple = VARIANTS) -> list[ScanRun]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs: list[tuple[ScanRun, np.ndarray | None]] = []
+    for label, engine, modes, extra in variants:
+        started = time.perf_counter()
+        run, obj = run_ptybench(dataset, label, engine, modes, extra, iterations, threads)
+        print(f"{label:<16} R {run.final_r:.4f}  ({time.perf_counter() - started:.0f} s)", flush=True)
+        runs.append((run, obj))
+    if with_cdtools:
+        run, obj = run_cdtools(dataset, iterations, threads, out_dir)
+        print(f"{'cdtools':<16} {run.status} {run.final_r or ''} {run.reason}", flush=True)
+        runs.append((run, obj))
+    figures(runs, dataset, out_dir)
+    text = table([run for run, _ in runs], iterations)
+    (out_dir / "table.md").write_text(text + "\n")
+    (out_dir / "runs.json").write_text(json.dumps([asdict(run) for run, _ in runs], indent=1))
+    return [run for run, _ in runs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ptybench.peers.real_scan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="p25-nearfield", help="a measured catalogue entry (default: %(default)s)")
+    parser.add_argument("--iterations", type=int, default=50, help="iterations of every run (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="threads of every code (default: %(default)s)")
+    parser.add_argument("--no-cdtools", action="store_true", help="ptybench's engines only")
+    parser.add_argument("--out", type=Path, default=Path("reports/real"), help="folder (default: %(default)s)")
+    args = parser.parse_args(argv)
+    out = args.out / args.dataset
+    study(args.dataset, args.iterations, out, args.threads, not args.no_cdtools)
+    print(f"\n{(out / 'table.md').read_text()}\nfigures: {out / 'r-factor.png'}, {out / 'objects.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
