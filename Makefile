@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip install --constraint constraints.txt
 # Thread budget for timing runs and tests (2-core CI machines): set before any import.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test test-fast install install-dev install-gpu gpu-check lint bench bench-check bench-report check-ptychodus peers procure browser clean help
+.PHONY: demo test test-fast install install-dev install-gpu gpu-check lint bench bench-check bench-report check-ptychodus peers real-scans procure browser clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -109,10 +109,20 @@ PEERS_REPEATS    ?= 3
 	.venv-ptylab/bin/python -m pip install -q "ptylab==0.3.7" "torch==2.13.0"
 	touch $@
 
-peers: install .venv-ptychi/.installed .venv-ptylab/.installed  ## ptybench vs pty-chi (DM, LSQML) and PtyLab (ePIE): reports/peers/
+.venv-cdtools/.installed:
+	test -x .venv-cdtools/bin/python || $(PYTHON) -m venv .venv-cdtools
+	.venv-cdtools/bin/python -m pip install -q "cdtools-py==0.3.2" "torch==2.13.0"
+	touch $@
+
+peers: install .venv-ptychi/.installed .venv-ptylab/.installed .venv-cdtools/.installed  ## ptybench vs pty-chi (DM, LSQML), PtyLab (ePIE) on synthetic data, and vs cdtools on the measured P25 scan: reports/peers/, reports/real/
 	PTYBENCH_PTYCHI_PYTHON=$(CURDIR)/.venv-ptychi/bin/python PTYBENCH_PTYLAB_PYTHON=$(CURDIR)/.venv-ptylab/bin/python \
 		$(BIN)/python -m ptybench.peers.compare --dataset $(PEERS_DATASET) --iterations $(PEERS_ITERATIONS) \
 		--repeats $(PEERS_REPEATS) --out reports/peers/
+	PTYBENCH_CDTOOLS_PYTHON=$(CURDIR)/.venv-cdtools/bin/python $(BIN)/python -m ptybench.peers.real_scan \
+		--dataset p25-nearfield --iterations 50 --out reports/real/
+
+real-scans: install  ## every engine on the measured P25 scan (cdtools beside it where `make peers` built it): reports/real/
+	$(BIN)/python -m ptybench.peers.real_scan --dataset p25-nearfield --iterations 50 --out reports/real/
 
 # Procurement bundle of this machine (results, forecast, HTML report, manifest) in reports/procure/LABEL.
 PROFILE ?= quick
@@ -128,7 +138,7 @@ browser:  ## headless Chromium for the report's browser test (Debian/Ubuntu, as 
 				echo "browser: apt-get install chromium failed: the browser test will skip"; \
 		else echo "browser: chromium missing and cannot apt-get here: the browser test will skip"; fi; }
 
-lint: install-dev
+lint: install-dev  ## ruff over the tree (the style CI expects)
 	$(BIN)/ruff check .
 
 clean:  ## remove the virtual environment and generated reports (keeps the dataset cache)

@@ -32,11 +32,12 @@ def load(name_or_path: str | os.PathLike | DatasetSpec, threads: int | None = No
         return SyntheticDataset(name_or_path, threads=threads)
     text, options = split_options(str(name_or_path))
     options = {**options, **geometry}
+    external = {"external": options.pop("external")} if "external" in options else {}
     if text in measured.NAMES:
-        return measured.load_measured(text, **options)
+        return measured.load_measured(text, **options, **external)
     parts = [text] if Path(text).is_file() else [part.strip() for part in text.split(",")]
     if all(part.endswith((".cxi", ".h5", ".hdf5", ".nxs")) or Path(part).is_file() for part in parts):
-        return open_cxi(*parts, **options)
+        return open_cxi(*parts, **options, **external)
     if options:
         raise GeometryError(f"dataset: {text!r} is a synthetic dataset, whose geometry is its spec; options "
                             f"{sorted(options)} are for files")

@@ -52,6 +52,8 @@ PROBE_IMAGE = "entry_1/image_1"
 OBJECT_IMAGE = "entry_1/image_2"
 EXTRA = "entry_1/ptybench"
 WRITE_BLOCK_BYTES = 256 * 2**20
+#: What a CXI file's HDF5 indirection to other files may do (CXIDataset's ``external``).
+EXTERNAL_POLICIES = ("refuse", "same-folder")
 #: Frames read to find dead and hot pixels in a file without a mask.
 BAD_PIXEL_FRAMES = 256
 #: data_type values that name an object image (ptybench writes "object"; ptychodus "electron density").
@@ -148,9 +150,15 @@ class CXIDataset(Dataset):
     REQUIRED = (DETECTOR + "/data", DETECTOR + "/distance", DETECTOR + "/x_pixel_size", SOURCE + "/energy",
                 TRANSLATION)
 
-    def __init__(self, path: str | os.PathLike, *more: str | os.PathLike, **geometry: Any) -> None:
+    def __init__(self, path: str | os.PathLike, *more: str | os.PathLike, external: str = "refuse",
+                 **geometry: Any) -> None:
         """``geometry``: what the file may not say (datasets/geometry.py): ``propagation``, ``beam`` and
-        ``focus_to_sample_m`` (a cone beam's focus-to-sample distance)."""
+        ``focus_to_sample_m`` (a cone beam's focus-to-sample distance). ``external``: "refuse" (default) any
+        HDF5 indirection to other files (external links, external raw storage, virtual datasets), or
+        "same-folder": follow it only to files in the CXI file's own folder (VDS master files)."""
+        if external not in EXTERNAL_POLICIES:
+            raise ValueError(f"external: expected one of {list(EXTERNAL_POLICIES)}, got {external!r}")
+        self.external = external
         self.paths = [Path(p) for p in (path, *more)]
         self.path = self.paths[0]
         self._files = [_open_hdf5(p) for p in self.paths]
@@ -158,6 +166,9 @@ class CXIDataset(Dataset):
             for field in self.REQUIRED:
                 self._require(field)
             self._data = self._require(DETECTOR + "/data")
+            if self._data.dtype.kind not in "iuf":
+                raise ValueError(f"dataset: {self._where(DETECTOR + '/data')} holds {self._data.dtype} values; "
+                                 f"intensities are real, non-negative counts (integer or float)")
             if self._data.ndim != 3:
                 raise ValueError(f"dataset: {self._where(DETECTOR + '/data')} is {self._data.ndim}-D with shape "
                                  f"{self._data.shape}; expected (N, Y, X) frames")
@@ -226,9 +237,55 @@ class CXIDataset(Dataset):
     # --- where fields are ----------------------------------------------------------------------------
     def _find(self, field: str) -> Any:
         for handle in self._files:
-            if field in handle:
-                return handle[field]
+            if self._linked_safely(handle, field) and field in handle:
+                found = handle[field]
+                if isinstance(found, h5py.Dataset):
+                    self._check_storage(handle, field, found)
+                return found
         return None
+
+    def _linked_safely(self, handle: Any, field: str) -> bool:
+        """Whether ``field`` exists without crossing an external link that the policy refuses (checked link by
+        link before h5py follows any); an allowed link must stay inside the file's folder."""
+        parts = field.split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            link = handle.get(prefix, getlink=True)
+            if link is None:
+                return False
+            if isinstance(link, h5py.ExternalLink):
+                where = f"/{prefix} in {handle.filename}"
+                if self.external == "refuse":
+                    raise ValueError(f"dataset: {where} is an external link to {link.filename!r}; refused "
+                                     f"(a file from elsewhere may point anywhere); pass external=same-folder to "
+                                     f"follow links to files in its own folder")
+                self._require_same_folder(handle, link.filename, where)
+        return True
+
+    def _check_storage(self, handle: Any, field: str, dataset: Any) -> None:
+        where = f"/{field} in {handle.filename}"
+        sources = []
+        if dataset.external:
+            if self.external == "refuse":
+                raise ValueError(f"dataset: {where} keeps its values in external storage "
+                                 f"({dataset.external[0][0]!r}); refused: raw external files are never followed")
+            raise ValueError(f"dataset: {where} keeps its values in external raw storage "
+                             f"({dataset.external[0][0]!r}); not followed even with external=same-folder")
+        if dataset.is_virtual:
+            sources = [source.file_name for source in dataset.virtual_sources()]
+            if self.external == "refuse":
+                raise ValueError(f"dataset: {where} is a virtual dataset over {sources[:3]}; refused by default; "
+                                 f"pass external=same-folder to read its sources from the file's own folder")
+        for source in sources:
+            self._require_same_folder(handle, source, where)
+
+    @staticmethod
+    def _require_same_folder(handle: Any, target: str, where: str) -> None:
+        folder = Path(handle.filename).resolve().parent
+        resolved = (folder / target).resolve() if target not in (".", "") else Path(handle.filename).resolve()
+        if resolved.parent != folder:
+            raise ValueError(f"dataset: {where} points to {target!r}, outside the file's folder {str(folder)!r}; "
+                             f"refused")
 
     def _require(self, field: str) -> Any:
         found = self._find(field)

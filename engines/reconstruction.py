@@ -245,6 +245,10 @@ def _require_truth_shape(name: str, value: Any, shape: tuple[int, ...]) -> None:
     if len(actual) not in (2, 3) or actual[-2:] != tuple(shape):
         raise ValueError(f"{name}: expected an array of shape (modes, {shape[0]}, {shape[1]}) or "
                          f"({shape[0]}, {shape[1]}) like the initial guess, got shape {actual}")
+    bad = int(np.count_nonzero(~np.isfinite(np.asarray(value))))
+    if bad:
+        raise ValueError(f"{name}: expected finite values (the object error would be NaN), got {bad} NaN or "
+                         f"infinite value(s)")
 
 
 def ptychography(diffraction_data: Any, initial_object: np.ndarray, initial_probe: np.ndarray,

@@ -136,7 +136,7 @@ def _validation_section(rows: list[dict[str, Any]]) -> str:
             verdict = "no threshold"
         spread = (f"{row['seconds_min']:.3g}–{row['seconds_max']:.3g}" if row["seconds_min"] is not None else "")
         table_rows.append([_e(row["machine"]), _e(row["dataset"]), _e(row["engine"]), _e(row["backend"]),
-                           _e(row["threads"] or ""), _e(row["tier"]), row["repeats"], row["passed"],
+                           _e(row["threads"] or ""), _e(row["tier"]), _e(row["repeats"]), _e(row["passed"]),
                            _number(row["seconds_per_iteration"], "{:.4g}"), _e(spread),
                            _number(row["object_error"], "{:.4f}"), _number(row["threshold"], "{:.3f}"), verdict])
     noisy = [i for i, row in enumerate(rows) if row["noisy"]]
@@ -305,7 +305,7 @@ def _problems_section(rows: list[dict[str, Any]], records: list[dict[str, Any]])
                                             if record.get("object_error") is not None else "")
             items.append(f"<li><b>{_e(record.get('status'))}</b> {_e(machine_name(record.get('machine')))} "
                          f"{_e(record['dataset'])} {_e(record['engine'])} {_e(record['backend'])} repeat "
-                         f"{record.get('repeat', 0)}: {_e(str(why).splitlines()[0] if why else '')}</li>")
+                         f"{_e(record.get('repeat', 0))}: {_e(str(why).splitlines()[0] if why else '')}</li>")
     body = f"<ul>{''.join(items)}</ul>" if items else '<p class="note">None.</p>'
     return "<h2>Noisy and failed runs</h2>" + body
 

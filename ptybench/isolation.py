@@ -20,6 +20,11 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
                     "VECLIB_MAXIMUM_THREADS")
 
 
+#: ``python -P``: the folder a user runs in is not put first on sys.path, so a ``numpy.py`` or ``psutil.py``
+#: planted there is never imported by a measuring process (``-m`` would otherwise put the working folder first).
+SAFE_PATH = ("-P",)
+
+
 def child_environment(threads: int | None, memory_limited: bool = False,
                       extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment with the thread budget set; with a memory limit, glibc set up so that the
@@ -33,6 +38,7 @@ def child_environment(threads: int | None, memory_limited: bool = False,
         environment["MALLOC_MMAP_THRESHOLD_"] = "65536"
         environment["MALLOC_ARENA_MAX"] = "1"
     environment.setdefault("PYTHONUNBUFFERED", "1")
+    environment["PYTHONSAFEPATH"] = "1"  # and for whatever the child starts in turn
     environment.update(extra or {})
     return environment
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ptybench.isolation import child_environment, run_child
+from ptybench.isolation import SAFE_PATH, child_environment, run_child
 from ptybench.launchers import Launcher
 from ptybench.measurement import HEARTBEAT_VARIABLE, Measurement
 from ptybench.record import Record
@@ -51,7 +51,8 @@ def mpiexec_path() -> str:
 
 def mpi_command(ranks: int, module: str, *arguments: str, launcher: Launcher | None = None) -> list[str]:
     """Always through ``-m mpi4py``: an exception on one rank then aborts every rank (no hang)."""
-    return (launcher or Launcher()).command(ranks, [sys.executable, "-m", "mpi4py", "-m", module, *arguments])
+    program = [sys.executable, *SAFE_PATH, "-m", "mpi4py", "-m", module, *arguments]
+    return (launcher or Launcher()).command(ranks, program)
 
 
 def run_mpi(measurement: Measurement, arrays_path: str | None = None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ptybench.commands.argtypes import positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -23,7 +25,7 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     """The forecast's target, shared by ``forecast`` and ``report``."""
     parser.add_argument("--target", default="seed-2552x768",
                         help="catalogue dataset to forecast (default: %(default)s)")
-    parser.add_argument("--projections", type=int, default=498,
+    parser.add_argument("--projections", type=positive_int, default=498,
                         help="projections in the tomogram (default: %(default)s)")
     parser.add_argument("--rates", default="3kHz,10kHz,110kHz", help="detector frame rates (default: %(default)s)")
 
@@ -35,8 +37,6 @@ def run_forecast(args: argparse.Namespace) -> int:
     from ptybench.forecast import forecast, format_forecast, parse_rates
     from ptybench.procure import target_geometry
 
-    if args.projections < 1:
-        raise ValueError(f"--projections: expected a positive integer, got {args.projections}")
     rates = parse_rates(args.rates)
     records, _ = records_of(args.results)
     rows = forecast(records, target_geometry(args.target), args.projections, rates, target_name=args.target)

@@ -107,3 +107,12 @@ def test_a_saturated_pixel_is_masked_with_a_warning_not_32_gib(tiny_arrays):
 def test_the_noise_floor_of_huge_counts_needs_no_huge_histogram():
     counts = np.array([0, 1, 5, 2**32 - 1], dtype=np.float64)
     assert noise_floor_sum(counts, quantised=True) == pytest.approx(float(np.sum(poisson_noise_floor(counts))))
+
+
+@pytest.mark.parametrize("name", ["true_object", "true_probe"])
+def test_ground_truth_with_nan_is_refused_by_name(tiny, tiny_arrays, name):
+    truth = tiny.ground_truth()
+    given = {"true_object": truth.object.copy(), "true_probe": truth.probe.copy()}
+    given[name][0, 1, 2] = np.nan
+    with pytest.raises(ValueError, match=rf"^{name}: expected finite values .* 1 NaN"):
+        Reconstruction(**tiny_arrays, parameters={"engine": "DM", "iterations": 1}, **given)
