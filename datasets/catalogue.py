@@ -11,6 +11,8 @@ delivers it: on a far-field detector of 128² or more most pixels away from the 
 
 from __future__ import annotations
 
+from ptybench.engines.errors import InputError
+
 from .spec import DatasetSpec
 
 FRAME_LADDER = (256, 1024, 4096, 16384, 65536)
@@ -28,7 +30,7 @@ def ladder_photons(kind: str, detector: int, regime: str = "bright") -> float:
     """Bright: photons per frame grow with detector area (about 250 per pixel far field, 2500 near
     field). Low count: a fixed flux per frame (LOWCOUNT_PHOTONS)."""
     if regime not in REGIMES:
-        raise ValueError(f"regime: expected one of {list(REGIMES)}, got {regime!r}")
+        raise InputError(f"regime: expected one of {list(REGIMES)}, got {regime!r}")
     if regime == "lowcount":
         return LOWCOUNT_PHOTONS[kind]
     per_64 = 1e6 if kind == "farfield" else 1e7
@@ -95,7 +97,7 @@ def get_spec(name: str) -> DatasetSpec:
     except KeyError:
         close = [n for n in _CATALOGUE if n.split("-")[:2] == name.split("-")[:2]][:8]
         hint = f"; similar names: {close}" if close else "; see `ptybench datasets list`"
-        raise ValueError(f"dataset: unknown name {name!r}{hint}") from None
+        raise InputError(f"dataset: unknown name {name!r}{hint}") from None
 
 
 def describe(name: str) -> str:
@@ -106,9 +108,9 @@ def ladder(kind: str = "farfield", detector: int | None = None, n_frames: int | 
            regime: str = "bright") -> list[tuple[str, DatasetSpec]]:
     """A size ladder in one flux regime: fix the detector to climb N, or fix N to climb the detector."""
     if (detector is None) == (n_frames is None):
-        raise ValueError("ladder: give exactly one of detector= (climb N) or n_frames= (climb the detector)")
+        raise InputError("ladder: give exactly one of detector= (climb N) or n_frames= (climb the detector)")
     if regime not in REGIMES:
-        raise ValueError(f"regime: expected one of {list(REGIMES)}, got {regime!r}")
+        raise InputError(f"regime: expected one of {list(REGIMES)}, got {regime!r}")
     if detector is not None:
         points = [(detector, n) for n in FRAME_LADDER]
     else:

@@ -27,6 +27,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ptybench.engines.errors import InputError
 from ptybench.engines.modes import expand_modes
 
 from .bad_pixels import BadPixels, find_bad_pixels
@@ -157,7 +158,7 @@ class CXIDataset(Dataset):
         HDF5 indirection to other files (external links, external raw storage, virtual datasets), or
         "same-folder": follow it only to files in the CXI file's own folder (VDS master files)."""
         if external not in EXTERNAL_POLICIES:
-            raise ValueError(f"external: expected one of {list(EXTERNAL_POLICIES)}, got {external!r}")
+            raise InputError(f"external: expected one of {list(EXTERNAL_POLICIES)}, got {external!r}")
         self.external = external
         self.paths = [Path(p) for p in (path, *more)]
         self.path = self.paths[0]
@@ -167,10 +168,10 @@ class CXIDataset(Dataset):
                 self._require(field)
             self._data = self._require(DETECTOR + "/data")
             if self._data.dtype.kind not in "iuf":
-                raise ValueError(f"dataset: {self._where(DETECTOR + '/data')} holds {self._data.dtype} values; "
+                raise InputError(f"dataset: {self._where(DETECTOR + '/data')} holds {self._data.dtype} values; "
                                  f"intensities are real, non-negative counts (integer or float)")
             if self._data.ndim != 3:
-                raise ValueError(f"dataset: {self._where(DETECTOR + '/data')} is {self._data.ndim}-D with shape "
+                raise InputError(f"dataset: {self._where(DETECTOR + '/data')} is {self._data.ndim}-D with shape "
                                  f"{self._data.shape}; expected (N, Y, X) frames")
             self._extra = self._find(EXTRA)
             attrs = self._extra.attrs if self._extra is not None else {}
@@ -256,7 +257,7 @@ class CXIDataset(Dataset):
             if isinstance(link, h5py.ExternalLink):
                 where = f"/{prefix} in {handle.filename}"
                 if self.external == "refuse":
-                    raise ValueError(f"dataset: {where} is an external link to {link.filename!r}; refused "
+                    raise InputError(f"dataset: {where} is an external link to {link.filename!r}; refused "
                                      f"(a file from elsewhere may point anywhere); pass external=same-folder to "
                                      f"follow links to files in its own folder")
                 self._require_same_folder(handle, link.filename, where)
@@ -267,14 +268,14 @@ class CXIDataset(Dataset):
         sources = []
         if dataset.external:
             if self.external == "refuse":
-                raise ValueError(f"dataset: {where} keeps its values in external storage "
+                raise InputError(f"dataset: {where} keeps its values in external storage "
                                  f"({dataset.external[0][0]!r}); refused: raw external files are never followed")
-            raise ValueError(f"dataset: {where} keeps its values in external raw storage "
+            raise InputError(f"dataset: {where} keeps its values in external raw storage "
                              f"({dataset.external[0][0]!r}); not followed even with external=same-folder")
         if dataset.is_virtual:
             sources = [source.file_name for source in dataset.virtual_sources()]
             if self.external == "refuse":
-                raise ValueError(f"dataset: {where} is a virtual dataset over {sources[:3]}; refused by default; "
+                raise InputError(f"dataset: {where} is a virtual dataset over {sources[:3]}; refused by default; "
                                  f"pass external=same-folder to read its sources from the file's own folder")
         for source in sources:
             self._require_same_folder(handle, source, where)
@@ -284,14 +285,14 @@ class CXIDataset(Dataset):
         folder = Path(handle.filename).resolve().parent
         resolved = (folder / target).resolve() if target not in (".", "") else Path(handle.filename).resolve()
         if resolved.parent != folder:
-            raise ValueError(f"dataset: {where} points to {target!r}, outside the file's folder {str(folder)!r}; "
+            raise InputError(f"dataset: {where} points to {target!r}, outside the file's folder {str(folder)!r}; "
                              f"refused")
 
     def _require(self, field: str) -> Any:
         found = self._find(field)
         if found is None:
             files = ", ".join(str(p) for p in self.paths)
-            raise ValueError(f"dataset: {files} lacks the required CXI field /{field}")
+            raise InputError(f"dataset: {files} lacks the required CXI field /{field}")
         return found
 
     def _where(self, field: str) -> str:
@@ -347,10 +348,10 @@ class CXIDataset(Dataset):
             return np.asarray(self._extra["positions_pixels"], dtype=np.float32)
         translation = np.asarray(self._require(TRANSLATION))
         if translation.ndim != 2 or translation.shape[0] != self.n_frames or translation.shape[1] < 2:
-            raise ValueError(f"dataset: /{TRANSLATION} has shape {translation.shape}; expected ({self.n_frames}, 3) "
+            raise InputError(f"dataset: /{TRANSLATION} has shape {translation.shape}; expected ({self.n_frames}, 3) "
                              f"translations in metres, one per frame")
         if not np.all(np.isfinite(translation[:, :2])):
-            raise ValueError(f"dataset: /{TRANSLATION} in {self.path} holds NaN or infinite translations")
+            raise InputError(f"dataset: /{TRANSLATION} in {self.path} holds NaN or infinite translations")
         pixels = np.stack([translation[:, 1], translation[:, 0]], axis=1) / self.object_pixel_m
         # kept to the sub-pixel: the engines say what they do with the fraction (docs/algorithms.md)
         return (pixels - pixels.min(axis=0)).astype(np.float32)
@@ -376,11 +377,11 @@ class CXIDataset(Dataset):
     def frames(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         stop = self.n_frames if stop is None else stop
         if not (0 <= start <= stop <= self.n_frames):
-            raise ValueError(f"frames: expected 0 <= start <= stop <= {self.n_frames}, got {start}, {stop}")
+            raise InputError(f"frames: expected 0 <= start <= stop <= {self.n_frames}, got {start}, {stop}")
         try:
             block = self._data[start:stop]
         except OSError as error:  # a truncated file: h5py cannot read the chunks
-            raise ValueError(f"dataset: cannot read frames {start}..{stop} of {self._where(DETECTOR + '/data')} "
+            raise InputError(f"dataset: cannot read frames {start}..{stop} of {self._where(DETECTOR + '/data')} "
                              f"({error}); is the file complete?") from None
         return block if block.dtype == np.uint32 else block.astype(np.float32)
 
@@ -451,11 +452,11 @@ class CXIDataset(Dataset):
 
 def _open_hdf5(path: Path) -> Any:
     if not path.is_file():
-        raise ValueError(f"dataset: expected a CXI file, {str(path)!r} does not exist")
+        raise InputError(f"dataset: expected a CXI file, {str(path)!r} does not exist")
     try:
         return h5py.File(path, "r")
     except OSError as error:
-        raise ValueError(f"dataset: {str(path)!r} is not a readable HDF5/CXI file ({error})") from None
+        raise InputError(f"dataset: {str(path)!r} is not a readable HDF5/CXI file ({error})") from None
 
 
 def _image_of_type(files: list[Any], data_types: tuple[str, ...]) -> Any:

@@ -20,6 +20,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ptybench.engines.errors import InputError
+
 PROPAGATIONS = ("farfield", "nearfield")
 BEAMS = ("parallel", "cone")
 #: Options a user may give for a file (``load(path, **options)`` or ``path.cxi?key=value&key=value``).
@@ -28,7 +30,7 @@ GEOMETRY_OPTIONS = ("propagation", "focus_to_sample_m", "beam")
 PIXEL_MATCH = 0.05
 
 
-class GeometryError(ValueError):
+class GeometryError(InputError):
     """The regime or geometry of a file cannot be told, or what was given contradicts the file."""
 
 

@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from ptybench.engines.errors import InputError
+
 KINDS = ("farfield", "nearfield")
 SCANS = ("fermat", "raster")
 #: h·c in keV·m, so wavelength_m = HC_KEV_M / energy_keV.
@@ -48,7 +50,7 @@ class DatasetSpec:
 
     def _check(self) -> None:
         def fail(name: str, expected: str) -> None:
-            raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
+            raise InputError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
 
         if self.kind not in KINDS:
             fail("kind", f"one of {list(KINDS)}")
@@ -143,7 +145,7 @@ class DatasetSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"dataset spec: unknown keys {unknown}; known keys are {sorted(known)}")
+            raise InputError(f"dataset spec: unknown keys {unknown}; known keys are {sorted(known)}")
         values = dict(data)
         if "frame_shape" in values:
             values["frame_shape"] = tuple(values["frame_shape"])

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ptybench.engines.backends.numpy_backend import NumpyBackend
+from ptybench.engines.errors import InputError
 from ptybench.engines.metrics import illuminated_region
 from ptybench.engines.propagation import make_propagator
 
@@ -154,7 +155,7 @@ class SyntheticDataset(Dataset):
         n_frames = self.spec.n_frames
         stop = n_frames if stop is None else stop
         if not (0 <= start <= stop <= n_frames):
-            raise ValueError(f"frames: expected 0 <= start <= stop <= {n_frames}, got start={start}, stop={stop}")
+            raise InputError(f"frames: expected 0 <= start <= stop <= {n_frames}, got start={start}, stop={stop}")
         return start, stop
 
     def _chunk_frames(self) -> int:

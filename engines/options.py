@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from .backends import BACKEND_NAMES
+from .errors import InputError, InputTypeError
 from .propagation import PROPAGATIONS
 from .registry import engine_names, engine_spec
 
 
-class ParameterError(ValueError):
+class ParameterError(InputError):
     """A bad key or value in ``parameters``; the message names the key."""
 
 
@@ -266,7 +267,7 @@ def parse_parameters(parameters: Mapping[str, Any] | None) -> Plan:
     if parameters is None:
         parameters = {}
     if not isinstance(parameters, Mapping):
-        raise TypeError(f"parameters: expected a mapping, got {type(parameters).__name__}")
+        raise InputTypeError(f"parameters: expected a mapping, got {type(parameters).__name__}")
     run_keys = {f.name for f in fields(RunOptions)}
     run = _build(RunOptions, {k: v for k, v in parameters.items() if k in run_keys}, "")
     if run.propagation == "nearfield" and run.fresnel_number is None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .errors import InputError
+
 #: Share of the free memory the plan may use (allocator fragmentation, libraries' workspaces).
 SAFETY = 0.85
 #: On a device the block's temporaries get at most this share of the usable memory: beyond a few
@@ -50,7 +52,7 @@ def choose_placement(n_frames: int, costs: FrameCosts, on_device: bool, availabl
     """Residency and block size for ``n_frames`` frames (explicit requests win). ``block_limit``: the most
     frames the engines can use at once (a batched engine's batch); an automatic block stays within it."""
     if requested_residency not in RESIDENCIES:
-        raise ValueError(f"residency: expected one of {list(RESIDENCIES)}, got {requested_residency!r}")
+        raise InputError(f"residency: expected one of {list(RESIDENCIES)}, got {requested_residency!r}")
     if requested_block is None and block_limit is not None:
         n_frames_useful = min(n_frames, block_limit)
     else:

@@ -17,6 +17,7 @@ import numpy as np
 from .backends import backend_descriptor, get_backend
 from .backends.base import Backend
 from .communication import SerialCommunicator
+from .errors import InputError
 from .metrics import FourierErrorSums
 from .options import RunOptions
 from .photons import PhotonScale, noise_floor_sum, photon_scale
@@ -193,7 +194,7 @@ class Problem:
             self.mask = self.backend.asarray(internal_mask)
             self.valid_pixels = int(internal_mask.sum())
             if self.valid_pixels == 0:
-                raise ValueError("diffraction_data: every valid pixel is saturated (holds the integer type's "
+                raise InputError("diffraction_data: every valid pixel is saturated (holds the integer type's "
                                  "largest value in some frame)")
             warnings.warn(f"diffraction_data: {count} pixel(s) hold the integer type's largest value "
                           f"(saturated or flagged) in some frame; they are masked", stacklevel=4)
@@ -246,7 +247,7 @@ class Problem:
         far = host.forward(np.asarray(initial_probe, dtype=np.complex64)[None, :, None].copy(), overwrite=True)
         power = np.sum(np.abs(far[0, :, 0]) ** 2, axis=0)
         if not np.sum(power[internal_mask]) > 1e-6 * np.sum(power):
-            raise ValueError("initial_probe: expected detector-side power on valid pixels, got (almost) none "
+            raise InputError("initial_probe: expected detector-side power on valid pixels, got (almost) none "
                              "inside the mask: the data cannot constrain this probe")
 
     def _noise_floor(self, intensities: np.ndarray) -> float:
@@ -262,7 +263,7 @@ class Problem:
         zeros -= self.n_frames * (self.frame_shape[0] * self.frame_shape[1] - self.valid_pixels)
         total, all_photons, all_zeros = self.comm.allreduce_scalars([local, photons, zeros])
         if not all_photons > 0:
-            raise ValueError("diffraction_data: expected photons on valid pixels, got all zero (after the mask)")
+            raise InputError("diffraction_data: expected photons on valid pixels, got all zero (after the mask)")
         #: Share of valid pixels of every frame that counted nothing: sparse data when most did.
         self.zero_fraction = all_zeros / max(1, self.n_frames_total * self.valid_pixels)
         return total / max(1, self.n_frames_total * self.valid_pixels)

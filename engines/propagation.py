@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .backends.base import Backend
+from .errors import InputError
 
 PROPAGATIONS = ("farfield", "nearfield")
 
@@ -23,7 +24,7 @@ PROPAGATIONS = ("farfield", "nearfield")
 def fresnel_transfer_function(frame_shape: tuple[int, int], fresnel_number: float) -> np.ndarray:
     """H(u, v) = exp(−iπ(u² + v²)/F) on the FFT grid, computed in float64 and stored complex64."""
     if not fresnel_number > 0:
-        raise ValueError(f"fresnel_number: expected a positive number, got {fresnel_number!r}")
+        raise InputError(f"fresnel_number: expected a positive number, got {fresnel_number!r}")
     u = np.fft.fftfreq(frame_shape[0])[:, None]
     v = np.fft.fftfreq(frame_shape[1])[None, :]
     return np.exp(-1j * np.pi * (u**2 + v**2) / fresnel_number).astype(np.complex64)
@@ -103,6 +104,6 @@ def make_propagator(backend: Backend, propagation: str, frame_shape: tuple[int, 
         return FarFieldPropagator(backend, frame_shape)
     if propagation == "nearfield":
         if fresnel_number is None:
-            raise ValueError("fresnel_number: required for propagation='nearfield', got None")
+            raise InputError("fresnel_number: required for propagation='nearfield', got None")
         return NearFieldPropagator(backend, frame_shape, fresnel_number)
-    raise ValueError(f"propagation: expected one of {list(PROPAGATIONS)}, got {propagation!r}")
+    raise InputError(f"propagation: expected one of {list(PROPAGATIONS)}, got {propagation!r}")

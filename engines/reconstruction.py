@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .metrics import ObjectErrorMetric, illuminated_region
 from .modes import mix_modes, orthogonalising_matrix
 from .options import Plan, parse_parameters
@@ -243,11 +244,11 @@ def _require_truth_shape(name: str, value: Any, shape: tuple[int, ...]) -> None:
     """Ground truth must cover the same pixels as the reconstruction (modes may differ)."""
     actual = tuple(np.shape(value))
     if len(actual) not in (2, 3) or actual[-2:] != tuple(shape):
-        raise ValueError(f"{name}: expected an array of shape (modes, {shape[0]}, {shape[1]}) or "
+        raise InputError(f"{name}: expected an array of shape (modes, {shape[0]}, {shape[1]}) or "
                          f"({shape[0]}, {shape[1]}) like the initial guess, got shape {actual}")
     bad = int(np.count_nonzero(~np.isfinite(np.asarray(value))))
     if bad:
-        raise ValueError(f"{name}: expected finite values (the object error would be NaN), got {bad} NaN or "
+        raise InputError(f"{name}: expected finite values (the object error would be NaN), got {bad} NaN or "
                          f"infinite value(s)")
 
 

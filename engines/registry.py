@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import InputError
+
 #: Modules of the built-in engines, imported on first use of the registry.
 BUILTIN_MODULES = ("dm_raar", "pie", "pie_batched", "ml")
 #: Environment variable naming extra engine modules (plug-ins), comma-separated import paths.
@@ -73,11 +75,11 @@ def register(name: str, *, options: type, memory: MemoryTerms, propagations_per_
              block_limit: Callable[[Any], int] | None = None) -> Callable[[type], type]:
     """Class decorator: ``@register("DM", options=DMOptions, ...)``. A class may register several names."""
     if distributed not in DISTRIBUTED_FORMS:
-        raise ValueError(f"distributed: expected one of {list(DISTRIBUTED_FORMS)}, got {distributed!r}")
+        raise InputError(f"distributed: expected one of {list(DISTRIBUTED_FORMS)}, got {distributed!r}")
 
     def decorate(engine_class: type) -> type:
         if name in _REGISTRY and _REGISTRY[name].engine_class is not engine_class:
-            raise ValueError(f"engine {name!r} is registered twice ({_REGISTRY[name].engine_class.__qualname__} "
+            raise InputError(f"engine {name!r} is registered twice ({_REGISTRY[name].engine_class.__qualname__} "
                              f"and {engine_class.__qualname__})")
         _REGISTRY[name] = EngineSpec(name, engine_class, options, memory, propagations_per_frame,
                                      frames_per_fft_batch, keeps_exit_waves, distributed, block_limit)
@@ -129,7 +131,7 @@ def engine_names() -> tuple[str, ...]:
 def engine_spec(name: str) -> EngineSpec:
     _load()
     if name not in _REGISTRY:
-        raise ValueError(f"engine: expected one of {list(_REGISTRY)}, got {name!r}")
+        raise InputError(f"engine: expected one of {list(_REGISTRY)}, got {name!r}")
     return _REGISTRY[name]
 
 

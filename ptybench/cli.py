@@ -7,6 +7,7 @@ Sub-command modules expose ``add_parser(subparsers)`` which registers the parser
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +24,7 @@ from ptybench.commands import run as run_command
 from ptybench.commands import scale as scale_command
 from ptybench.commands import sweep as sweep_command
 from ptybench.engines.backends.base import BackendUnavailable
+from ptybench.engines.errors import InputError
 from ptybench.scaling import MPIUnavailable
 
 DESCRIPTION = """\
@@ -51,10 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ptybench", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ptybench {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of every error, a user's mistake too (by default one line, exit 2)")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(subparsers)
     return parser
+
+
+#: What a user can fix: their input, a backend or MPI that is not installed, a path or a disk. Anything else is a
+#: bug and keeps its traceback.
+USER_ERRORS = (InputError, BackendUnavailable, MPIUnavailable, FileNotFoundError, FileExistsError,
+               PermissionError, IsADirectoryError, NotADirectoryError)
+#: Disk full, quota, read-only file system: the machine's state, not ptybench's.
+USER_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def is_user_error(error: BaseException) -> bool:
+    return isinstance(error, USER_ERRORS) or (isinstance(error, OSError) and error.errno in USER_ERRNOS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, OSError, BackendUnavailable, MPIUnavailable) as error:
-        # Bad input is the user's to fix: say what was wrong without a traceback.
+    except Exception as error:
+        # A user's mistake is one line and exit 2; with --debug (or a bug) the traceback stays.
+        if args.debug or not is_user_error(error):
+            raise
         print(f"ptybench: error: {error}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ptybench.engines.errors import InputError
 from ptybench.launchers import Launcher
 
 #: MPICH (ch4): no shared memory between ranks; libfabric's TCP provider.
@@ -44,7 +45,7 @@ class Shaping:
                     rate = None
                 break
         if not rate or rate <= 0:
-            raise ValueError(f"--emulate-network: expected a rate such as 1gbit or 100mbit[,200us], got {text!r}")
+            raise InputError(f"--emulate-network: expected a rate such as 1gbit or 100mbit[,200us], got {text!r}")
         delay = None
         if delay_text:
             scales = {"us": 1e-6, "ms": 1e-3}
@@ -52,7 +53,7 @@ class Shaping:
             try:
                 delay = float(delay_text.strip()[:-2]) * scales[unit]
             except (KeyError, ValueError):
-                raise ValueError(f"--emulate-network: expected a delay such as 200us or 1ms, got {delay_text!r}") \
+                raise InputError(f"--emulate-network: expected a delay such as 200us or 1ms, got {delay_text!r}") \
                     from None
         return cls(rate, delay)
 
@@ -101,13 +102,13 @@ def emulated_network(shaping: Shaping, hosts: int = 2) -> Iterator[Launcher]:
     """Two namespaces joined by a shaped veth pair for the duration; yields the launcher that starts one
     rank in each. Everything is removed on exit, also after an error."""
     if hosts != 2:
-        raise ValueError(f"--emulate-network: two hosts (one veth pair), asked for {hosts} ranks")
+        raise InputError(f"--emulate-network: two hosts (one veth pair), asked for {hosts} ranks")
     reason = problem()
     if reason:
-        raise ValueError(f"--emulate-network: {reason}")
+        raise InputError(f"--emulate-network: {reason}")
     netem = bool(shaping.delay_s) and netem_available()
     if shaping.delay_s and not netem:
-        raise ValueError("--emulate-network: this kernel has no netem qdisc, so a delay cannot be shaped; "
+        raise InputError("--emulate-network: this kernel has no netem qdisc, so a delay cannot be shaped; "
                          "give the rate alone (e.g. 1gbit)")
     tag = f"{os.getpid() % 100000}"
     names = [f"ptyb{tag}-{i}" for i in range(hosts)]

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ptybench.engines.errors import InputError
 from ptybench.machine import machine_name
 
 #: Detector rates of interest (Hz) when none are given.
@@ -180,12 +181,12 @@ def parse_rates(text: str) -> list[float]:
         try:
             value = float(number) * scale
         except ValueError:
-            raise ValueError(f"--rates: expected rates such as 3kHz,10kHz,110kHz, got {item!r}") from None
+            raise InputError(f"--rates: expected rates such as 3kHz,10kHz,110kHz, got {item!r}") from None
         if not value > 0:
-            raise ValueError(f"--rates: expected positive rates, got {item!r}")
+            raise InputError(f"--rates: expected positive rates, got {item!r}")
         rates.append(value)
     if not rates:
-        raise ValueError(f"--rates: expected at least one rate, got {text!r}")
+        raise InputError(f"--rates: expected at least one rate, got {text!r}")
     return rates
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ptybench.configurations import summarise
+from ptybench.engines.errors import InputError
 from ptybench.forecast import format_duration
 from ptybench.machine import machine_fingerprint, machine_name
 
@@ -316,7 +317,7 @@ def build_report(records: list[dict[str, Any]], forecast_rows: list[dict[str, An
     rows = summarise(records)
     machines = _machines(records)
     if reference is not None and reference not in machines:
-        raise ValueError(f"--reference: expected one of the machines in these results {sorted(machines)}, "
+        raise InputError(f"--reference: expected one of the machines in these results {sorted(machines)}, "
                          f"got {reference!r}")
     reference = reference or (sorted(machines)[0] if machines else "")
     sections = [

@@ -11,6 +11,8 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from ptybench.engines.errors import InputError
+
 SYSTEMS = ("slurm", "pbs")
 _WALLTIME = re.compile(r"^\d+:\d{2}:\d{2}$")
 
@@ -31,15 +33,15 @@ class JobRequest:
 
     def __post_init__(self) -> None:
         if self.system not in SYSTEMS:
-            raise ValueError(f"--emit-job: expected one of {list(SYSTEMS)}, got {self.system!r}")
+            raise InputError(f"--emit-job: expected one of {list(SYSTEMS)}, got {self.system!r}")
         for name in ("nodes", "ranks_per_node", "threads_per_rank"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(self, name)}")
+                raise InputError(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(self, name)}")
         if not _WALLTIME.match(self.walltime):
-            raise ValueError(f"--time: expected HH:MM:SS, got {self.walltime!r}")
+            raise InputError(f"--time: expected HH:MM:SS, got {self.walltime!r}")
         for line in self.environment:
             if "=" not in line or not line.split("=", 1)[0].isidentifier():
-                raise ValueError(f"--env: expected NAME=VALUE, got {line!r}")
+                raise InputError(f"--env: expected NAME=VALUE, got {line!r}")
 
     @property
     def max_ranks(self) -> int:

@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ptybench.engines.errors import InputError
+
 KINDS = ("mpiexec", "srun")
 
 
@@ -47,11 +49,11 @@ class Launcher:
         """``mpiexec``, ``srun`` or a template containing ``{ranks}``; checked before anything runs."""
         for name, value in (("--ranks-per-node", ranks_per_node), ("--gpus-per-node", gpus_per_node)):
             if value is not None and value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value}")
+                raise InputError(f"{name}: expected a positive integer, got {value}")
         if text in KINDS:
             return cls(text, None, hostfile, ranks_per_node, gpus_per_node)
         if "{ranks}" not in text:
-            raise ValueError(f"--launcher: expected mpiexec, srun or a template with {{ranks}} such as "
+            raise InputError(f"--launcher: expected mpiexec, srun or a template with {{ranks}} such as "
                              f"'mpirun -np {{ranks}} --hostfile hosts', got {text!r}")
         launcher = cls("custom", text, hostfile, ranks_per_node, gpus_per_node)
         launcher.prefix(1)  # an unknown {placeholder} is an error now, not in the first run
@@ -65,12 +67,12 @@ class Launcher:
                                                         ranks_per_node=self.ranks_per_node or "",
                                                         gpus_per_node=self.gpus_per_node or ""))
             except (KeyError, IndexError) as error:
-                raise ValueError(f"--launcher: unknown placeholder {error} in {self.template!r}; expected "
+                raise InputError(f"--launcher: unknown placeholder {error} in {self.template!r}; expected "
                                  f"{{ranks}}, {{hostfile}}, {{ranks_per_node}}, {{gpus_per_node}}") from None
         if self.kind == "srun":
             srun = shutil.which("srun")
             if srun is None:
-                raise ValueError("--launcher srun: no srun on PATH (run inside a Slurm allocation)")
+                raise InputError("--launcher srun: no srun on PATH (run inside a Slurm allocation)")
             words = [srun, "-n", str(ranks)]
             if self.ranks_per_node:
                 words += ["--ntasks-per-node", str(self.ranks_per_node)]
@@ -94,7 +96,7 @@ class Launcher:
         if not self.namespaces:
             return [*self.prefix(ranks), *program]
         if ranks > len(self.namespaces):
-            raise ValueError(f"ranks: the emulated network has {len(self.namespaces)} hosts, asked for {ranks}")
+            raise InputError(f"ranks: the emulated network has {len(self.namespaces)} hosts, asked for {ranks}")
         from ptybench.scaling import mpiexec_path
 
         words = [mpiexec_path()]

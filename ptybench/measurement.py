@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ptybench.engines.errors import InputError, InputTypeError
 from ptybench.record import Record
 
 #: Default margin over the Poisson noise floor for time-to-quality on any data (docs/algorithms.md, "Error metrics").
@@ -73,15 +74,15 @@ class Measurement:
         for name in ("iterations", "warmup"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (1 if name == "iterations" else 0):
-                raise ValueError(f"{name}: expected an integer ≥ {1 if name == 'iterations' else 0}, got {value!r}")
+                raise InputError(f"{name}: expected an integer ≥ {1 if name == 'iterations' else 0}, got {value!r}")
         for name in ("threads", "frames_per_block", "memory_limit_bytes"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name}: expected a positive integer or None, got {value!r}")
+                raise InputError(f"{name}: expected a positive integer or None, got {value!r}")
         if not self.timeout_s > 0:
-            raise ValueError(f"timeout_s: expected a positive number of seconds, got {self.timeout_s!r}")
+            raise InputError(f"timeout_s: expected a positive number of seconds, got {self.timeout_s!r}")
         if not isinstance(self.parameters, Mapping):
-            raise TypeError(f"parameters: expected a mapping, got {type(self.parameters).__name__}")
+            raise InputTypeError(f"parameters: expected a mapping, got {type(self.parameters).__name__}")
 
     def engine_parameters(self) -> dict[str, Any]:
         parameters = {**self.parameters, "engine": self.engine, "backend": self.backend,
@@ -113,7 +114,7 @@ def load_dataset(measurement: Measurement) -> Any:
     if not measurement.dataset_changes:
         return load(measurement.dataset, threads=measurement.threads)
     if str(measurement.dataset).endswith((".cxi", ".h5", ".hdf5")):
-        raise ValueError(f"dataset_changes: only for catalogue datasets, got file {measurement.dataset!r}")
+        raise InputError(f"dataset_changes: only for catalogue datasets, got file {measurement.dataset!r}")
     spec = get_spec(measurement.dataset).with_changes(**measurement.dataset_changes)
     return load(spec, threads=measurement.threads)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ptybench.engines.backends import backend_descriptor
+from ptybench.engines.errors import InputError, InputTypeError
 from ptybench.engines.placement import choose_placement, frame_costs
 from ptybench.engines.registry import engine_spec
 
@@ -45,7 +46,7 @@ class Geometry:
         if isinstance(dataset, Dataset):
             dataset = dataset.geometry()
         if not isinstance(dataset, DatasetGeometry):
-            raise TypeError(f"dataset: expected a Dataset, DatasetSpec or geometry, got {type(dataset).__name__}")
+            raise InputTypeError(f"dataset: expected a Dataset, DatasetSpec or geometry, got {type(dataset).__name__}")
         return cls(dataset.n_frames, dataset.frame_shape, dataset.object_shape, dataset.probe_modes,
                    dataset.object_modes)
 
@@ -86,12 +87,12 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
     spec = engine_spec(engine)
     descriptor = backend_descriptor(backend)
     if int(ranks) != ranks or ranks < 1:
-        raise ValueError(f"ranks: expected a positive integer, got {ranks!r}")
+        raise InputError(f"ranks: expected a positive integer, got {ranks!r}")
     geometry = Geometry.of(dataset)
     on_device = descriptor.is_device_memory(device)
     n_local = math.ceil(geometry.n_frames / ranks)
     if frames_per_block is not None and frames_per_block < 1:
-        raise ValueError(f"frames_per_block: expected a positive integer, got {frames_per_block!r}")
+        raise InputError(f"frames_per_block: expected a positive integer, got {frames_per_block!r}")
     costs = frame_costs(geometry.frame_shape, geometry.object_shape, geometry.probe_modes, geometry.object_modes,
                         [spec], descriptor.fused_kernels(device))
     placement = choose_placement(n_local, costs, on_device, available_bytes, frames_per_block, residency,
@@ -182,5 +183,5 @@ def parse_bytes(text: str | int | float) -> int:
     except ValueError:
         value = -1.0
     if unit not in units or not 0 < value < math.inf:
-        raise ValueError(f"memory size: expected a number with an optional unit (e.g. 80GB, 24GiB), got {text!r}")
+        raise InputError(f"memory size: expected a number with an optional unit (e.g. 80GB, 24GiB), got {text!r}")
     return int(value * units[unit])

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ptybench import results
+from ptybench.engines.errors import InputError
 from ptybench.forecast import DEFAULT_RATES, forecast
 from ptybench.html_report import write_report
 from ptybench.machine import LABEL_VARIABLE, describe_machine, machine_fingerprint
@@ -51,7 +52,7 @@ def run_procurement(out: str | Path, profile: str = "quick", backends: list[str]
     measurements = workload.measurements(profile, backends, threads, repeats)  # checked before anything runs
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} is a file; expected a folder for the bundle")
+        raise InputError(f"--out: {out} is a file; expected a folder for the bundle")
     out.mkdir(parents=True, exist_ok=True)
     results_path = results.require_writable(out / "results.jsonl")
     previous_label = os.environ.get(LABEL_VARIABLE)
@@ -101,12 +102,21 @@ def verify_bundle(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     manifest_path = folder / "manifest.json"
     if not manifest_path.exists():
-        raise ValueError(f"bundle {folder}: no manifest.json (not a `ptybench procure` bundle)")
-    manifest = json.loads(manifest_path.read_text())
-    for name, expected in manifest.get("sha256", {}).items():
+        raise InputError(f"bundle {folder}: no manifest.json (not a `ptybench procure` bundle)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"bundle {folder}: manifest.json is not JSON ({error})") from None
+    if not isinstance(manifest, dict):
+        raise InputError(f"bundle {folder}: manifest.json holds a {type(manifest).__name__}, expected an object")
+    checksums = manifest.get("sha256")
+    if not isinstance(checksums, dict) or not checksums:
+        raise InputError(f"bundle {folder}: manifest.json has no sha256 checksums, so nothing in the bundle can be "
+                         f"verified; refused (write bundles with `ptybench procure`)")
+    for name, expected in checksums.items():
         path = folder / name
         if not path.exists():
-            raise ValueError(f"bundle {folder}: {name} is missing")
+            raise InputError(f"bundle {folder}: {name} is missing")
         if sha256(path) != expected:
-            raise ValueError(f"bundle {folder}: {name} changed after the bundle was written (sha256 differs)")
+            raise InputError(f"bundle {folder}: {name} changed after the bundle was written (sha256 differs)")
     return manifest

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ptybench.engines.errors import InputError
+
 SCHEMA_VERSION = 3
 STATUSES = ("ok", "oom", "diverged", "timeout", "error")
 
@@ -91,7 +93,7 @@ class Record:
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
-            raise ValueError(f"record status: expected one of {list(STATUSES)}, got {self.status!r}")
+            raise InputError(f"record status: expected one of {list(STATUSES)}, got {self.status!r}")
 
     @classmethod
     def of(cls, measurement: Any, **fields: Any) -> Record:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ptybench.engines.errors import InputError, InputTypeError
 from ptybench.record import SCHEMA_VERSION, STATUSES
 
 #: Fields that identify a measurement: a sweep skips a configuration whose key is already stored.
@@ -34,7 +35,7 @@ def measurement_key(record: Mapping[str, Any]) -> str:
 def append(path: str | os.PathLike, record: Mapping[str, Any]) -> dict[str, Any]:
     """Append ``record`` (with schema version and key) as one line; durable when this returns."""
     if record.get("status") not in STATUSES:
-        raise ValueError(f"record['status']: expected one of {list(STATUSES)}, got {record.get('status')!r}")
+        raise InputError(f"record['status']: expected one of {list(STATUSES)}, got {record.get('status')!r}")
     full = _finite({"schema": SCHEMA_VERSION, **record})
     full["key"] = measurement_key(full)
     line = json.dumps(full, sort_keys=True, allow_nan=False, default=_jsonable) + "\n"
@@ -54,13 +55,13 @@ def require_writable(path: str | os.PathLike) -> Path:
     after it ran. Creates the folder and the (empty) file if needed."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"--out: {path} is a directory; expected a results file such as {path / 'results.jsonl'}")
+        raise InputError(f"--out: {path} is a directory; expected a results file such as {path / 'results.jsonl'}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab"):
             pass
     except OSError as error:
-        raise ValueError(f"--out: cannot write {path}: {error.strerror or error}") from None
+        raise InputError(f"--out: cannot write {path}: {error.strerror or error}") from None
     return path
 
 
@@ -96,7 +97,27 @@ def _jsonable(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    raise TypeError(f"record: a value of type {type(value).__name__} cannot be stored as JSON")
+    raise InputTypeError(f"record: a value of type {type(value).__name__} cannot be stored as JSON")
+
+
+#: Fields every record has, with their types: what the readers rely on.
+REQUIRED_FIELDS = {"dataset": str, "engine": str, "backend": str, "status": str}
+#: Numeric fields a reader computes with (None allowed).
+NUMERIC_FIELDS = ("seconds_per_iteration", "object_error", "r_factor", "err_fmag", "wall_seconds", "iterations")
+
+
+def require_record(record: Any, where: str) -> None:
+    """A results line must be a record: a JSON object with the identity fields, numbers where numbers belong."""
+    if not isinstance(record, dict):
+        raise InputError(f"results file: {where} holds a JSON {type(record).__name__}, expected a record (object)")
+    for name, kind in REQUIRED_FIELDS.items():
+        if not isinstance(record.get(name), kind):
+            raise InputError(f"results file: {where} has no {kind.__name__} field {name!r} (got "
+                             f"{record.get(name)!r}); not a ptybench record")
+    for name in NUMERIC_FIELDS:
+        value = record.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InputError(f"results file: {where}: {name} is {value!r}, expected a number or null")
 
 
 def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -108,16 +129,26 @@ def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"results file: {path} does not exist")
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            lines = path.read_bytes().decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise InputError(f"results file: {path} is not text (expected JSON lines, one record each)") from None
+        last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
-                warnings.warn(f"{path}:{number}: skipped an incomplete record (an interrupted write)", stacklevel=2)
-                continue
+                if number == last:  # only the last line can be a write that was cut short
+                    warnings.warn(f"{path}:{number}: skipped an incomplete record (an interrupted write)",
+                                  stacklevel=2)
+                    continue
+                raise InputError(f"results file: {path}:{number} is not a JSON record (expected JSON lines "
+                                 f"written by ptybench, got {line[:40]!r})") from None
+            require_record(record, f"{path}:{number}")
             if record.get("schema", 0) > SCHEMA_VERSION:
-                raise ValueError(f"{path}:{number}: schema {record['schema']} is newer than this ptybench "
+                raise InputError(f"{path}:{number}: schema {record['schema']} is newer than this ptybench "
                                  f"reads ({SCHEMA_VERSION}); upgrade ptybench")
             records.append(record)
     return records

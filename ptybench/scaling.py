@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ptybench.engines.errors import InputError
 from ptybench.isolation import SAFE_PATH, child_environment, run_child
 from ptybench.launchers import Launcher
 from ptybench.measurement import HEARTBEAT_VARIABLE, Measurement
@@ -176,9 +177,9 @@ def scaling_points(base: Measurement, mode: str, ranks: list[int], frames_per_ra
                    ) -> list[Measurement]:
     """Strong: the same dataset for every K. Weak: N = frames_per_rank·K (default: the dataset's N / K₀)."""
     if mode not in ("strong", "weak"):
-        raise ValueError(f"mode: expected 'strong' or 'weak', got {mode!r}")
+        raise InputError(f"mode: expected 'strong' or 'weak', got {mode!r}")
     if not ranks or any(int(k) != k or k < 1 for k in ranks):
-        raise ValueError(f"ranks: expected positive integers, got {ranks!r}")
+        raise InputError(f"ranks: expected positive integers, got {ranks!r}")
     if mode == "strong":
         return [dataclasses.replace(base, ranks=k) for k in ranks]
     if frames_per_rank is None:
@@ -208,7 +209,7 @@ def fit_amdahl(ranks: Any, seconds: Any) -> AmdahlFit:
     """Least squares of T = a + b/K (a = T1·s, b = T1·(1 − s)); s clipped to [0, 1]."""
     ranks, seconds = np.asarray(ranks, dtype=float), np.asarray(seconds, dtype=float)
     if len(np.unique(ranks)) < 2:
-        raise ValueError("ranks: an Amdahl fit needs times at two or more rank counts")
+        raise InputError("ranks: an Amdahl fit needs times at two or more rank counts")
     design = np.stack([np.ones_like(ranks), 1 / ranks], axis=1)
     (a, b), *_ = np.linalg.lstsq(design, seconds, rcond=None)
     t1 = a + b
@@ -220,7 +221,7 @@ def fit_gustafson(ranks: Any, scaled_speedup: Any) -> float:
     ranks, scaled_speedup = np.asarray(ranks, dtype=float), np.asarray(scaled_speedup, dtype=float)
     weights = ranks - 1
     if not np.any(weights > 0):
-        raise ValueError("ranks: a Gustafson fit needs a point with more than one rank")
+        raise InputError("ranks: a Gustafson fit needs a point with more than one rank")
     return float(np.clip(np.sum(weights * (ranks - scaled_speedup)) / np.sum(weights**2), 0.0, 1.0))
 
 
@@ -253,7 +254,7 @@ def fit_allreduce(sizes_bytes: Any, seconds: Any, ranks: int) -> AllreduceModel:
     slope over the sizes ≥ 1 MB (small messages ride a link's burst allowance and caches, so a fit over all
     sizes let them set the slope: a 1 Gbit/s link read as 3.2 Gbit/s), α from the smallest size."""
     if ranks < 2:
-        raise ValueError(f"ranks: the all-reduce model needs two or more ranks, got {ranks}")
+        raise InputError(f"ranks: the all-reduce model needs two or more ranks, got {ranks}")
     sizes, seconds = np.asarray(sizes_bytes, dtype=float), np.asarray(seconds, dtype=float)
     order = np.argsort(sizes)
     sizes, seconds = sizes[order], seconds[order]

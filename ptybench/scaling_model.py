@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ptybench.engines.errors import InputError
 from ptybench.scaling import AllreduceModel
 
 #: Stages whose work does not shrink with more ranks (engines time them as "object_update").
@@ -84,12 +85,12 @@ def fit_stage_model(records: list[dict[str, Any]], allreduce: AllreduceModel) ->
     """The model from the record(s) of the largest rank count given (its critical rank's stages)."""
     ok = [r for r in records if r.get("status") == "ok" and r.get("compute_seconds") is not None]
     if not ok:
-        raise ValueError("scaling model: no successful record to fit")
+        raise InputError("scaling model: no successful record to fit")
     record = max(ok, key=lambda r: r["ranks"])
     critical = _critical_rank(record)
     stages = critical.get("stages") or {}
     if not stages:
-        raise ValueError("scaling model: the record has no stage timings (run with stage_timings on)")
+        raise InputError("scaling model: the record has no stage timings (run with stage_timings on)")
     per_frame = sum(v for k, v in stages.items() if k not in PER_OBJECT_STAGES + NOT_COMPUTE_STAGES)
     per_object = sum(v for k, v in stages.items() if k in PER_OBJECT_STAGES)
     untimed = max(0.0, record["compute_seconds"] - per_frame - per_object)

@@ -22,6 +22,7 @@ from typing import Any
 from ptybench import results
 from ptybench.engines import ParameterError, parse_parameters
 from ptybench.engines.backends import parse_target
+from ptybench.engines.errors import InputError
 from ptybench.engines.options import option_names
 from ptybench.engines.registry import engine_names
 from ptybench.measurement import DEFAULT_NOISE_MARGIN, DEFAULT_TARGET_ERROR, Measurement
@@ -55,14 +56,14 @@ class SweepConfig:
             if isinstance(value, str | int) or value is None:
                 value = [value]
             if not value:
-                raise ValueError(f"{name}: expected at least one entry, got an empty list")
+                raise InputError(f"{name}: expected at least one entry, got an empty list")
             setattr(self, name, list(value))
         self.frames_per_block = [None if value in (None, 0, "default") else int(value)
                                  for value in self.frames_per_block]
         bad = [value for value in self.threads if value is not None and (isinstance(value, bool)
                                                                           or not isinstance(value, int) or value < 1)]
         if bad:
-            raise ValueError(f"threads: expected whole numbers >= 1, got {bad[0]!r}")
+            raise InputError(f"threads: expected whole numbers >= 1, got {bad[0]!r}")
         for backend in self.backends:
             parse_target(backend)
         for engine in self.engines:
@@ -75,10 +76,13 @@ class SweepConfig:
         if not path.exists():
             raise FileNotFoundError(f"sweep config: {path} does not exist")
         with open(path, "rb") as stream:
-            table = tomllib.load(stream)
+            try:
+                table = tomllib.load(stream)
+            except tomllib.TOMLDecodeError as error:
+                raise InputError(f"sweep config {path}: not valid TOML ({error})") from None
         unknown = sorted(set(table) - set(CONFIG_KEYS))
         if unknown:
-            raise ValueError(f"sweep config {path}: unknown key(s) {unknown}; expected some of {list(CONFIG_KEYS)}")
+            raise InputError(f"sweep config {path}: unknown key(s) {unknown}; expected some of {list(CONFIG_KEYS)}")
         table.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**table)
 
@@ -89,13 +93,13 @@ class SweepConfig:
         shared = {key: value for key, value in self.parameters.items() if key not in names}
         own = self.parameters.get(engine, {})
         if not isinstance(own, Mapping):
-            raise ValueError(f"parameters.{engine}: expected a table of {engine}'s keys, got {own!r}")
+            raise InputError(f"parameters.{engine}: expected a table of {engine}'s keys, got {own!r}")
         known = option_names(engine)
         chosen = {**{key: value for key, value in shared.items() if key in known}, **own}
         try:
             parse_parameters({"engine": engine, **chosen})
         except ParameterError as error:
-            raise ValueError(f"sweep parameters for {engine}: {error}") from None
+            raise InputError(f"sweep parameters for {engine}: {error}") from None
         return chosen
 
     def _check_every_key_is_used(self) -> None:
@@ -103,11 +107,11 @@ class SweepConfig:
         for key, value in self.parameters.items():
             if key in names or isinstance(value, Mapping):
                 if key not in names:
-                    raise ValueError(f"parameters.{key}: not an engine; expected one of {sorted(names)}")
+                    raise InputError(f"parameters.{key}: not an engine; expected one of {sorted(names)}")
                 self.engine_parameters(key)  # a table for an engine not selected now is still checked
                 continue
             if not any(key in option_names(engine) for engine in self.engines):
-                raise ValueError(f"parameters: no selected engine ({', '.join(self.engines)}) takes {key!r}; "
+                raise InputError(f"parameters: no selected engine ({', '.join(self.engines)}) takes {key!r}; "
                                  f"put engine keys in that engine's table, e.g. [parameters.DM]")
 
     def measurements(self) -> list[Measurement]:

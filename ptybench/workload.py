@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ptybench.engines.backends import parse_target
+from ptybench.engines.errors import InputError
 from ptybench.engines.registry import engine_names
 from ptybench.measurement import Measurement
 
@@ -34,7 +35,7 @@ class Workload:
             try:
                 table = tomllib.load(stream)
             except tomllib.TOMLDecodeError as error:
-                raise ValueError(f"--workload {path}: not valid TOML ({error})") from None
+                raise InputError(f"--workload {path}: not valid TOML ({error})") from None
         workload = cls(path, table)
         workload._check()
         return workload
@@ -57,7 +58,7 @@ class Workload:
 
     def profile(self, name: str) -> dict[str, Any]:
         if name not in self.profiles:
-            raise ValueError(f"--profile: expected one of {sorted(self.profiles)}, got {name!r}")
+            raise InputError(f"--profile: expected one of {sorted(self.profiles)}, got {name!r}")
         return self.profiles[name]
 
     def threshold(self, engine: str, detector_size: int) -> float | None:
@@ -75,7 +76,7 @@ class Workload:
         backends = backends or list(chosen.get("backends", ["numpy"]))
         repeats = self.repeats if repeats is None else repeats
         if repeats < 1:
-            raise ValueError(f"--repeats: expected a positive integer, got {repeats}")
+            raise InputError(f"--repeats: expected a positive integer, got {repeats}")
         points = []
         for repeat in range(repeats):
             for dataset in chosen["datasets"]:
@@ -94,26 +95,26 @@ class Workload:
     def _check(self) -> None:
         missing = [key for key in REQUIRED_KEYS if key not in self.table]
         if missing:
-            raise ValueError(f"workload {self.path}: missing key(s) {missing}")
+            raise InputError(f"workload {self.path}: missing key(s) {missing}")
         from ptybench.datasets import get_spec
 
         known = set(engine_names())
         for name, profile in self.profiles.items():
             for key in ("engines", "datasets"):
                 if not profile.get(key):
-                    raise ValueError(f"workload {self.path}: profiles.{name}.{key}: expected a non-empty list")
+                    raise InputError(f"workload {self.path}: profiles.{name}.{key}: expected a non-empty list")
             for engine in profile["engines"]:
                 if engine not in known:
-                    raise ValueError(f"workload {self.path}: profiles.{name}: unknown engine {engine!r}; "
+                    raise InputError(f"workload {self.path}: profiles.{name}: unknown engine {engine!r}; "
                                      f"expected some of {sorted(known)}")
                 if engine not in self.table["iterations"]:
-                    raise ValueError(f"workload {self.path}: iterations.{engine} missing")
+                    raise InputError(f"workload {self.path}: iterations.{engine} missing")
                 if not self.table["thresholds"].get(engine):
-                    raise ValueError(f"workload {self.path}: thresholds.{engine} missing")
+                    raise InputError(f"workload {self.path}: thresholds.{engine} missing")
             for dataset in profile["datasets"]:
                 try:
                     get_spec(dataset)
                 except (KeyError, ValueError) as error:
-                    raise ValueError(f"workload {self.path}: profiles.{name}: {error}") from None
+                    raise InputError(f"workload {self.path}: profiles.{name}: {error}") from None
             for backend in profile.get("backends", []):
                 parse_target(backend)

@@ -12,6 +12,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import InputError
 from .base import Backend, BackendUnavailable, MemoryStats
 
 
@@ -55,7 +56,7 @@ BACKEND_NAMES = tuple(_BACKENDS)
 
 def backend_descriptor(name: str) -> BackendDescriptor:
     if name not in _BACKENDS:
-        raise ValueError(f"backend: expected one of {list(_BACKENDS)}, got {name!r}")
+        raise InputError(f"backend: expected one of {list(_BACKENDS)}, got {name!r}")
     return _BACKENDS[name]
 
 
@@ -63,7 +64,7 @@ def parse_target(text: str) -> tuple[str, str | None]:
     """"numpy", "torch", "torch:cuda", "torch:cuda:1", "cupy", "cupy:1" -> (backend, device or None)."""
     name, _, device = str(text).partition(":")
     if name not in _BACKENDS:
-        raise ValueError(f"backend: expected one of {', '.join(f'{b}[:DEVICE]' for b in _BACKENDS)}, got {text!r}")
+        raise InputError(f"backend: expected one of {', '.join(f'{b}[:DEVICE]' for b in _BACKENDS)}, got {text!r}")
     return name, device or None
 
 

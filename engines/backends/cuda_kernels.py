@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32
 
+from ..errors import InputError
 from ..kernels import AMPLITUDE_EPSILON, POISSON_FLOOR, Kernels
 
 THREADS_PER_BLOCK = 256
@@ -181,7 +182,7 @@ class CudaKernels(Kernels):
     def _flat_in_place(array: Any) -> Any:
         """A 1-D view: an update through it must land in ``array``."""
         if not array.flags.c_contiguous:
-            raise ValueError("waves: expected a C-contiguous array to update in place, got a strided view")
+            raise InputError("waves: expected a C-contiguous array to update in place, got a strided view")
         return array.reshape(-1)
 
     def exit_waves(self, probe: Any, views: Any) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from .base import Backend, BackendUnavailable, MemoryStats
 
 try:
@@ -43,7 +44,7 @@ class CupyBackend(Backend):
         if count == 0:
             raise BackendUnavailable("cupy: installed, but no CUDA device or driver is visible here")
         if index >= count:
-            raise ValueError(f"device: expected a CUDA device index below {count}, got {device!r}")
+            raise InputError(f"device: expected a CUDA device index below {count}, got {device!r}")
         self.cuda_device = cupy.cuda.Device(index)
         self.cuda_device.use()
         self.device = f"cuda:{index}"
@@ -164,5 +165,5 @@ def _device_index(device: str | int | None) -> int:
     text = str(device)
     text = text[len("cuda:"):] if text.startswith("cuda:") else text
     if not text.isdigit():
-        raise ValueError(f"device: expected a CUDA device index (0, 1, ...) or 'cuda:k' for cupy, got {device!r}")
+        raise InputError(f"device: expected a CUDA device index (0, 1, ...) or 'cuda:k' for cupy, got {device!r}")
     return int(text)

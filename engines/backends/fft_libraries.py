@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
+
 #: Environment variable naming the library; read when a NumPy backend is made.
 VARIABLE = "PTYBENCH_FFT"
 #: ``auto`` uses mkl_fft from this many pixels per frame up (at 64², 2 threads, scipy.fft was faster).
@@ -88,14 +90,14 @@ def requested() -> str:
     """The library named in ``PTYBENCH_FFT`` (``auto`` when unset); a ValueError naming it otherwise."""
     name = os.environ.get(VARIABLE, "auto").strip() or "auto"
     if name != "auto" and name not in LIBRARIES:
-        raise ValueError(f"{VARIABLE}: expected auto or one of {', '.join(LIBRARIES)}, got {name!r}")
+        raise InputError(f"{VARIABLE}: expected auto or one of {', '.join(LIBRARIES)}, got {name!r}")
     return name
 
 
 def load(name: str) -> FFTLibrary:
     """The library by name; a ValueError saying how to install it when it is missing."""
     if not installed(name):
-        raise ValueError(f"{VARIABLE}: {name!r} is not installed here (pip install {PACKAGES[name]})")
+        raise InputError(f"{VARIABLE}: {name!r} is not installed here (pip install {PACKAGES[name]})")
     return LIBRARIES[name]()
 
 

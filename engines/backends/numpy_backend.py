@@ -12,6 +12,7 @@ import numpy as np
 import scipy
 from threadpoolctl import threadpool_limits
 
+from ..errors import InputError
 from . import numba_kernels as fused
 from .base import Backend
 from .fft_libraries import FFTChoice
@@ -29,7 +30,7 @@ class NumpyBackend(Backend):
 
     def __init__(self, device: str | None = None, threads: int | None = None) -> None:
         if device not in (None, "cpu"):
-            raise ValueError(f"device: the numpy backend runs on 'cpu', got {device!r}")
+            raise InputError(f"device: the numpy backend runs on 'cpu', got {device!r}")
         self.device = "cpu"
         self.threads = threads or len(os.sched_getaffinity(0))
         self.fft = FFTChoice()

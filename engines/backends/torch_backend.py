@@ -19,6 +19,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     raise BackendUnavailable(f"torch: not installed ({error}); install with `pip install -c constraints.txt "
                              f"'.[torch]'`") from error
 
+from ..errors import InputError
 from .torch_kernels import NumbaOnTorchKernels, TorchKernels
 
 
@@ -33,7 +34,7 @@ class TorchBackend(Backend):
         try:
             torch_device = torch.device(device or "cpu")
         except (RuntimeError, TypeError) as error:
-            raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:k' for torch, got {device!r}") from error
+            raise InputError(f"device: expected 'cpu', 'cuda' or 'cuda:k' for torch, got {device!r}") from error
         if torch_device.type == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailable(f"torch: device {device!r} asked for, but torch {torch.__version__} sees no "
                                      f"CUDA device (CPU build or no GPU)")

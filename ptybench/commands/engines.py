@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ptybench.engines import describe_options
+from ptybench.engines.errors import InputError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def list_engines(args: argparse.Namespace) -> int:
     table = describe_options()
     if args.engine is not None and args.engine not in table:
-        raise ValueError(f"engine: expected one of {[k for k in table if k != 'run']}, got {args.engine!r}")
+        raise InputError(f"engine: expected one of {[k for k in table if k != 'run']}, got {args.engine!r}")
     groups = ["run", args.engine] if args.engine else list(table)
     for group in groups:
         print("run-wide keys" if group == "run" else f"{group} keys")

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from ptybench.engines.backends import parse_target
+from ptybench.engines.errors import InputError
 from ptybench.engines.registry import engine_names
 from ptybench.memory_model import (
     Geometry,
@@ -68,7 +69,7 @@ def plan(args: argparse.Namespace) -> int:
 
     capacity = parse_bytes(args.device_memory)
     if args.ranks < 1:
-        raise ValueError(f"--ranks: expected a positive integer, got {args.ranks}")
+        raise InputError(f"--ranks: expected a positive integer, got {args.ranks}")
     data = load(args.dataset)
     geometry = Geometry.of(data)
     engines = engine_names() if args.engines is None else [e.strip() for e in args.engines.split(",") if e.strip()]

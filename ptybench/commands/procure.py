@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ptybench.engines.errors import InputError
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -49,7 +51,7 @@ def procure(args: argparse.Namespace) -> int:
     from ptybench.procure import run_procurement
 
     if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads: expected a positive integer, got {args.threads}")
+        raise InputError(f"--threads: expected a positive integer, got {args.threads}")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
     manifest = run_procurement(args.out, args.profile, backends, args.workload, args.threads, args.repeats,
                                args.label, args.retry_failed, progress=not args.no_progress)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ptybench.engines.errors import InputError
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from ptybench.commands.forecast import add_target_options
@@ -75,7 +77,7 @@ def records_of(paths: list[str]) -> tuple[list[dict], list[dict]]:
             path = path / "results.jsonl"
         records += read_records(path)
     if not records:
-        raise ValueError(f"results: no records in {', '.join(paths)}")
+        raise InputError(f"results: no records in {', '.join(paths)}")
     return records, manifests
 
 

@@ -7,6 +7,7 @@ import json
 
 from ptybench import results
 from ptybench.engines.backends import parse_target
+from ptybench.engines.errors import InputError
 from ptybench.measurement import DEFAULT_NOISE_MARGIN, DEFAULT_TARGET_ERROR, Measurement
 from ptybench.memory_model import parse_bytes
 from ptybench.runner import run_isolated
@@ -82,8 +83,8 @@ def _require_valid_parameters(engine: str, parameters: object) -> None:
     from ptybench.engines.options import ParameterError, parse_parameters
 
     if parameters is not None and not isinstance(parameters, dict):
-        raise ValueError(f"--parameters: expected a JSON object, got {parameters!r}")
+        raise InputError(f"--parameters: expected a JSON object, got {parameters!r}")
     try:
         parse_parameters({**(parameters or {}), "engine": engine})
     except ParameterError as error:
-        raise ValueError(f"--engine/--parameters: {error}") from None
+        raise InputError(f"--engine/--parameters: {error}") from None

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ptybench.engines.errors import InputError
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -70,9 +72,9 @@ def _ints(text: str, name: str) -> list[int]:
     try:
         values = [int(item) for item in text.split(",") if item.strip()]
     except ValueError:
-        raise ValueError(f"{name}: expected comma-separated integers, got {text!r}") from None
+        raise InputError(f"{name}: expected comma-separated integers, got {text!r}") from None
     if not values or min(values) < 1:
-        raise ValueError(f"{name}: expected positive integers, got {text!r}")
+        raise InputError(f"{name}: expected positive integers, got {text!r}")
     return values
 
 
@@ -216,7 +218,7 @@ def emit_job(args: argparse.Namespace) -> int:
                          modules=list(args.module), environment=list(args.env))
     ranks = args.ranks or ",".join(map(str, rank_ladder(request.max_ranks)))
     if max(_ints(ranks, "--ranks")) > request.max_ranks:
-        raise ValueError(f"--ranks: {ranks} asks for more than the job's {request.max_ranks} ranks "
+        raise InputError(f"--ranks: {ranks} asks for more than the job's {request.max_ranks} ranks "
                          f"(--nodes × --ranks-per-node)")
     arguments = ["--mode", args.mode, "--ranks", ranks, "--dataset", args.dataset, "--engine", args.engine,
                  "--backend", args.backend, "--threads-per-rank", str(args.threads_per_rank),
@@ -231,7 +233,7 @@ def emit_job(args: argparse.Namespace) -> int:
     text = job_script(request, arguments)
     out = Path(args.out)
     if out.suffix == ".jsonl":
-        raise ValueError(f"--out: with --emit-job, --out is the job script to write (e.g. job.sh), got {out}")
+        raise InputError(f"--out: with --emit-job, --out is the job script to write (e.g. job.sh), got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     out.chmod(0o755)

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ptybench.commands.run import add_measurement_options
+from ptybench.engines.errors import InputError
 
 if TYPE_CHECKING:
     from ptybench.sweep import SweepConfig
@@ -63,11 +64,11 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
 
     blocks = _split(args.frames_per_block)
     if blocks and not all(block.isdigit() for block in blocks):
-        raise ValueError(f"--frames-per-block: expected comma-separated whole numbers (0 = the engine's default), "
+        raise InputError(f"--frames-per-block: expected comma-separated whole numbers (0 = the engine's default), "
                          f"got {args.frames_per_block!r}")
     threads = _split(args.threads)
     if threads and not all(value.isdigit() and int(value) >= 1 for value in threads):
-        raise ValueError(f"--threads: expected comma-separated whole numbers >= 1, got {args.threads!r}")
+        raise InputError(f"--threads: expected comma-separated whole numbers >= 1, got {args.threads!r}")
     overrides = {"datasets": _split(args.datasets), "engines": _split(args.engines),
                  "backends": _split(args.backends), "frames_per_block": [int(b) for b in blocks] if blocks else None,
                  "iterations": args.iterations, "warmup": args.warmup,
@@ -79,7 +80,7 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
         return SweepConfig.from_toml(args.config, **overrides)
     missing = [name for name in ("datasets", "engines") if overrides[name] is None]
     if missing:
-        raise ValueError(f"sweep: give a CONFIG.toml or --{' and --'.join(missing)}")
+        raise InputError(f"sweep: give a CONFIG.toml or --{' and --'.join(missing)}")
     return SweepConfig(**{key: value for key, value in overrides.items() if value is not None})
 
 

@@ -152,12 +152,15 @@ def standard_cxi(tmp_path):
 
 def test_info_plan_and_run_work_on_a_file_with_only_standard_cxi_fields(tmp_path, capsys):
     path = standard_cxi(tmp_path)
-    assert main(["datasets", "info", str(path)]) == 0
+    assert main(["datasets", "info", str(path)]) == 2  # the regime is not in the file: say what to pass
+    assert "?propagation=farfield" in capsys.readouterr().err
+    path = f"{path}?propagation=farfield"
+    assert main(["datasets", "info", path]) == 0
     assert "CXI file" in capsys.readouterr().out
-    assert main(["plan", "--dataset", str(path), "--device-memory", "1GB", "--backends", "numpy"]) == 0
+    assert main(["plan", "--dataset", path, "--device-memory", "1GB", "--backends", "numpy"]) == 0
     assert "DM " in capsys.readouterr().out
     out = tmp_path / "r.jsonl"
-    assert main(["run", "--dataset", str(path), "--engine", "DM", "--iterations", "2", "--warmup", "0",
+    assert main(["run", "--dataset", path, "--engine", "DM", "--iterations", "2", "--warmup", "0",
                  "--threads", "1", "--out", str(out)]) == 0
     (record,) = read_records(out)
     assert record["status"] == "ok" and record["object_error"] is None and 0 < record["r_factor"] < 1
@@ -277,3 +280,45 @@ def test_sweep_threads_is_a_grid_and_checked():
     with pytest.raises(ValueError, match="threads: expected whole numbers >= 1, got 0"):
         SweepConfig(datasets=["farfield-64-256"], engines=["DM"], threads=[1, 0])
     assert main(["sweep", "--datasets", "farfield-64-256", "--engines", "DM", "--threads", "1,two"]) == 2
+
+
+def test_a_bug_keeps_its_traceback_and_debug_shows_a_users_mistake_in_full(monkeypatch, capsys):
+    """Only a user's mistake becomes one line: a bug in a command (here a KeyError and a ValueError from inside
+    it) propagates with its traceback, and --debug re-raises the user's mistake too."""
+    from ptybench.commands import datasets as datasets_command
+
+    def broken(args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(datasets_command, "list_datasets", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["datasets", "list"])
+
+    def broken_value(args):
+        return int("not a number")  # a ValueError that is no user's input error
+
+    monkeypatch.setattr(datasets_command, "list_datasets", broken_value)
+    with pytest.raises(ValueError, match="invalid literal"):
+        main(["datasets", "list"])
+    assert main(["datasets", "info", "no-such-dataset"]) == 2
+    assert "unknown name" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown name"):
+        main(["--debug", "datasets", "info", "no-such-dataset"])
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"42\n", "holds a JSON int, expected a record"),
+    (b"[1, 2]\n", "holds a JSON list, expected a record"),
+    (b'{"dataset": "x"}\n', "no str field 'engine'"),
+    (b'{"dataset": "x", "engine": "DM", "backend": "numpy", "status": "ok", "object_error": "low"}\n',
+     "object_error is 'low', expected a number"),
+    (b"dataset,engine\nfarfield-64-256,DM\n", r":1 is not a JSON record"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "is not text"),
+], ids=["number", "list", "missing fields", "string for a number", "csv", "png"])
+def test_files_that_are_not_results_are_named_with_the_line(tmp_path, capsys, content, message):
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(content)
+    assert main(["table", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(path) in err
+    assert re.search(message, err), err

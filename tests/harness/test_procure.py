@@ -257,3 +257,18 @@ def test_the_table_groups_records_by_machine_and_flags_noisy_and_optimized_runs(
     body = [line.split()[0] for line in lines[2:5]]
     assert body == ["box-a", "box-a", "box-b"]  # grouped by machine
     assert "noisy optimized" in text and "noisy: box-a farfield-128-256 DM numpy: CPU steal 9%" in text
+
+
+@pytest.mark.parametrize(("manifest", "message"), [
+    ('{"machine_label": "x"}', "no sha256 checksums"),
+    ('{"machine_label": "x", "sha256": {}}', "no sha256 checksums"),
+    ("[1, 2]", "holds a list, expected an object"),
+    ("not json", "manifest.json is not JSON"),
+])
+def test_a_bundle_that_cannot_be_verified_is_refused(tmp_path, manifest, message):
+    from ptybench.procure import verify_bundle
+
+    (tmp_path / "results.jsonl").write_text("")
+    (tmp_path / "manifest.json").write_text(manifest)
+    with pytest.raises(ValueError, match=message):
+        verify_bundle(tmp_path)
