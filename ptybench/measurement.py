@@ -107,6 +107,19 @@ class Measurement:
         return cls(**json.loads(text))
 
 
+def require_dataset(name: str) -> None:
+    """A dataset the measuring child could not load is the user's mistake: refused here, before any process starts
+    (an unknown name, a missing or unreadable file, a file whose geometry is not stated)."""
+    from ptybench.datasets import load
+
+    if not isinstance(name, str) or not name:
+        raise InputError(f"dataset: expected a catalogue name or a CXI path, got {name!r}")
+    data = load(name)
+    close = getattr(data, "close", None)
+    if close is not None:
+        close()
+
+
 def load_dataset(measurement: Measurement) -> Any:
     """The measurement's dataset: a catalogue entry (with ``dataset_changes``) or a CXI file."""
     from ptybench.datasets import get_spec, load

@@ -25,7 +25,7 @@ from ptybench.engines.backends import parse_target
 from ptybench.engines.errors import InputError
 from ptybench.engines.options import option_names
 from ptybench.engines.registry import engine_names
-from ptybench.measurement import DEFAULT_NOISE_MARGIN, DEFAULT_TARGET_ERROR, Measurement
+from ptybench.measurement import DEFAULT_NOISE_MARGIN, DEFAULT_TARGET_ERROR, Measurement, require_dataset
 from ptybench.memory_model import parse_bytes
 from ptybench.runner import run_isolated
 
@@ -60,6 +60,12 @@ class SweepConfig:
             setattr(self, name, list(value))
         self.frames_per_block = [None if value in (None, 0, "default") else int(value)
                                  for value in self.frames_per_block]
+        for name in ("datasets", "engines", "backends"):
+            wrong = [value for value in getattr(self, name) if not isinstance(value, str)]
+            if wrong:
+                raise InputError(f"{name}: expected names (strings), got {wrong[0]!r}")
+        for dataset in self.datasets:
+            require_dataset(dataset)
         bad = [value for value in self.threads if value is not None and (isinstance(value, bool)
                                                                           or not isinstance(value, int) or value < 1)]
         if bad:

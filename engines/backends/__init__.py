@@ -65,7 +65,19 @@ def parse_target(text: str) -> tuple[str, str | None]:
     name, _, device = str(text).partition(":")
     if name not in _BACKENDS:
         raise InputError(f"backend: expected one of {', '.join(f'{b}[:DEVICE]' for b in _BACKENDS)}, got {text!r}")
+    if device and not _valid_device(name, device):
+        expected = {"torch": "'cpu', 'cuda' or 'cuda:K'", "cupy": "a device number K"}.get(name, "no device")
+        raise InputError(f"backend: the device of {name} is {expected} (e.g. torch:cuda:0, cupy:1), got {text!r}")
     return name, device or None
+
+
+def _valid_device(name: str, device: str) -> bool:
+    if name == "torch":
+        kind, _, index = device.partition(":")
+        return (kind == "cpu" and not index) or (kind == "cuda" and (not index or index.isdigit()))
+    if name == "cupy":
+        return device.isdigit()
+    return False
 
 
 def get_backend(name: str = "numpy", device: str | int | None = None,

@@ -8,7 +8,7 @@ import json
 from ptybench import results
 from ptybench.engines.backends import parse_target
 from ptybench.engines.errors import InputError
-from ptybench.measurement import DEFAULT_NOISE_MARGIN, DEFAULT_TARGET_ERROR, Measurement
+from ptybench.measurement import DEFAULT_NOISE_MARGIN, DEFAULT_TARGET_ERROR, Measurement, require_dataset
 from ptybench.memory_model import parse_bytes
 from ptybench.runner import run_isolated
 
@@ -54,6 +54,7 @@ def run_one(args: argparse.Namespace) -> int:
     from ptybench.report import format_table
 
     backend, device = parse_target(args.backend)
+    require_dataset(args.dataset)
     _require_valid_parameters(args.engine, args.parameters)
     results.require_writable(args.out)
     measurement = Measurement(dataset=args.dataset, engine=args.engine, backend=backend, device=device,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ptybench.engines.errors import InputError
+from ptybench.measurement import require_dataset
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -82,6 +83,7 @@ def run_scale(args: argparse.Namespace) -> int:
     from ptybench import results
     from ptybench.launchers import Launcher
 
+    require_dataset(args.dataset)
     if args.emit_job:
         return emit_job(args)
     launcher = Launcher.parse(args.launcher, args.hostfile, args.ranks_per_node, args.gpus_per_node)

@@ -221,11 +221,23 @@ def test_sweep_without_a_config_or_lists_is_an_error(capsys):
     (["plan", "--dataset", "farfield-64-256", "--device-memory", "infGB"], "memory size: expected a number"),
     (["datasets", "make", "nearfield-64-64", "--out", "{file}/d.cxi"], "Not a directory|File exists"),
     (["datasets", "info", "{file}"], "not a readable HDF5/CXI file"),
+    (["run", "--dataset", "nosuch", "--engine", "DM", "--out", "{tmp}/r.jsonl"], "dataset: unknown name 'nosuch'"),
+    (["run", "--dataset", "{tmp}/missing.cxi", "--engine", "DM", "--out", "{tmp}/r.jsonl"], "does not exist"),
+    (["sweep", "--datasets", "nosuch", "--engines", "DM", "--out", "{tmp}/r.jsonl"], "unknown name 'nosuch'"),
+    (["demo", "--datasets", "nosuch"], "unknown name 'nosuch'"),
+    (["scale", "--dataset", "nosuch", "--engine", "DM", "--emit-job", "slurm", "--out", "{tmp}/job.sh"],
+     "unknown name 'nosuch'"),
+    (["run", "--dataset", "farfield-64-256", "--engine", "DM", "--backend", "torch:cuda:abc", "--out",
+      "{tmp}/r.jsonl"], "device of torch is"),
+    (["sweep", "{tmp}/bad.toml", "--out", "{tmp}/r.jsonl"], "datasets: expected names"),
 ], ids=["run --out dir", "run --out under a file", "sweep --out dir", "fpb letters", "inf memory",
-        "make into a file path", "info on a non-HDF5 file"])
+        "make into a file path", "info on a non-HDF5 file", "run unknown dataset", "run missing file",
+        "sweep unknown dataset", "demo unknown dataset", "emit-job unknown dataset", "bad device",
+        "config with a list for a name"])
 def test_user_mistakes_are_one_line_errors_before_any_measurement(tmp_path, capsys, arguments, message):
     a_file = tmp_path / "plain.txt"
     a_file.write_text("not a folder\n")
+    (tmp_path / "bad.toml").write_text('datasets = [["farfield-64-256"]]\nengines = ["DM"]\n')
     filled = [a.format(tmp=tmp_path, file=a_file) for a in arguments]
     assert main(filled) == 2
     err = capsys.readouterr().err
