@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,11 @@ def write_cxi(path: str | os.PathLike, dataset: Dataset) -> Path:
     """Write a dataset (SyntheticDataset or CXIDataset) to ``path`` block by block, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    # created exclusively under an unpredictable name: a symlink planted at a known name is never written through
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(descriptor)
+    os.chmod(name, 0o644)
+    partial = Path(name)
     spec = dataset.spec
     n_frames, frame_shape = dataset.n_frames, dataset.frame_shape
     positions = dataset.positions

@@ -26,6 +26,10 @@ class ParameterError(InputError):
     """A bad key or value in ``parameters``; the message names the key."""
 
 
+class ParameterTypeError(ParameterError, InputTypeError):
+    """A parameter of the wrong type (an array where a number belongs)."""
+
+
 def option(default: Any, doc: str, check: Callable[[Any], bool] | None = None, expected: str = "") -> Any:
     return field(default=default, metadata={"doc": doc, "check": check, "expected": expected})
 
@@ -237,6 +241,9 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
         raise ParameterError(f"parameters{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
     for key, value in values.items():
         check = known[key].metadata.get("check")
+        if isinstance(value, np.ndarray) and value.ndim > 0:  # an array where one value belongs
+            raise ParameterTypeError(f"parameters{where}[{key!r}]: expected {known[key].metadata['expected']}, "
+                                     f"got an array of shape {value.shape}")
         if check is not None and not check(value):
             raise ParameterError(f"parameters{where}[{key!r}]: expected {known[key].metadata['expected']}, "
                                  f"got {value!r}")

@@ -104,7 +104,9 @@ def _load() -> None:
         try:
             importlib.import_module(module)
         except ImportError as error:
-            raise ImportError(f"{PLUGIN_VARIABLE}: cannot import engine module {module!r}: {error}") from error
+            _loaded = False  # the next call tries again (and says so again) once the variable is fixed
+            raise InputError(f"{PLUGIN_VARIABLE}: expected comma-separated importable engine modules, cannot "
+                             f"import {module!r} ({error})") from error
 
 
 def _is_builtin(spec: EngineSpec) -> bool:

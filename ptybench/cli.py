@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -73,17 +74,40 @@ def is_user_error(error: BaseException) -> bool:
     return isinstance(error, USER_ERRORS) or (isinstance(error, OSError) and error.errno in USER_ERRNOS)
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the process is, so that every ``finally`` runs: claims are released,
+    children killed, partial files removed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
+    previous = {signum: signal.signal(signum, _raise_terminated) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("ptybench: interrupted (Ctrl-C); claims released, nothing half-written kept", file=sys.stderr)
+        return 130
+    except Terminated as stop:
+        print(f"ptybench: stopped by {stop}; claims released, nothing half-written kept", file=sys.stderr)
+        return stop.exit_code
     except Exception as error:
         # A user's mistake is one line and exit 2; with --debug (or a bug) the traceback stays.
         if args.debug or not is_user_error(error):
             raise
         print(f"ptybench: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -342,7 +342,6 @@ def write_report(path: str | Path, records: list[dict[str, Any]], forecast_rows:
     path = Path(path)
     page = build_report(records, forecast_rows, reference, manifests)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(page, encoding="utf-8")
-    temporary.replace(path)
-    return path
+    from ptybench.results import replace_atomically
+
+    return replace_atomically(path, page)

@@ -73,6 +73,15 @@ def run_child(command: list[str], environment: dict[str, str], timeout_s: float,
     process = subprocess.Popen(command, stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
                                start_new_session=True, preexec_fn=_die_with_parent)
+    try:
+        return _wait(process, stdin_text, started, timeout_s, while_waiting, poll_s)
+    except BaseException:  # Ctrl-C, SIGTERM, an error here: the child's group never outlives the wait
+        _kill_group(process)
+        raise
+
+
+def _wait(process: subprocess.Popen, stdin_text: str | None, started: float, timeout_s: float,
+          while_waiting: Callable[[], None] | None, poll_s: float) -> ChildOutcome:
     pending_input = stdin_text
     while True:
         remaining = timeout_s - (time.time() - started)

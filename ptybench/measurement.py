@@ -43,6 +43,11 @@ PROGRESS_VARIABLE = "PTYBENCH_PROGRESS_FILE"
 HEARTBEAT_VARIABLE = "PTYBENCH_HEARTBEAT_DIR"
 
 
+#: Engine keys the measurement sets from its own fields (and the option that sets each).
+MEASUREMENT_KEYS = {"engine": "--engine", "backend": "--backend", "device": "--backend", "iterations":
+                    "--iterations/--warmup", "threads": "--threads", "frames_per_block": "--frames-per-block"}
+
+
 @dataclass(frozen=True)
 class Measurement:
     """What to measure. ``dataset`` is a catalogue name or a CXI path; ``parameters`` adds engine keys."""
@@ -83,6 +88,11 @@ class Measurement:
             raise InputError(f"timeout_s: expected a positive number of seconds, got {self.timeout_s!r}")
         if not isinstance(self.parameters, Mapping):
             raise InputTypeError(f"parameters: expected a mapping, got {type(self.parameters).__name__}")
+        clashes = sorted(set(self.parameters) & set(MEASUREMENT_KEYS))
+        if clashes:
+            raise InputError(f"parameters: {clashes} are set by the measurement itself "
+                             f"({', '.join(MEASUREMENT_KEYS[key] for key in clashes)}); give them there, not in "
+                             f"--parameters, so one value is measured and recorded")
 
     def engine_parameters(self) -> dict[str, Any]:
         parameters = {**self.parameters, "engine": self.engine, "backend": self.backend,
@@ -270,9 +280,9 @@ def _progress_writer(measurement: Measurement, comm: Any) -> Callable[[Any], Non
 
 
 def _beat(path: Path, iterations_done: int) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(f"{iterations_done} {time.time()}\n")
-    temporary.replace(path)
+    from ptybench.results import replace_atomically
+
+    replace_atomically(path, f"{iterations_done} {time.time()}\n")
 
 
 def _load_arrays(data: Any, start: int, stop: int) -> tuple[dict[str, Any], dict[str, Any], str, str]:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -67,9 +68,25 @@ def require_writable(path: str | os.PathLike) -> Path:
 
 def write_json_atomically(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
     """One record as a whole JSON file, renamed into place (a reader never sees half of it)."""
-    temporary = Path(f"{os.fspath(path)}.tmp")
-    temporary.write_text(json.dumps(_finite(record), default=str))
-    temporary.replace(path)
+    replace_atomically(path, json.dumps(_finite(record), default=str))
+
+
+def replace_atomically(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to a new file created exclusively in ``path``'s folder (``mkstemp``: never a file or
+    symlink someone planted at a predictable name), then rename it over ``path``."""
+    path = Path(path)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(descriptor, 0o644)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ptybench.engines.environment import env_number
 from ptybench.engines.errors import InputError
 from ptybench.isolation import SAFE_PATH, child_environment, run_child
 from ptybench.launchers import Launcher
@@ -106,7 +107,7 @@ class StallWatch:
     def __init__(self, folder: Path, ranks: int) -> None:
         self.folder = folder
         self.ranks = ranks
-        self.minimum_s = float(os.environ.get("PTYBENCH_STALL_S", "120"))
+        self.minimum_s = env_number("PTYBENCH_STALL_S", 120.0, minimum=1.0)
         self.longest_gap = 0.0
         self.last_newest: float | None = None
 

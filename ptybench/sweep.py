@@ -9,6 +9,7 @@ a killed sweep loses at most the measurement in flight.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import itertools
 import os
@@ -195,7 +196,13 @@ def claim(out: str | Path, measurement: Measurement) -> Iterator[bool]:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / results.measurement_key(measurement.identity())
     for _ in range(100):
-        descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:  # never through a symlink someone planted under the claim's name
+            descriptor = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o644)
+        except OSError as error:
+            if error.errno != errno.ELOOP:
+                raise
+            raise InputError(f"claim: {path} is a symbolic link; refused (claims are plain files ptybench "
+                             f"creates; remove it)") from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -8,11 +8,12 @@ memory statistics and host<->device transfers. Everything else is shared algorit
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..environment import env_choice
 
 
 class BackendUnavailable(RuntimeError):
@@ -151,7 +152,8 @@ class Backend:
         """
         if self._kernels is None:
             from ..kernels import Kernels
-            fused = self._kernel_class if os.environ.get("PTYBENCH_KERNELS", "fused") != "reference" else None
+            fused = self._kernel_class if env_choice("PTYBENCH_KERNELS", ("fused", "reference"), "fused") == "fused" \
+                else None
             self._kernels = (fused or Kernels)(self.xp)
         return self._kernels
 

@@ -116,3 +116,10 @@ def test_ground_truth_with_nan_is_refused_by_name(tiny, tiny_arrays, name):
     given[name][0, 1, 2] = np.nan
     with pytest.raises(ValueError, match=rf"^{name}: expected finite values .* 1 NaN"):
         Reconstruction(**tiny_arrays, parameters={"engine": "DM", "iterations": 1}, **given)
+
+
+def test_an_array_where_a_number_belongs_is_a_type_error_naming_the_key():
+    from ptybench.engines import parse_parameters
+
+    with pytest.raises(TypeError, match=r"parameters\['pbound'\]: expected .* got an array of shape \(2,\)"):
+        parse_parameters({"engine": "DM", "pbound": np.array([1.0, 2.0])})

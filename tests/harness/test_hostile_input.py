@@ -4,6 +4,11 @@ not intensities are refused."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+
 import h5py
 import numpy as np
 import pytest
@@ -78,3 +83,77 @@ def test_complex_or_negative_frames_are_not_intensities(tmp_path):
         f[f"{DETECTOR}/data"] = np.ones((8, 32, 32), dtype=np.complex64)
     with pytest.raises(ValueError, match=rf"/{DETECTOR}/data .* complex64.* intensities are real"):
         load(path)
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("PTYBENCH_KERNELS", "fusd", r"PTYBENCH_KERNELS: expected one of \['fused', 'reference'\], got 'fusd'"),
+    ("PTYBENCH_STALL_S", "abc", "PTYBENCH_STALL_S: expected a number"),
+])
+def test_a_mistyped_environment_value_names_the_variable(monkeypatch, tmp_path, variable, value, message):
+    from ptybench.engines.backends import get_backend
+    from ptybench.scaling import StallWatch
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=message):
+        if variable == "PTYBENCH_KERNELS":
+            get_backend("numpy").kernels  # noqa: B018
+        else:
+            StallWatch(tmp_path, 2)
+
+
+def test_a_missing_plugin_module_names_the_variable(monkeypatch):
+    from ptybench.engines import registry
+
+    monkeypatch.setenv(registry.PLUGIN_VARIABLE, "no_such_engine_module")
+    monkeypatch.setattr(registry, "_loaded", False)
+    with pytest.raises(ValueError, match=r"PTYBENCH_ENGINE_MODULES: .* cannot import 'no_such_engine_module'"):
+        registry.engine_names()
+    monkeypatch.delenv(registry.PLUGIN_VARIABLE)
+    assert "DM" in registry.engine_names()
+
+
+@pytest.mark.parametrize("clash", [{"iterations": 7}, {"backend": "torch"}, {"threads": 1}])
+def test_parameters_that_the_measurement_sets_are_refused(clash):
+    with pytest.raises(ValueError, match=r"parameters: \[.*\] are set by the measurement itself"):
+        Measurement(dataset="farfield-64-256", engine="DM", iterations=1, parameters=clash)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_an_interrupted_sweep_says_one_line_exits_128_plus_signal_and_releases_its_claim(tmp_path, signum, code):
+    out = tmp_path / "r.jsonl"
+    sweep = subprocess.Popen([sys.executable, "-m", "ptybench", "sweep", "--datasets", "farfield-64-1024",
+                              "--engines", "DM", "--iterations", "400", "--warmup", "0", "--threads", "1",
+                              "--out", str(out), "--no-progress"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    claims = tmp_path / "r.jsonl.claims"
+    for _ in range(600):  # until the point is claimed (the child is measuring), at most a minute
+        if claims.is_dir() and any(claims.iterdir()):
+            break
+        time.sleep(0.1)
+    sweep.send_signal(signum)
+    _, err = sweep.communicate(timeout=60)
+    assert sweep.returncode == code
+    assert "Traceback" not in err and err.strip().startswith("ptybench: ") and len(err.strip().splitlines()) == 1
+    assert not any(claims.iterdir())
+
+
+def test_a_symlink_planted_as_a_claim_or_temporary_file_is_never_written_through(tmp_path):
+    from ptybench import results
+    from ptybench.html_report import write_report
+    from ptybench.sweep import run_points
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "r.jsonl"
+    measurement = Measurement(dataset="farfield-64-256", engine="DM", iterations=1)
+    claims = tmp_path / "r.jsonl.claims"
+    claims.mkdir()
+    (claims / results.measurement_key(measurement.identity())).symlink_to(victim)
+    with pytest.raises(ValueError, match="is a symbolic link; refused"):
+        run_points([measurement], out, progress=False, run=lambda m: pytest.fail("measured"))
+    for planted in ("report.html.tmp", ".report.html.tmp"):
+        (tmp_path / planted).symlink_to(victim)
+    write_report(tmp_path / "report.html", [], [])
+    results.write_json_atomically(tmp_path / "record.json", {"a": 1})
+    assert victim.read_text() == "precious\n"
+    assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
