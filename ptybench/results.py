@@ -7,13 +7,17 @@ line without its newline; readers skip such a tail (and say so) and the next app
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import shutil
+import sys
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +46,58 @@ def append(path: str | os.PathLike, record: Mapping[str, Any]) -> dict[str, Any]
     line = json.dumps(full, sort_keys=True, allow_nan=False, default=_jsonable) + "\n"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as stream:
-        if stream.tell() > 0 and not _ends_with_newline(path):
-            line = "\n" + line  # a previous writer died mid-line: never glue onto its fragment
-        stream.write(line.encode())
-        stream.flush()
-        os.fsync(stream.fileno())
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # unbuffered: nothing flushed late
+        try:
+            start = os.lseek(descriptor, 0, os.SEEK_END)
+            if start > 0 and not _ends_with_newline(path):
+                line = "\n" + line  # a previous writer died mid-line: never glue onto its fragment
+            try:
+                data = memoryview(line.encode())
+                while data:
+                    data = data[os.write(descriptor, data):]
+                os.fsync(descriptor)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(descriptor, start)  # no torn line left behind
+                raise
+        finally:
+            os.close(descriptor)
+    except OSError as error:
+        kept = spill(path, line)
+        raise OSError(error.errno, f"results file {path}: the record could not be appended "
+                                   f"({error.strerror or error}); it is kept in {kept}") from error
     return full
+
+
+def spill(path: Path, line: str) -> str:
+    """Keep a record that could not be appended: beside the results file, else in the temporary folder, else
+    on stderr. Returns where it went (for the error message)."""
+    for folder in (path.parent, Path(tempfile.gettempdir())):
+        target = folder / f"{path.name}.unsaved.jsonl"
+        try:
+            with open(target, "a", encoding="utf-8") as stream:
+                stream.write(line.lstrip("\n"))
+                stream.flush()
+                os.fsync(stream.fileno())
+            return str(target)
+        except OSError:
+            continue
+    sys.stderr.write(line.lstrip("\n"))
+    return "stderr (no folder was writable)"
+
+
+#: A point is not started with less free space than this beside its results file: it would be measured
+#: (minutes, at real sizes) and then lost at the append.
+FREE_SPACE_BYTES = 4 * 2**20
+
+
+def require_free_space(path: str | os.PathLike) -> None:
+    folder = Path(path).parent
+    free = shutil.disk_usage(folder if folder.exists() else Path.cwd()).free
+    if free < FREE_SPACE_BYTES:
+        raise OSError(errno.ENOSPC, f"results file {path}: only {free} bytes free in {folder}; a measured point "
+                                    f"could not be stored (free some space, or give --out elsewhere)")
 
 
 def require_writable(path: str | os.PathLike) -> Path:
@@ -138,7 +187,8 @@ def require_record(record: Any, where: str) -> None:
 
 
 def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-    """Every complete record in the files, in order; a truncated or corrupt line is skipped with a warning."""
+    """Every complete record in the files, in order; a torn record (an interrupted write) is skipped with a
+    warning, anything else that is not a record is an InputError naming the file and the line."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     records = []
@@ -146,37 +196,67 @@ def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"results file: {path} does not exist")
-        try:
-            lines = path.read_bytes().decode("utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise InputError(f"results file: {path} is not text (expected JSON lines, one record each)") from None
-        last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                if number == last:  # only the last line can be a write that was cut short
-                    warnings.warn(f"{path}:{number}: skipped an incomplete record (an interrupted write)",
-                                  stacklevel=2)
-                    continue
-                raise InputError(f"results file: {path}:{number} is not a JSON record (expected JSON lines "
-                                 f"written by ptybench, got {line[:40]!r})") from None
-            require_record(record, f"{path}:{number}")
-            if record.get("schema", 0) > SCHEMA_VERSION:
-                raise InputError(f"{path}:{number}: schema {record['schema']} is newer than this ptybench "
-                                 f"reads ({SCHEMA_VERSION}); upgrade ptybench")
-            records.append(record)
+        records.extend(record for _, record in parse_lines(path, path.read_bytes(), 1))
     return records
+
+
+def parse_lines(path: Path, data: bytes, first_line: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for the lines of ``data`` (bytes of ``path`` from line ``first_line`` on)."""
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(f"results file: {path} is not text (expected JSON lines, one record each)") from None
+    for number, line in enumerate(lines, start=first_line):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if line.lstrip().startswith("{"):  # the start of a record whose write was cut short
+                warnings.warn(f"{path}:{number}: skipped an incomplete record (an interrupted write)", stacklevel=3)
+                continue
+            raise InputError(f"results file: {path}:{number} is not a JSON record (expected JSON lines "
+                             f"written by ptybench, got {line[:40]!r})") from None
+        require_record(record, f"{path}:{number}")
+        if record.get("schema", 0) > SCHEMA_VERSION:
+            raise InputError(f"{path}:{number}: schema {record['schema']} is newer than this ptybench "
+                             f"reads ({SCHEMA_VERSION}); upgrade ptybench")
+        yield number, record
+
+
+class StoredKeys:
+    """The keys stored in a results file, by status, kept current by reading only what was appended since the
+    last look (a byte offset): a sweep checks before every point whether another sweep stored it, and that
+    check must not grow with the file (re-reading 600 records cost 97 ms a point)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.offset = 0
+        self.lines = 0
+        self.by_status: dict[str, set[str]] = {}
+
+    def refresh(self) -> StoredKeys:
+        if not self.path.exists():
+            return self
+        if self.path.stat().st_size < self.offset:  # replaced or truncated: start again
+            self.__init__(self.path)
+        with open(self.path, "rb") as stream:
+            stream.seek(self.offset)
+            data = stream.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next look
+        for _, record in parse_lines(self.path, complete, self.lines + 1):
+            self.by_status.setdefault(record.get("status"), set()).add(record["key"])
+        self.offset += len(complete)
+        self.lines += complete.count(b"\n")
+        return self
+
+    def keys(self, statuses: Iterable[str] = STATUSES) -> set[str]:
+        return set().union(*(self.by_status.get(status, set()) for status in statuses))
 
 
 def stored_keys(path: str | os.PathLike, statuses: Iterable[str] = STATUSES) -> set[str]:
     """Keys of the records in ``path`` (missing file: none) whose status is in ``statuses``."""
-    if not Path(path).exists():
-        return set()
-    wanted = set(statuses)
-    return {record["key"] for record in read_records(path) if record.get("status") in wanted}
+    return StoredKeys(path).refresh().keys(statuses)
 
 
 def load(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> Any:

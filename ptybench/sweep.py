@@ -143,10 +143,12 @@ def sweep_results(config: SweepConfig) -> Any:
     return frame[frame["key"].isin(keys)].drop_duplicates("key", keep="last")
 
 
-def pending(measurements: Iterable[Measurement], out: str | Path, retry_failed: bool = False) -> list[Measurement]:
-    """The measurements whose key is not stored yet (or stored as a failure, with ``retry_failed``)."""
+def pending(measurements: Iterable[Measurement], out: str | Path, retry_failed: bool = False,
+            stored: results.StoredKeys | None = None) -> list[Measurement]:
+    """The measurements whose key is not stored yet (or stored as a failure, with ``retry_failed``); ``stored``
+    is a running index of the results file (read from where it last stopped), else the file is read whole."""
     keep = ("ok", "oom", "diverged") if retry_failed else results.STATUSES
-    done = results.stored_keys(out, keep)
+    done = (stored or results.StoredKeys(out)).refresh().keys(keep)
     return [m for m in measurements if results.measurement_key(m.identity()) not in done]
 
 
@@ -161,13 +163,15 @@ def run_points(measurements: list[Measurement], out: str | Path, retry_failed: b
     """The sweep loop for any list of points (a sweep's grid, a procurement workload): resumable, claimed."""
     from tqdm import tqdm
 
-    todo = pending(measurements, out, retry_failed)
+    stored = results.StoredKeys(out)
+    todo = pending(measurements, out, retry_failed, stored)
     records = []
     with tqdm(total=len(todo), disable=not progress, unit="run", dynamic_ncols=True) as bar:
         for measurement in todo:
             bar.set_description(f"{measurement.dataset} {measurement.engine} {measurement.backend}")
             with claim(out, measurement) as mine:
-                if mine and not _stored_meanwhile(out, measurement, retry_failed):
+                if mine and pending([measurement], out, retry_failed, stored):  # not stored by another sweep since
+                    results.require_free_space(out)
                     record = results.append(out, run(measurement))
                     records.append(record)
                     bar.set_postfix_str(record["status"])
@@ -175,11 +179,6 @@ def run_points(measurements: list[Measurement], out: str | Path, retry_failed: b
                     bar.set_postfix_str("measured by another sweep")
             bar.update()
     return records
-
-
-def _stored_meanwhile(out: str | Path, measurement: Measurement, retry_failed: bool) -> bool:
-    """Another sweep on the same file may have recorded the point since this one listed its work."""
-    return not pending([measurement], out, retry_failed)
 
 
 @contextlib.contextmanager

@@ -57,6 +57,7 @@ def run_one(args: argparse.Namespace) -> int:
     require_dataset(args.dataset)
     _require_valid_parameters(args.engine, args.parameters)
     results.require_writable(args.out)
+    results.require_free_space(args.out)
     measurement = Measurement(dataset=args.dataset, engine=args.engine, backend=backend, device=device,
                               iterations=args.iterations, warmup=args.warmup, threads=args.threads,
                               frames_per_block=args.frames_per_block, parameters=args.parameters or {},

@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import h5py
@@ -15,6 +16,7 @@ import pytest
 
 from ptybench.datasets import DatasetSpec, load, write_cxi
 from ptybench.measurement import Measurement
+from ptybench.results import read_records
 from ptybench.runner import run_isolated
 
 DETECTOR = "entry_1/instrument_1/detector_1"
@@ -157,3 +159,52 @@ def test_a_symlink_planted_as_a_claim_or_temporary_file_is_never_written_through
     results.write_json_atomically(tmp_path / "record.json", {"a": 1})
     assert victim.read_text() == "precious\n"
     assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 256 kB tmpfs (root only: skipped with the reason elsewhere)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode})")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def record_of(number: int) -> dict:
+    return {"dataset": "farfield-64-256", "engine": "DM", "backend": "numpy", "status": "ok", "repeat": number,
+            "message": "x" * 2000}
+
+
+def test_a_full_disk_leaves_no_torn_line_and_keeps_the_record(small_filesystem, tmp_path, monkeypatch):
+    from ptybench import results
+
+    out = small_filesystem / "r.jsonl"
+    (small_filesystem / "filler").write_bytes(b"\0" * (256 * 1024 - 8192))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where a record goes when its folder is full
+    stored = 0
+    with pytest.raises(OSError, match=r"could not be appended .* it is kept in ") as caught:
+        for number in range(100):
+            results.append(out, record_of(number))
+            stored += 1
+    kept = str(caught.value).rsplit("kept in ", 1)[1]
+    assert len(read_records(kept)) == 1 and read_records(kept)[0]["repeat"] == stored
+    assert len(read_records(out)) == stored and out.read_bytes().endswith(b"\n")  # no torn line
+    with pytest.raises(OSError, match="bytes free"):
+        results.require_free_space(out)
+
+
+def test_a_folder_turned_read_only_keeps_the_record(small_filesystem, tmp_path, monkeypatch):
+    from ptybench import results
+
+    out = small_filesystem / "r.jsonl"
+    results.append(out, record_of(0))
+    subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(OSError, match="kept in") as caught:
+        results.append(out, record_of(1))
+    kept = str(caught.value).rsplit("kept in ", 1)[1]
+    assert read_records(kept)[0]["repeat"] == 1 and len(read_records(out)) == 1

@@ -207,3 +207,32 @@ def test_the_cli_exits_2_on_a_parameter_no_engine_takes(tmp_path, capsys):
     out = tmp_path / "r.jsonl"
     assert main(["sweep", str(path), "--out", str(out), "--no-progress"]) == 2
     assert "takes 'noise'" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_sweep_reads_each_stored_byte_about_once_however_long_it_runs(tmp_path, monkeypatch):
+    """Before every point the sweep checks whether another sweep stored it; that check reads only what was
+    appended since the last one (a byte offset), so the cost per point does not grow with the file."""
+    from ptybench import results
+    from ptybench.measurement import Measurement
+    from ptybench.sweep import run_points
+
+    read = []
+    original = results.StoredKeys.refresh
+
+    def counting(self):
+        before = self.offset
+        result = original(self)
+        read.append(self.offset - before)
+        return result
+
+    monkeypatch.setattr(results.StoredKeys, "refresh", counting)
+    points = [Measurement(dataset="farfield-64-256", engine="DM", iterations=1, repeat=r) for r in range(600)]
+
+    def stub(measurement):
+        return {**measurement.identity(), "status": "ok", "message": "", "seconds_per_iteration": 0.1}
+
+    records = run_points(points, tmp_path / "r.jsonl", progress=False, run=stub)
+    assert len(records) == 600 and len(read_records(tmp_path / "r.jsonl")) == 600
+    size = (tmp_path / "r.jsonl").stat().st_size
+    assert sum(read) <= size  # every byte read once (quadratic re-reading would be ~300x the size)
+    assert pending(points, tmp_path / "r.jsonl") == []
