@@ -15,6 +15,9 @@ from ptybench.engines.errors import InputError
 
 SYSTEMS = ("slurm", "pbs")
 _WALLTIME = re.compile(r"^\d+:\d{2}:\d{2}$")
+#: What a scheduler accepts in a job name, account, partition/queue or module name: no spaces, quotes, control
+#: characters or shell syntax, so a value can never add a line or a command to the script.
+_HEADER_VALUE = re.compile(r"^[A-Za-z0-9_.+\-/@:]+$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,15 @@ class JobRequest:
         for line in self.environment:
             if "=" not in line or not line.split("=", 1)[0].isidentifier():
                 raise InputError(f"--env: expected NAME=VALUE, got {line!r}")
+        for option, lines in (("--env", self.environment), ("--module", self.modules)):
+            for line in lines:  # the user's own shell lines, but each must stay one line
+                if any(ord(character) < 32 or ord(character) == 127 for character in line):
+                    raise InputError(f"{option}: expected one line without control characters, got {line!r}")
+        for option, value in (("--account", self.account), ("--partition", self.partition),
+                              ("job name", self.job_name)):
+            if value is not None and not _HEADER_VALUE.match(value):
+                raise InputError(f"{option}: expected letters, digits and _ . + - / @ : only (what a scheduler "
+                                 f"accepts; no spaces, quotes or line breaks), got {value!r}")
 
     @property
     def max_ranks(self) -> int:

@@ -64,6 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     job.add_argument("--env", action="append", default=[], help="NAME=VALUE exported in the job (repeat)")
     job.add_argument("--account", default=None, help="account / project to charge")
     job.add_argument("--partition", default=None, help="partition (Slurm) or queue (PBS)")
+    job.add_argument("--force", action="store_true", help="replace an existing job script at --out")
     job.add_argument("--results", default="scale-results.jsonl",
                      help="the job's results file (default: %(default)s, relative to the submit directory)")
     parser.set_defaults(func=run_scale)
@@ -236,8 +237,12 @@ def emit_job(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix == ".jsonl":
         raise InputError(f"--out: with --emit-job, --out is the job script to write (e.g. job.sh), got {out}")
+    if out.exists() and not args.force:
+        raise InputError(f"--out: {out} exists; pass --force to replace it with the job script")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    from ptybench.results import replace_atomically
+
+    replace_atomically(out, text)
     out.chmod(0o755)
     print(text)
     print(f"job script: {out} (submit with {'sbatch' if args.emit_job == 'slurm' else 'qsub'} {out})")

@@ -208,3 +208,26 @@ def test_a_folder_turned_read_only_keeps_the_record(small_filesystem, tmp_path, 
         results.append(out, record_of(1))
     kept = str(caught.value).rsplit("kept in ", 1)[1]
     assert read_records(kept)[0]["repeat"] == 1 and len(read_records(out)) == 1
+
+
+@pytest.mark.parametrize(("option", "value"), [("--account", "abc\n#SBATCH --wrap=rm"), ("--partition", "gpu; rm -rf"),
+                                               ("--module", "module load x\nrm -rf ~")])
+def test_a_job_header_value_cannot_add_a_line_to_the_script(tmp_path, capsys, option, value):
+    from ptybench.cli import main
+
+    out = tmp_path / "job.sh"
+    assert main(["scale", "--emit-job", "slurm", "--nodes", "1", "--ranks-per-node", "2", "--dataset",
+                 "farfield-64-256", "--engine", "DM", option, value, "--out", str(out)]) == 2
+    assert option in capsys.readouterr().err and not out.exists()
+
+
+def test_an_existing_job_script_is_not_overwritten_without_force(tmp_path, capsys):
+    from ptybench.cli import main
+
+    out = tmp_path / "job.sh"
+    out.write_text("mine\n")
+    command = ["scale", "--emit-job", "slurm", "--nodes", "1", "--ranks-per-node", "2", "--dataset",
+               "farfield-64-256", "--engine", "DM", "--out", str(out)]
+    assert main(command) == 2
+    assert "pass --force" in capsys.readouterr().err and out.read_text() == "mine\n"
+    assert main([*command, "--force"]) == 0 and out.read_text().startswith("#!/bin/bash")
