@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 #: Environment variables that size thread pools at import time.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
@@ -23,6 +24,40 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 #: ``python -P``: the folder a user runs in is not put first on sys.path, so a ``numpy.py`` or ``psutil.py``
 #: planted there is never imported by a measuring process (``-m`` would otherwise put the working folder first).
 SAFE_PATH = ("-P",)
+
+
+def oom_kill_count() -> int | None:
+    """How many processes the kernel's out-of-memory killer has killed in this process's memory cgroup
+    (cgroup v2 ``memory.events``, v1 ``memory.oom_control``); None where neither is readable."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    candidates = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            candidates.append(Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.events")
+        elif "memory" in controllers.split(","):
+            for root in (Path("/sys/fs/cgroup/memory") / path.lstrip("/"), Path("/sys/fs/cgroup/memory")):
+                candidates.append(root / "memory.oom_control")
+    for candidate in candidates:
+        try:
+            for entry in candidate.read_text().splitlines():
+                name, _, value = entry.partition(" ")
+                if name == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def death_by_oom_killer(returncode: int | None, before: int | None, after: int | None) -> str | None:
+    """What the evidence says when a child died by SIGKILL: the cgroup's oom_kill count rose meanwhile."""
+    if returncode != -signal.SIGKILL or before is None or after is None or after <= before:
+        return None
+    return (f"killed by the kernel's out-of-memory killer (SIGKILL while the memory cgroup's oom_kill count "
+            f"went from {before} to {after})")
 
 
 def child_environment(threads: int | None, memory_limited: bool = False,

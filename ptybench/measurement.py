@@ -130,6 +130,29 @@ def require_dataset(name: str) -> None:
         close()
 
 
+def require_memory_limit(measurement: Measurement) -> None:
+    """A --memory-limit below the memory model's prediction of the run's own footprint would only produce an
+    'oom' record after loading: refused before anything runs, with the prediction."""
+    if measurement.memory_limit_bytes is None:
+        return
+    from ptybench.datasets import load
+    from ptybench.memory_model import Geometry, predict_memory
+
+    data = load(measurement.dataset)
+    try:
+        geometry = Geometry.of(data)
+    finally:
+        getattr(data, "close", lambda: None)()
+    prediction = predict_memory(geometry, measurement.engine, measurement.backend, measurement.frames_per_block,
+                                measurement.ranks, measurement.device)
+    needed = prediction.total_bytes + sum(prediction.host_terms.values())
+    if needed > measurement.memory_limit_bytes:
+        raise InputError(f"--memory-limit: {measurement.memory_limit_bytes / 1e6:.1f} MB is below what the memory "
+                         f"model predicts for {measurement.engine} on {measurement.dataset} ({needed / 1e6:.1f} MB, "
+                         f"frames per block {prediction.frames_per_block}); raise the limit or use "
+                         f"--frames-per-block")
+
+
 def load_dataset(measurement: Measurement) -> Any:
     """The measurement's dataset: a catalogue entry (with ``dataset_changes``) or a CXI file."""
     from ptybench.datasets import get_spec, load

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ptybench.isolation import SAFE_PATH, child_environment, run_child
+from ptybench.isolation import SAFE_PATH, child_environment, death_by_oom_killer, oom_kill_count, run_child
 from ptybench.machine_load import LoadWatch, with_load
 from ptybench.measurement import DEFAULT_TARGET_ERROR, PROGRESS_VARIABLE, Measurement, measure, time_to_quality
 from ptybench.record import Record
@@ -48,6 +48,7 @@ def _run_child_record(measurement: Measurement, progress: Callable[[int, int], N
             if done is not None:
                 progress(*done)
 
+        oom_before = oom_kill_count()
         outcome = run_child([sys.executable, *SAFE_PATH, "-m", "ptybench.runner", str(result_path)], environment,
                             measurement.timeout_s, stdin_text=measurement.to_json(),
                             while_waiting=report if progress is not None else None)
@@ -58,6 +59,9 @@ def _run_child_record(measurement: Measurement, progress: Callable[[int, int], N
                                   outcome.seconds).to_dict()
         if result_path.exists():
             return json.loads(result_path.read_text())
+        oom = death_by_oom_killer(outcome.returncode, oom_before, oom_kill_count())
+        if oom is not None:
+            return Record.failure(measurement, "oom", oom, outcome.seconds).to_dict()
         return Record.failure(measurement, "error", outcome.why(), outcome.seconds).to_dict()
 
 

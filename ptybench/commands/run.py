@@ -8,7 +8,13 @@ import json
 from ptybench import results
 from ptybench.engines.backends import parse_target
 from ptybench.engines.errors import InputError
-from ptybench.measurement import DEFAULT_NOISE_MARGIN, DEFAULT_TARGET_ERROR, Measurement, require_dataset
+from ptybench.measurement import (
+    DEFAULT_NOISE_MARGIN,
+    DEFAULT_TARGET_ERROR,
+    Measurement,
+    require_dataset,
+    require_memory_limit,
+)
 from ptybench.memory_model import parse_bytes
 from ptybench.runner import run_isolated
 
@@ -64,6 +70,7 @@ def run_one(args: argparse.Namespace) -> int:
                               target_error=args.target_error, noise_margin=args.noise_margin,
                               timeout_s=args.timeout_s,
                               memory_limit_bytes=parse_bytes(args.memory_limit) if args.memory_limit else None)
+    require_memory_limit(measurement)
     from tqdm import tqdm
 
     # A bar on a terminal (iteration, s/iteration so far, ETA); nothing in a pipe or a log.

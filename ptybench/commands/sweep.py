@@ -85,12 +85,15 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
+    from ptybench.measurement import require_memory_limit
     from ptybench.report import format_table
     from ptybench.results import require_writable
     from ptybench.sweep import pending, run_sweep, sweep_results
 
     config = config_from_args(args)
     require_writable(config.out)
+    for measurement in config.measurements():
+        require_memory_limit(measurement)
     total = len(config.measurements())
     todo = len(pending(config.measurements(), config.out, args.retry_failed))
     print(f"sweep: {total} points, {total - todo} already in {config.out}, {todo} to measure")

@@ -4,6 +4,7 @@ not intensities are refused."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -231,3 +232,26 @@ def test_an_existing_job_script_is_not_overwritten_without_force(tmp_path, capsy
     assert main(command) == 2
     assert "pass --force" in capsys.readouterr().err and out.read_text() == "mine\n"
     assert main([*command, "--force"]) == 0 and out.read_text().startswith("#!/bin/bash")
+
+
+def test_a_child_killed_while_the_oom_count_rose_is_recorded_as_oom(monkeypatch):
+    """The kernel's OOM killer sends SIGKILL; the memory cgroup's oom_kill count is the evidence."""
+    from ptybench import isolation, runner
+
+    assert isolation.death_by_oom_killer(-signal.SIGKILL, 3, 4).startswith("killed by the kernel's out-of-memory")
+    assert isolation.death_by_oom_killer(-signal.SIGKILL, 3, 3) is None  # killed by someone else
+    assert isolation.death_by_oom_killer(1, 3, 4) is None
+    counts = iter([5, 6])
+    monkeypatch.setattr(runner, "oom_kill_count", lambda: next(counts))
+    monkeypatch.setattr(runner, "run_child", lambda *args, **kwargs: isolation.ChildOutcome(-9, "", False, 1.0))
+    record = run_isolated(Measurement(dataset="farfield-64-256", engine="DM", iterations=1))
+    assert record["status"] == "oom" and "oom_kill count went from 5 to 6" in record["message"]
+
+
+def test_a_memory_limit_below_the_prediction_is_refused_with_it(tmp_path, capsys):
+    from ptybench.cli import main
+
+    assert main(["run", "--dataset", "farfield-64-1024", "--engine", "DM", "--memory-limit", "20MB", "--out",
+                 str(tmp_path / "r.jsonl")]) == 2
+    assert re.search(r"--memory-limit: 20\.0 MB is below what the memory model predicts .* \(\d+\.\d MB",
+                     capsys.readouterr().err)
