@@ -178,13 +178,27 @@ class CXIDataset(Dataset):
             if self._data.ndim != 3:
                 raise InputError(f"dataset: {self._where(DETECTOR + '/data')} is {self._data.ndim}-D with shape "
                                  f"{self._data.shape}; expected (N, Y, X) frames")
+            if self._data.shape[0] == 0:
+                raise InputError(f"dataset: {self._where(DETECTOR + '/data')} holds no frames (shape "
+                                 f"{self._data.shape})")
+            self._check_translations()
             self._extra = self._find(EXTRA)
             attrs = self._extra.attrs if self._extra is not None else {}
-            self.spec = DatasetSpec.from_dict(json.loads(attrs["spec"])) if "spec" in attrs else None
+            self.spec = _stored_spec(attrs, self._where(EXTRA))
             self.scan_geometry = self._resolve_geometry(parse_options(geometry))
         except ValueError:
             self.close()
             raise
+
+    def _check_translations(self) -> None:
+        """One finite (x, y[, z]) translation per frame: checked when the file is opened, before any work."""
+        translation = self._require(TRANSLATION)
+        if translation.ndim != 2 or translation.shape[0] != self.n_frames or translation.shape[1] < 2:
+            raise InputError(f"dataset: /{TRANSLATION} in {self.path} has shape {translation.shape}; expected "
+                             f"({self.n_frames}, 3) translations in metres, one per frame")
+        if translation.dtype.kind not in "iuf" or not np.all(np.isfinite(np.asarray(translation)[:, :2])):
+            raise InputError(f"dataset: /{TRANSLATION} in {self.path} holds NaN, infinite or non-numeric "
+                             f"translations")
 
     # --- geometry ------------------------------------------------------------------------------------
     def _resolve_geometry(self, given: dict[str, Any]) -> ScanGeometry:
@@ -453,6 +467,15 @@ class CXIDataset(Dataset):
         return {**super().describe(name), "initial_probe": self.initial_probe_source,
                 "files": [str(p) for p in self.paths], "geometry": self.scan_geometry.to_dict(),
                 "mask": self.mask_source}
+
+
+def _stored_spec(attrs: Any, where: str) -> DatasetSpec | None:
+    if "spec" not in attrs:
+        return None
+    try:
+        return DatasetSpec.from_dict(json.loads(_text(attrs["spec"])))
+    except (json.JSONDecodeError, TypeError) as error:
+        raise InputError(f"dataset: the spec attribute of {where} is not a JSON dataset spec ({error})") from None
 
 
 def _open_hdf5(path: Path) -> Any:

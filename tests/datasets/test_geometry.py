@@ -105,8 +105,8 @@ def test_nan_translations_are_named(tmp_path):
     path = foreign(tmp_path)
     with h5py.File(path, "a") as f:
         f["entry_1/sample_1/geometry_1/translation"][3, 0] = np.nan
-    with load(path, propagation="farfield") as data, pytest.raises(ValueError, match="NaN or infinite translations"):
-        data.positions  # noqa: B018
+    with pytest.raises(ValueError, match="NaN, infinite or non-numeric translations"):
+        load(path, propagation="farfield")
 
 
 def test_a_comma_in_a_file_name_is_part_of_the_name(tmp_path):
@@ -154,3 +154,31 @@ def test_the_p25_masks_found_in_the_data_are_the_files_own():
     with load("p25-nearfield") as data:
         found = find_bad_pixels(data.frames())
         np.testing.assert_array_equal(found.mask, data.mask)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda f: f.__setitem__("entry_1/sample_1/geometry_1/translation_short", 0), None),
+    ("rows", r"translation in .* has shape \(11, 3\); expected \(12, 3\)"),
+    ("no frames", "holds no frames"),
+    ("spec", "spec attribute .* is not a JSON dataset spec"),
+], ids=["baseline", "N-1 translations", "zero frames", "spec not JSON"])
+def test_impossible_file_metadata_is_refused_when_opened(tmp_path, change, message):
+    path = write_cxi(tmp_path / "d.cxi", load(FARFIELD))
+    with h5py.File(path, "a") as f:
+        if change == "rows":
+            rows = f["entry_1/sample_1/geometry_1/translation"][()]
+            del f["entry_1/sample_1/geometry_1/translation"]
+            f["entry_1/sample_1/geometry_1/translation"] = rows[:-1]
+        elif change == "no frames":
+            del f[f"{DETECTOR}/data"]
+            f.create_dataset(f"{DETECTOR}/data", shape=(0, 32, 32), dtype=np.uint32)
+        elif change == "spec":
+            f["entry_1/ptybench"].attrs["spec"] = "{not json"
+        else:
+            change(f)
+    if message is None:
+        with load(path) as data:
+            assert data.n_frames == 12
+    else:
+        with pytest.raises(ValueError, match=message):
+            load(path)
