@@ -340,18 +340,24 @@ class CXIDataset(Dataset):
     def frame_shape(self) -> tuple[int, int]:
         return (int(self._data.shape[1]), int(self._data.shape[2]))
 
+    def _number(self, field: str) -> float:
+        """A numeric scalar field (a one-element array too), or an InputError naming it."""
+        value = np.asarray(self._require(field)[()])
+        if value.dtype.kind not in "iuf" or value.size < 1:
+            raise InputError(f"dataset: {self._where(field)} is {value!r}; expected a number")
+        return float(value.ravel()[0])
+
     @property
     def energy_kev(self) -> float:
-        joules = float(np.asarray(self._require(SOURCE + "/energy")[()]).ravel()[0])
-        return positive_length(f"/{SOURCE}/energy", joules) / JOULES_PER_KEV
+        return positive_length(f"/{SOURCE}/energy", self._number(SOURCE + "/energy")) / JOULES_PER_KEV
 
     @property
     def distance_m(self) -> float:
-        return float(self._require(DETECTOR + "/distance")[()])
+        return self._number(DETECTOR + "/distance")
 
     @property
     def detector_pixel_m(self) -> float:
-        return float(self._require(DETECTOR + "/x_pixel_size")[()])
+        return self._number(DETECTOR + "/x_pixel_size")
 
     @property
     def object_pixel_m(self) -> float:

@@ -35,7 +35,13 @@ NOISE_STEP_BYTES = 2**20
 POWER_MATCH_FRAMES = 64
 #: The model's errors are computed this many bytes of exit waves at a time: a memory add-on that does not
 #: grow with the compute block.
-EVALUATION_STEP_BYTES = 16 * 2**20
+EVALUATION_STEP_BYTES = 2**20
+
+
+def evaluation_step(frames_per_block: int, modes: int, frame_shape: tuple[int, int]) -> int:
+    """Frames per step of the model evaluation: EVALUATION_STEP_BYTES of exit waves, within one block."""
+    wave_bytes = 8 * modes * frame_shape[0] * frame_shape[1]
+    return max(1, min(frames_per_block, EVALUATION_STEP_BYTES // wave_bytes))
 
 
 class FrameStore:
@@ -221,7 +227,11 @@ class Problem:
         """Scale the probe so Σ Î = Σ I on (up to) POWER_MATCH_FRAMES frames spread over the scan, every rank's
         together; returns the amplitude factor applied (1 when the model has no counts to compare)."""
         xp, kernels = self.xp, self.backend.kernels
-        picked = np.unique(np.linspace(0, self.n_frames - 1, min(self.n_frames, POWER_MATCH_FRAMES)).astype(int))
+        # the same frames of the scan whatever the rank count (each rank takes those in its range)
+        total = self.n_frames_total
+        first, _ = self.comm.frame_range(total)
+        spread = np.unique(np.linspace(0, total - 1, min(total, POWER_MATCH_FRAMES)).astype(int)) - first
+        picked = spread[(spread >= 0) & (spread < self.n_frames)]
         rows = self.backend.index_array(self.corners[picked, 0])
         cols = self.backend.index_array(self.corners[picked, 1])
         measured = model = 0.0
@@ -326,8 +336,8 @@ class Problem:
         RAAR's of the Fourier projection's input, ePIE's of a sweep whose object moves frame by frame,
         ML's of the model before its step.)"""
         xp, kernels = self.xp, self.backend.kernels
-        wave_bytes = 8 * self.shape.probe_modes * self.shape.object_modes * self.frame_shape[0] * self.frame_shape[1]
-        step = max(1, min(self.frames_per_block, EVALUATION_STEP_BYTES // wave_bytes))
+        step = evaluation_step(self.frames_per_block, self.shape.probe_modes * self.shape.object_modes,
+                               self.frame_shape)
         errors = FourierErrorSums()
         for block_start, block_stop in self.blocks():
             intensities = self.intensities.read(block_start, block_stop)

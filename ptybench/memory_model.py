@@ -21,6 +21,7 @@ from typing import Any
 from ptybench.engines.backends import backend_descriptor
 from ptybench.engines.errors import InputError, InputTypeError
 from ptybench.engines.placement import choose_placement, frame_costs
+from ptybench.engines.problem import evaluation_step
 from ptybench.engines.registry import engine_spec
 
 
@@ -123,6 +124,9 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
     terms["object_and_buffers"] = int((1 + spec.memory.object_buffers) * object_bytes)
     terms["probe_and_buffers"] = 4 * 8 * geometry.probe_modes * pixels
     terms["mask_and_indices"] = pixels + 16 * n_local
+    # the returned model's evaluation after each iteration: a step of exit waves propagated, and its intensities
+    step = evaluation_step(block, modes, geometry.frame_shape)
+    terms["evaluation"] = int(step * (2 * frame_waves + 3 * frame_intensity))
     return MemoryPrediction(engine, backend, block, ranks, streaming, terms, host_terms)
 
 
