@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,8 +33,6 @@ DEFAULT_NOISE_MARGIN = 0.5
 #: Default object-error target for time-to-quality (synthetic data; docs/algorithms.md error metric).
 DEFAULT_TARGET_ERROR = 0.1
 #: Fault injection for the abort-path tests: the rank named here raises (or is SIGKILLed) after setting up.
-FAIL_RANK_VARIABLE = "PTYBENCH_FAIL_RANK"
-KILL_RANK_VARIABLE = "PTYBENCH_KILL_RANK"
 #: A file the measuring process appends "iterations_done iterations_total" to after every iteration.
 PROGRESS_VARIABLE = "PTYBENCH_PROGRESS_FILE"
 #: A folder where every rank rewrites ``rank-R.beat`` ("iterations_done unix_time") after each iteration:
@@ -193,10 +190,6 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
     if device is not None:
         parameters["device"] = device
     _warm_runtime(measurement, data)
-    if os.environ.get(FAIL_RANK_VARIABLE) == str(comm.rank) and comm.size > 1:
-        raise RuntimeError(f"rank {comm.rank}: deliberate failure ({FAIL_RANK_VARIABLE})")
-    if os.environ.get(KILL_RANK_VARIABLE) == str(comm.rank) and comm.size > 1:
-        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
 
     reconstruction = None
     baseline, peak_reset = None, False

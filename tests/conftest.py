@@ -46,3 +46,25 @@ def saved_figures(monkeypatch):
 
     monkeypatch.setattr(Figure, "savefig", record)
     return figures
+
+
+def faulty_engine_environment(rank: int, mode: str) -> dict[str, str]:
+    """The environment under which a measuring child loads the test plug-in engine "Faulty"
+    (tests/faulty_engine.py), failing on ``rank`` by ``mode`` ("raise" or "kill"); registers it here too."""
+    import sys
+    from pathlib import Path
+
+    from ptybench.engines.registry import PLUGIN_VARIABLE
+
+    folder = str(Path(__file__).parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    import faulty_engine  # noqa: F401  (registers "Faulty" in this process)
+
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [folder, os.environ.get("PYTHONPATH")])),
+            PLUGIN_VARIABLE: "faulty_engine", "FAULTY_RANK": str(rank), "FAULTY_MODE": mode}
+
+
+@pytest.fixture
+def faulty_engine():
+    return faulty_engine_environment

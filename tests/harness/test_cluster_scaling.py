@@ -251,6 +251,8 @@ def test_shaping_parses_rates_and_delays():
 @pytest.fixture(scope="module")
 def network_runs(tmp_path_factory):
     """DM at 1 and 2 ranks and the all-reduce benchmark, all on a veth pair shaped to 1 Gbit/s."""
+    from conftest import faulty_engine_environment
+
     from ptybench.emulated_network import Shaping, emulated_network
     from ptybench.measurement import Measurement
     from ptybench.scaling import run_allreduce_benchmark, run_mpi
@@ -262,8 +264,8 @@ def network_runs(tmp_path_factory):
         benchmark = run_allreduce_benchmark(2, launcher=launcher)
         records = {k: run_mpi(dataclasses.replace(base, ranks=k), str(folder / f"k{k}.npz"), launcher=launcher)
                    for k in (1, 2)}
-        killed = run_mpi(dataclasses.replace(base, ranks=2), launcher=launcher,
-                         extra_environment={"PTYBENCH_KILL_RANK": "1"})
+        killed = run_mpi(dataclasses.replace(base, ranks=2, engine="Faulty"), launcher=launcher,
+                         extra_environment=faulty_engine_environment(1, "kill"))
     return benchmark, records, folder, killed
 
 

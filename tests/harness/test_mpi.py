@@ -3,7 +3,6 @@ and the scaling fits recover known parameters."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -127,12 +126,11 @@ def test_frame_range_covers_every_frame_once():
 
 @needs_mpi
 @pytest.mark.mpi
-def test_a_rank_that_raises_ends_the_job_promptly_with_its_message():
-    measurement = Measurement(dataset="farfield-64-256", engine="DM", iterations=200, warmup=0, threads=1, ranks=2,
-                              fft_floor=False, timeout_s=60)
-    started = time.time()
-    record = run_mpi(measurement, extra_environment={"PTYBENCH_FAIL_RANK": "1"})
-    assert time.time() - started < 10
+def test_a_rank_that_raises_ends_the_job_promptly_with_its_message(faulty_engine):
+    """Not a timeout: the other rank does not wait in a collective until the job's limit."""
+    measurement = Measurement(dataset="farfield-64-256", engine="Faulty", iterations=200, warmup=0, threads=1,
+                              ranks=2, fft_floor=False, timeout_s=120)
+    record = run_mpi(measurement, extra_environment=faulty_engine(1, "raise"))
     assert record["status"] == "error"
     assert "rank 1: deliberate failure" in record["message"]
 
@@ -246,9 +244,9 @@ def test_a_standard_cxi_file_runs_on_two_ranks(tmp_path):
 
 
 @needs_mpi
-def test_a_rank_killed_by_a_signal_is_named_with_the_signal():
-    measurement = Measurement(dataset="farfield-64-256", engine="DM", iterations=1, warmup=0, threads=1,
+def test_a_rank_killed_by_a_signal_is_named_with_the_signal(faulty_engine):
+    measurement = Measurement(dataset="farfield-64-256", engine="Faulty", iterations=1, warmup=0, threads=1,
                               fft_floor=False, ranks=2)
-    record = run_mpi(measurement, extra_environment={"PTYBENCH_KILL_RANK": "1"})
+    record = run_mpi(measurement, extra_environment=faulty_engine(1, "kill"))
     assert record["status"] == "error"
     assert record["message"].startswith("rank 1 (pid ") and "killed by SIGKILL (signal 9)" in record["message"]
