@@ -114,19 +114,22 @@ def test_parallel_and_serial_kernels_have_separate_cache_entries():
         assert len(index_files) == 2, index_files
 
 
-torch = pytest.importorskip("torch")
+@pytest.fixture
+def torch():
+    """torch for the tests that compare its kernels; without torch only those skip (not the NumPy ones)."""
+    return pytest.importorskip("torch")
 
 
-def _torch_case(case):
+def _torch_case(torch, case):
     return {name: torch.from_numpy(np.array(value, copy=True)) for name, value in case.items()}
 
 
 @pytest.mark.parametrize("pbound", [None, 0.25, 1e-6])
-def test_torch_fourier_projection(case, pbound):
+def test_torch_fourier_projection(torch, case, pbound):
     from ptybench.engines.backends.torch_kernels import TorchKernels
 
     fused = TorchKernels(pytest.importorskip("array_api_compat.torch"))
-    t = _torch_case(case)
+    t = _torch_case(torch, case)
     reference_waves = case["waves"].copy()
     reference = REFERENCE.fourier_projection(reference_waves, case["intensities"], case["mask"], pbound)
     result = fused.fourier_projection(t["waves"], t["intensities"], t["mask"], pbound)
@@ -136,11 +139,11 @@ def test_torch_fourier_projection(case, pbound):
 
 
 @pytest.mark.parametrize(("a", "b", "c"), [(-1.0, 1.0, 2.0), (-0.8, 0.9, 2.0)])
-def test_torch_difference_map_update_and_linear_mix(case, a, b, c):
+def test_torch_difference_map_update_and_linear_mix(torch, case, a, b, c):
     from ptybench.engines.backends.torch_kernels import TorchKernels
 
     fused = TorchKernels(pytest.importorskip("array_api_compat.torch"))
-    t = _torch_case(case)
+    t = _torch_case(torch, case)
     close(fused.linear_mix(t["other"], t["waves"], c).numpy(), REFERENCE.linear_mix(case["other"], case["waves"], c))
     reference = case["waves"].copy()
     REFERENCE.difference_map_update(reference, case["other"], case["other"] * 0.5, a, b)
@@ -158,7 +161,7 @@ def test_reference_kernels_can_be_asked_for_to_measure_the_fused_gain(monkeypatc
 
 @pytest.mark.parametrize(("beta", "rpie_alpha"), [(None, None), (1.0, None), (0.9, 0.05)],
                          ids=["ePIE-object-only", "ePIE", "rPIE"])
-def test_pie_update_on_a_strided_object_view(case, beta, rpie_alpha):
+def test_pie_update_on_a_strided_object_view(torch, case, beta, rpie_alpha):
     """One frame's step: the object view (a slice of the object, updated in place) and the new probe."""
     from ptybench.engines.backends.torch_kernels import TorchKernels
 
@@ -261,7 +264,7 @@ def test_pie_update_at_128_squared_runs_rows_in_parallel(rpie_alpha):
 
 
 @pytest.mark.parametrize(("probe_modes", "object_modes", "size"), [(1, 1, 64), (2, 3, 40), (1, 1, 128)])
-def test_frame_exit_waves(probe_modes, object_modes, size):
+def test_frame_exit_waves(torch, probe_modes, object_modes, size):
     """ePIE's frame start in one pass (rows in parallel from 128²): the copy of a strided object view, the
     exit waves and their detector-side copy, equal to the reference and independent of each other."""
     from ptybench.engines.backends.torch_kernels import NumbaOnTorchKernels
