@@ -216,7 +216,10 @@ def claim(out: str | Path, measurement: Measurement) -> Iterator[bool]:
         try:
             yield True
         finally:
-            path.unlink(missing_ok=True)
+            # a folder turned read-only must not hide the error that matters (the record's) behind this one;
+            # the lock goes with the descriptor anyway
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
             os.close(descriptor)
         return
     yield False

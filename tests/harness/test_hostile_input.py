@@ -163,16 +163,20 @@ def test_a_symlink_planted_as_a_claim_or_temporary_file_is_never_written_through
 
 
 @pytest.fixture
-def small_filesystem(tmp_path):
-    """A 256 kB tmpfs (root only: skipped with the reason elsewhere)."""
+def small_filesystem(tmp_path, request):
+    """A 256 kB tmpfs, or the size given as the fixture's parameter (root only: skipped with the reason
+    elsewhere)."""
     folder = tmp_path / "small"
     folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True,
+    size = getattr(request, "param", "256k")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
                           text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode})")
     yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=False)
+    for _ in range(3):  # a bind mount a test put over it, then the tmpfs
+        if subprocess.run(["umount", "-l", str(folder)], capture_output=True).returncode != 0:
+            break
 
 
 def record_of(number: int) -> dict:
@@ -255,3 +259,21 @@ def test_a_memory_limit_below_the_prediction_is_refused_with_it(tmp_path, capsys
                  str(tmp_path / "r.jsonl")]) == 2
     assert re.search(r"--memory-limit: 20\.0 MB is below what the memory model predicts .* \(\d+\.\d MB",
                      capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("small_filesystem", ["16m"], indirect=True)
+def test_a_folder_turned_read_only_during_a_point_names_where_its_record_was_kept(small_filesystem, tmp_path,
+                                                                                  monkeypatch):
+    from ptybench.sweep import run_points
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    measurement = Measurement(dataset="farfield-64-256", engine="DM", iterations=1)
+
+    def measured_then_read_only(point):  # a read-only bind mount over the folder (the claim is open in it)
+        subprocess.run(["mount", "--bind", str(small_filesystem), str(small_filesystem)], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(small_filesystem)], check=True)
+        return {**point.identity(), "status": "ok", "message": ""}
+
+    with pytest.raises(OSError, match=r"could not be appended .* kept in ") as caught:
+        run_points([measurement], small_filesystem / "r.jsonl", progress=False, run=measured_then_read_only)
+    assert read_records(str(caught.value).rsplit("kept in ", 1)[1])[0]["engine"] == "DM"
