@@ -26,8 +26,13 @@ install: $(VENV)/.installed  ## create .venv and install ptybench (NumPy with mk
 
 install-dev: $(VENV)/.installed-dev  ## install what the tests need (pytest, torch CPU, MPI, asv)
 
+# A CUDA build of torch comes from the index your site uses for it: set TORCH_INDEX, e.g.
+# TORCH_INDEX="--index-url <your CUDA wheel index> --extra-index-url <your package index>"; pip's configured
+# index otherwise.
+TORCH_INDEX ?=
+
 install-gpu: $(VENV)/.installed  ## on a CUDA machine: CuPy with its toolkit and a CUDA torch
-	$(BIN)/python -m pip install "cupy-cuda12x[ctk]" "numba-cuda[cu12]" "torch==2.13.0" --index-url https://download.pytorch.org/whl/cu126 --extra-index-url https://pypi.org/simple
+	$(BIN)/python -m pip install "cupy-cuda12x[ctk]" "numba-cuda[cu12]" "torch==2.13.0" $(TORCH_INDEX)
 
 demo: install  ## reconstruct the embedded default dataset: table + plot in reports/demo
 	$(BIN)/ptybench demo

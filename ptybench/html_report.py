@@ -60,11 +60,8 @@ def _table(headers: list[str], rows: list[list[Any]], text_columns: int = 1,
 
 
 def _png(figure: Any) -> str:
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
     return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
@@ -148,18 +145,15 @@ def _validation_section(rows: list[dict[str, Any]]) -> str:
 
 
 def _size_figures(rows: list[dict[str, Any]]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a library must not change a notebook's backend
 
     engines = sorted({row["engine"] for row in rows})
     if not engines:
         return ""
     setups = sorted({(row["machine"], row["backend"], str(row["threads"] or "")) for row in rows})
     colours = {setup: f"C{i % 10}" for i, setup in enumerate(setups)}
-    figure, axes = plt.subplots(2, len(engines), figsize=(4.2 * len(engines), 7.5), squeeze=False,
-                                constrained_layout=True)
+    figure = Figure(figsize=(4.2 * len(engines), 7.5), layout="constrained")
+    axes = figure.subplots(2, len(engines), squeeze=False)
     for column, engine in enumerate(engines):
         time_axis, memory_axis = axes[0, column], axes[1, column]
         for setup in setups:
@@ -237,14 +231,12 @@ def _scaling_section(records: list[dict[str, Any]]) -> str:
     multi = [r for r in records if (r.get("ranks") or 1) > 1 and r.get("status") == "ok"]
     if not multi:
         return ""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a library must not change a notebook's backend
 
     serial = {(r["dataset"], r["engine"], r["backend"]): r["seconds_per_iteration"] for r in records
               if (r.get("ranks") or 1) == 1 and r.get("status") == "ok" and not r.get("dataset_changes")}
-    figure, axis = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axis = figure.subplots()
     series: dict[tuple, list[tuple[int, float]]] = {}
     for r in multi:
         base = serial.get((r["dataset"], r["engine"], r["backend"]))

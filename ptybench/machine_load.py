@@ -2,7 +2,7 @@
 
 A benchmark on a shared machine measures the neighbours too. Like pyperf, ptybench does not hide that:
 every record carries the load before and after its run and the CPU time other processes took *during*
-it (all CPU time on the machine, from /proc/stat, minus the measuring child's own, from
+it (all CPU time on the machine, from psutil.cpu_times, minus the measuring child's own, from
 ``getrusage``), and is flagged *noisy* with the reasons when a documented threshold is crossed.
 
 Thresholds (docs/design.md, "Measurement honesty"):
@@ -32,19 +32,18 @@ SAMPLE_S = 0.3
 NAMED_PROCESS_PERCENT = 10.0
 
 
-def _proc_stat() -> tuple[float, float, float] | None:
-    """(busy, total, steal) CPU seconds of the whole machine since boot; None where /proc is absent."""
+def _machine_cpu_seconds() -> tuple[float, float, float] | None:
+    """(busy, total, steal) CPU seconds of the whole machine since boot (psutil; steal where the platform has it)."""
+    import psutil
+
     try:
-        with open("/proc/stat") as stream:
-            fields = stream.readline().split()
-    except OSError:
+        times = psutil.cpu_times()
+    except (OSError, psutil.Error):
         return None
-    ticks = [float(value) for value in fields[1:]]
-    ticks += [0.0] * (8 - len(ticks))
-    user, nice, system, idle, iowait, irq, softirq, steal = ticks[:8]  # guest time is inside user
-    hertz = os.sysconf("SC_CLK_TCK")
-    busy = user + nice + system + irq + softirq + steal
-    return busy / hertz, (busy + idle + iowait) / hertz, steal / hertz
+    steal = getattr(times, "steal", 0.0)
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    busy = sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq")) + steal
+    return busy, busy + idle, steal
 
 
 def _children_cpu_seconds() -> float:
@@ -85,21 +84,21 @@ class LoadWatch:
         self.before: dict[str, Any] = {}
 
     def start(self) -> None:
-        stat_start = _proc_stat()
+        stat_start = _machine_cpu_seconds()
         processes = _busy_processes(self.sample_s)
-        stat_end = _proc_stat()
+        stat_end = _machine_cpu_seconds()
         self.before = {"load_average": list(os.getloadavg()), "busy_processes": processes}
         if stat_start and stat_end:
             elapsed = max(stat_end[1] - stat_start[1], 1e-9)  # machine CPU seconds in the sample
             self.before["other_busy_cores"] = round((stat_end[0] - stat_start[0]) / elapsed
                                                     * (os.cpu_count() or 1), 3)
-        self._stat = _proc_stat()
+        self._stat = _machine_cpu_seconds()
         self._children = _children_cpu_seconds()
         self._wall = time.perf_counter()
 
     def finish(self) -> dict[str, Any]:
         """The ``load`` field: before, during (other processes' busy cores, steal) and after."""
-        stat = _proc_stat()
+        stat = _machine_cpu_seconds()
         wall = time.perf_counter() - self._wall
         during: dict[str, Any] = {"wall_seconds": round(wall, 3)}
         if stat and self._stat:

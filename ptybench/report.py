@@ -110,18 +110,15 @@ def plot_scaling(frame: Any, out: str | Path) -> Path:
 
     Out-of-memory points are drawn as crosses at the size that failed: the memory wall, visible.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a library must not change a notebook's backend
 
     frame = summary_frame(frame)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
+    figure = Figure(figsize=(11, 8), layout="constrained")
+    axes = figure.subplots(2, 2)
     if frame.empty:
         figure.savefig(out, dpi=110)
-        plt.close(figure)
         return out
     frame["n_frames"] = frame["dataset_info.n_frames"].astype(float)
     frame["detector"] = frame["dataset_info.height"].astype(float)
@@ -165,7 +162,6 @@ def plot_scaling(frame: Any, out: str | Path) -> Path:
             axis.legend(fontsize=7)
     figure.suptitle("ptybench: time and memory vs problem size")
     figure.savefig(out, dpi=110)
-    plt.close(figure)
     return out
 
 
@@ -173,14 +169,12 @@ def plot_scaling_curves(rows: list[dict[str, Any]], mode: str, out: str | Path, 
                         prediction: list[dict[str, float]] | None = None, title: str = "") -> Path:
     """Strong: speedup vs ranks with ideal and fitted Amdahl; weak: efficiency vs ranks. Right: compute
     and communication seconds per iteration as stacked bars. Predicted points are hollow and labelled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a library must not change a notebook's backend
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    (left, right) = figure.subplots(1, 2)
     ranks = np.array([row["ranks"] for row in rows], dtype=float)
     top = max([*ranks, *[p["ranks"] for p in prediction or []]], default=1)
     grid = np.linspace(1, top, 200)
@@ -216,5 +210,4 @@ def plot_scaling_curves(rows: list[dict[str, Any]], mode: str, out: str | Path, 
     right.legend(fontsize=8)
     figure.suptitle(title or f"{mode} scaling")
     figure.savefig(out, dpi=110)
-    plt.close(figure)
     return out

@@ -22,3 +22,21 @@ def test_a_payload_in_any_field_of_a_failed_record_is_never_written_raw():
         records = [synthetic_record(*LADDER[1]), record]
         page = build_report(records, [])
         assert PAYLOAD not in page, name
+
+
+def test_drawing_the_report_leaves_a_users_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+
+    from ptybench.report import plot_scaling
+    from ptybench.results import load
+
+    before = matplotlib.get_backend()
+    records = [synthetic_record(*point) for point in LADDER]
+    build_report(records, [])
+    path = tmp_path / "r.jsonl"
+    from ptybench import results
+
+    for record in records:
+        results.append(path, record)
+    plot_scaling(load(path), tmp_path / "s.png")
+    assert matplotlib.get_backend() == before and (tmp_path / "s.png").stat().st_size > 0
