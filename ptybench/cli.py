@@ -50,9 +50,17 @@ COMMANDS = (demo_command, run_command, sweep_command, report_command, plan_comma
             procure_command, forecast_command, datasets_command, engines_command, backends_command)
 
 
+class CommandLineParser(argparse.ArgumentParser):
+    """argparse, with its errors (an unknown option, a value its ``type=`` refused) as InputErrors: one line and
+    exit 2 like every other mistake of the user's (sub-command parsers are of this class too)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(f"{self.prog}: {message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ptybench", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandLineParser(prog="ptybench", description=DESCRIPTION, epilog=EPILOG,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ptybench {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of every error, a user's mistake too (by default one line, exit 2)")
@@ -89,7 +97,13 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except InputError as error:
+        if "--debug" in (sys.argv[1:] if argv is None else argv):
+            raise
+        print(f"ptybench: error: {error}", file=sys.stderr)
+        return 2
     if not hasattr(args, "func"):
         parser.print_help()
         return 2

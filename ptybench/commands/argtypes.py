@@ -4,6 +4,8 @@ exit 2), before anything is loaded or measured."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from pathlib import Path
 
 
 def positive_int(text: str) -> int:
@@ -23,3 +25,22 @@ def comma_list(text: str) -> list[str]:
     if not items:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
     return items
+
+
+def count_list(minimum: int) -> Callable[[str], list[int]]:
+    """``1,2,4`` -> [1, 2, 4], every value a whole number ≥ ``minimum``."""
+
+    def parse(text: str) -> list[int]:
+        items = comma_list(text)
+        if not all(item.isdigit() and int(item) >= minimum for item in items):
+            raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers >= {minimum}, got {text!r}")
+        return [int(item) for item in items]
+
+    return parse
+
+
+def dataset_list(text: str) -> list[str]:
+    """Comma-separated datasets; a path that exists is one dataset even with commas in its name (and
+    ``a.cxi,b.cxi``, files that complete each other, is one dataset too when given to ``run``)."""
+    path = text.partition("?")[0]
+    return [text] if Path(path).is_file() else comma_list(text)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ptybench.commands.argtypes import comma_list, dataset_list
+
 DEFAULT_DATASETS = ("farfield-64-256", "farfield-64-1024", "farfield-128-256")
 DEFAULT_ENGINES = ("DM", "ePIE", "ML")
 
@@ -18,9 +20,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "fresh process, warm-up excluded. Prints the results table and writes the records "
                     "(JSON lines) and a plot of time and memory vs N and detector size. Re-running resumes: "
                     "recorded points are skipped (remove the results file to start again).")
-    parser.add_argument("--datasets", default=",".join(DEFAULT_DATASETS), help="(default: %(default)s)")
-    parser.add_argument("--engines", default=",".join(DEFAULT_ENGINES), help="(default: %(default)s)")
-    parser.add_argument("--backends", default=None,
+    parser.add_argument("--datasets", type=dataset_list, default=list(DEFAULT_DATASETS),
+                        help=f"comma-separated (default: {','.join(DEFAULT_DATASETS)})")
+    parser.add_argument("--engines", type=comma_list, default=list(DEFAULT_ENGINES),
+                        help=f"comma-separated (default: {','.join(DEFAULT_ENGINES)})")
+    parser.add_argument("--backends", type=comma_list, default=None,
                         help="(default: numpy, and torch where it is installed)")
     parser.add_argument("--iterations", type=int, default=8, help="timed iterations (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
@@ -43,12 +47,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     require_writable(out / "results.jsonl")
-    backends = args.backends.split(",") if args.backends else default_backends()
-    config = SweepConfig(datasets=args.datasets.split(","), engines=args.engines.split(","), backends=backends,
+    config = SweepConfig(datasets=args.datasets, engines=args.engines, backends=args.backends or default_backends(),
                          iterations=args.iterations, warmup=2, threads=args.threads, timeout_s=300,
                          out=str(out / "results.jsonl"))
     print(f"demo sweep: {len(config.measurements())} measurements ({', '.join(config.datasets)} × "
-          f"{', '.join(config.engines)} × {', '.join(backends)}), each in a fresh process")
+          f"{', '.join(config.engines)} × {', '.join(config.backends)}), each in a fresh process")
     run_sweep(config, progress=not args.no_progress)
     frame = sweep_results(config)
     print(format_table(frame))

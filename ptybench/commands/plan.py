@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from ptybench.commands.argtypes import comma_list, positive_int
 from ptybench.engines.backends import parse_target
-from ptybench.engines.errors import InputError
 from ptybench.engines.registry import engine_names
 from ptybench.memory_model import (
     Geometry,
@@ -29,10 +29,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "accuracy is stated in docs/design.md (\"Memory model\").")
     parser.add_argument("--dataset", required=True, help="catalogue name (e.g. seed-2552x768) or a .cxi file")
     parser.add_argument("--device-memory", required=True, help="memory of one device (or host), e.g. 80GB, 24GiB")
-    parser.add_argument("--ranks", type=int, default=1, help="ranks sharing the frames (default: %(default)s)")
-    parser.add_argument("--engines", default=None, help="comma-separated (default: every registered engine)")
-    parser.add_argument("--backends", default="cupy,torch:cuda,numpy",
-                        help="comma-separated: numpy, torch (CPU), torch:cuda, cupy (default: %(default)s)")
+    parser.add_argument("--ranks", type=positive_int, default=1, help="ranks sharing the frames (default: %(default)s)")
+    parser.add_argument("--engines", type=comma_list, default=None,
+                        help="comma-separated (default: every registered engine)")
+    parser.add_argument("--backends", type=comma_list, default=["cupy", "torch:cuda", "numpy"],
+                        help="comma-separated: numpy, torch (CPU), torch:cuda, cupy (default: cupy,torch:cuda,numpy)")
     parser.add_argument("--json", action="store_true", help="one JSON object per row (for tools and reports)")
     parser.set_defaults(func=plan)
 
@@ -68,13 +69,10 @@ def plan(args: argparse.Namespace) -> int:
     from ptybench.datasets import load
 
     capacity = parse_bytes(args.device_memory)
-    if args.ranks < 1:
-        raise InputError(f"--ranks: expected a positive integer, got {args.ranks}")
     data = load(args.dataset)
     geometry = Geometry.of(data)
-    engines = engine_names() if args.engines is None else [e.strip() for e in args.engines.split(",") if e.strip()]
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    rows = plan_rows(geometry, engines, backends, capacity, args.ranks)
+    engines = engine_names() if args.engines is None else args.engines
+    rows = plan_rows(geometry, engines, args.backends, capacity, args.ranks)
     if args.json:
         for row in rows:
             print(json.dumps({"dataset": args.dataset, "memory_bytes": capacity, "ranks": args.ranks, **row}))

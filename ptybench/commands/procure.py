@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ptybench.engines.errors import InputError
+from ptybench.commands.argtypes import comma_list, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,10 +30,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                "  ptybench procure --profile quick --threads 1 --label '1 thread' --out reports/procure/one-thread\n"
                "  ptybench report reports/procure/* --out reports/procure/compare.html")
     parser.add_argument("--profile", default="quick", help="quick, standard or full (default: %(default)s)")
-    parser.add_argument("--backends", default=None,
+    parser.add_argument("--backends", type=comma_list, default=None,
                         help="comma-separated backends (default: the profile's, numpy); e.g. numpy,torch")
     parser.add_argument("--out", required=True, help="bundle folder (created; resumed when it exists)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads per run (default: all cores)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads per run (default: all cores)")
     parser.add_argument("--repeats", type=int, default=None, help="runs per configuration (default: the workload's, 3)")
     parser.add_argument("--label", default=None,
                         help="this machine's name in comparisons (default: the host name)")
@@ -50,10 +50,7 @@ def procure(args: argparse.Namespace) -> int:
     from ptybench.forecast import format_forecast
     from ptybench.procure import run_procurement
 
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads: expected a positive integer, got {args.threads}")
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
-    manifest = run_procurement(args.out, args.profile, backends, args.workload, args.threads, args.repeats,
+    manifest = run_procurement(args.out, args.profile, args.backends, args.workload, args.threads, args.repeats,
                                args.label, args.retry_failed, progress=not args.no_progress)
     out = Path(args.out)
     rows = json.loads((out / "forecast.json").read_text())

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ptybench import results
+from ptybench.commands.argtypes import count_list, positive_int
 from ptybench.engines.backends import parse_target
 from ptybench.engines.errors import InputError
 from ptybench.measurement import (
@@ -19,19 +20,30 @@ from ptybench.memory_model import parse_bytes
 from ptybench.runner import run_isolated
 
 
-def add_measurement_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `run` and `sweep` (a sweep's lists are comma-separated)."""
-    parser.add_argument("--iterations", type=int, default=10, help="timed iterations (default: %(default)s)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads, set before any library loads (default: all cores)")
-    parser.add_argument("--timeout", type=float, default=600.0, dest="timeout_s",
-                        help="seconds before a measurement is killed and recorded as 'timeout' (default: %(default)s)")
-    parser.add_argument("--target-error", type=float, default=DEFAULT_TARGET_ERROR,
-                        help="object error for time-to-quality, synthetic data (default: %(default)s)")
-    parser.add_argument("--noise-margin", type=float, default=DEFAULT_NOISE_MARGIN,
+def add_measurement_options(parser: argparse.ArgumentParser, grid: bool = False) -> None:
+    """Options shared by `run` and `sweep`. ``grid`` (sweep): --threads is a comma-separated list, and the
+    scalar options default to None, so a flag left out does not override the sweep's config file."""
+
+    def default(value: object) -> object:
+        return None if grid else value
+
+    parser.add_argument("--iterations", type=positive_int, default=default(10),
+                        help="timed iterations (default: 10)")
+    parser.add_argument("--warmup", type=int, default=default(2), help="untimed iterations first (default: 2)")
+    if grid:
+        parser.add_argument("--threads", type=count_list(1), default=None,
+                            help="comma-separated CPU thread counts, e.g. 1,2: the table then shows each point's "
+                                 "speedup over one thread (default: all cores)")
+    else:
+        parser.add_argument("--threads", type=positive_int, default=None,
+                            help="CPU threads, set before any library loads (default: all cores)")
+    parser.add_argument("--timeout", type=float, default=default(600.0), dest="timeout_s",
+                        help="seconds before a measurement is killed and recorded as 'timeout' (default: 600)")
+    parser.add_argument("--target-error", type=float, default=default(DEFAULT_TARGET_ERROR),
+                        help=f"object error for time-to-quality, synthetic data (default: {DEFAULT_TARGET_ERROR})")
+    parser.add_argument("--noise-margin", type=float, default=default(DEFAULT_NOISE_MARGIN),
                         help="time to quality on any data, real scans too: until err_fmag of the returned model is "
-                             "within (1 + MARGIN) x the data's Poisson noise floor (default: %(default)s)")
+                             f"within (1 + MARGIN) x the data's Poisson noise floor (default: {DEFAULT_NOISE_MARGIN})")
     parser.add_argument("--memory-limit", default=None,
                         help="cap on the run's own memory, e.g. 2GB; exceeding it is recorded as 'oom'")
     parser.add_argument("--parameters", default=None, type=json.loads,

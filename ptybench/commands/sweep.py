@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from ptybench.commands.argtypes import comma_list, count_list, dataset_list
 from ptybench.commands.run import add_measurement_options
 from ptybench.engines.errors import InputError
 
@@ -38,41 +39,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                '  noise = "poisson"\n\n'
                "A key no selected engine takes, or a bad value, is an error before anything runs (exit 2).")
     parser.add_argument("config", nargs="?", help="sweep TOML file (optional when the lists are given as flags)")
-    parser.add_argument("--datasets", help="comma-separated catalogue names or .cxi files")
-    parser.add_argument("--engines", help="comma-separated engines")
-    parser.add_argument("--backends", help="comma-separated backends (numpy, torch, torch:cuda, cupy:0)")
-    parser.add_argument("--frames-per-block", help="comma-separated frames per block (0 = default)")
-    add_measurement_options(parser)
-    threads = next(action for action in parser._actions if action.dest == "threads")
-    threads.type, threads.help = str, ("comma-separated CPU thread counts, e.g. 1,2: the table then shows each "
-                                       "point's speedup over one thread (default: all cores)")
-    for action in parser._actions:  # a flag left at its default must not override the config file
-        if action.dest in ("iterations", "warmup", "timeout_s", "target_error", "noise_margin"):
-            action.default = None
+    parser.add_argument("--datasets", type=dataset_list, help="comma-separated catalogue names or .cxi files")
+    parser.add_argument("--engines", type=comma_list, help="comma-separated engines")
+    parser.add_argument("--backends", type=comma_list,
+                        help="comma-separated backends (numpy, torch, torch:cuda, cupy:0)")
+    parser.add_argument("--frames-per-block", type=count_list(0),
+                        help="comma-separated frames per block (0 = default)")
+    add_measurement_options(parser, grid=True)
     parser.add_argument("--out", default=None, help="results file (default: reports/sweep/results.jsonl)")
     parser.add_argument("--retry-failed", action="store_true", help="re-run points recorded as error or timeout")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_sweep_command)
 
 
-def _split(text: str | None) -> list[str] | None:
-    return None if text is None else [item.strip() for item in text.split(",") if item.strip()]
-
-
 def config_from_args(args: argparse.Namespace) -> SweepConfig:
     from ptybench.sweep import SweepConfig
 
-    blocks = _split(args.frames_per_block)
-    if blocks and not all(block.isdigit() for block in blocks):
-        raise InputError(f"--frames-per-block: expected comma-separated whole numbers (0 = the engine's default), "
-                         f"got {args.frames_per_block!r}")
-    threads = _split(args.threads)
-    if threads and not all(value.isdigit() and int(value) >= 1 for value in threads):
-        raise InputError(f"--threads: expected comma-separated whole numbers >= 1, got {args.threads!r}")
-    overrides = {"datasets": _split(args.datasets), "engines": _split(args.engines),
-                 "backends": _split(args.backends), "frames_per_block": [int(b) for b in blocks] if blocks else None,
-                 "iterations": args.iterations, "warmup": args.warmup,
-                 "threads": [int(value) for value in threads] if threads else None,
+    overrides = {"datasets": args.datasets, "engines": args.engines, "backends": args.backends,
+                 "frames_per_block": args.frames_per_block, "iterations": args.iterations, "warmup": args.warmup,
+                 "threads": args.threads,
                  "timeout_s": args.timeout_s, "target_error": args.target_error,
                  "noise_margin": args.noise_margin, "memory_limit": args.memory_limit,
                  "parameters": args.parameters, "out": args.out}
