@@ -26,7 +26,7 @@ from ptybench.commands import scale as scale_command
 from ptybench.commands import sweep as sweep_command
 from ptybench.engines.backends.base import BackendUnavailable
 from ptybench.engines.errors import InputError
-from ptybench.scaling import MPIUnavailable
+from ptybench.launchers import MPIUnavailable
 
 DESCRIPTION = """\
 ptybench measures ptychographic reconstruction: how long it takes, how much memory it needs and

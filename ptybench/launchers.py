@@ -11,12 +11,35 @@ import functools
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from ptybench.engines.errors import InputError
 
 KINDS = ("mpiexec", "srun")
+
+
+class MPIUnavailable(RuntimeError):
+    """No mpiexec or no mpi4py here; the message says how to install them."""
+
+
+def mpiexec_path() -> str:
+    """mpiexec beside this Python (the mpich wheel puts it there), else on PATH."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("mpiexec")
+    if found is None:
+        raise MPIUnavailable("MPI not found: no mpiexec beside this Python or on PATH; install the MPI extra "
+                             "with `pip install -c constraints.txt '.[mpi]'` (mpi4py and the MPICH wheel)")
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError as error:
+        raise MPIUnavailable(f"mpi4py is not installed ({error}); `pip install -c constraints.txt '.[mpi]'`") \
+            from error
+    return found
 
 
 @functools.cache
@@ -79,8 +102,6 @@ class Launcher:
             if self.gpus_per_node:
                 words += ["--gpus-per-node", str(self.gpus_per_node)]
             return words
-        from ptybench.scaling import mpiexec_path
-
         path = mpiexec_path()
         words = [path, "-n", str(ranks)]
         openmpi = mpiexec_flavour(path) == "openmpi"
@@ -97,8 +118,6 @@ class Launcher:
             return [*self.prefix(ranks), *program]
         if ranks > len(self.namespaces):
             raise InputError(f"ranks: the emulated network has {len(self.namespaces)} hosts, asked for {ranks}")
-        from ptybench.scaling import mpiexec_path
-
         words = [mpiexec_path()]
         for index, (namespace, interface) in enumerate(self.namespaces[:ranks]):
             words += [*([":"] if index else []), "-n", "1", "ip", "netns", "exec", namespace, "env",

@@ -120,3 +120,20 @@ def verify_bundle(folder: str | Path) -> dict[str, Any]:
         if sha256(path) != expected:
             raise InputError(f"bundle {folder}: {name} changed after the bundle was written (sha256 differs)")
     return manifest
+
+
+def read_results_and_bundles(paths: list[str]) -> tuple[list[dict], list[dict]]:
+    """Records of results files and bundle folders (each bundle verified against its manifest), and the
+    bundles' manifests."""
+    from ptybench.results import read_records
+
+    records, manifests = [], []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            manifests.append(verify_bundle(path))
+            path = path / "results.jsonl"
+        records += read_records(path)
+    if not records:
+        raise InputError(f"results: no records in {', '.join(paths)}")
+    return records, manifests

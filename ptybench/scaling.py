@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,30 +24,9 @@ import numpy as np
 from ptybench.engines.environment import env_number
 from ptybench.engines.errors import InputError
 from ptybench.isolation import SAFE_PATH, child_environment, run_child
-from ptybench.launchers import Launcher
+from ptybench.launchers import Launcher, MPIUnavailable, mpiexec_path  # noqa: F401  (re-exported)
 from ptybench.measurement import HEARTBEAT_VARIABLE, Measurement
 from ptybench.record import Record
-
-
-class MPIUnavailable(RuntimeError):
-    """No mpiexec or no mpi4py here; the message says how to install them."""
-
-
-def mpiexec_path() -> str:
-    """mpiexec beside this Python (the mpich wheel puts it there), else on PATH."""
-    beside = Path(sys.executable).parent / "mpiexec"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("mpiexec")
-    if found is None:
-        raise MPIUnavailable("MPI not found: no mpiexec beside this Python or on PATH; install the MPI extra "
-                             "with `pip install -c constraints.txt '.[mpi]'` (mpi4py and the MPICH wheel)")
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError as error:
-        raise MPIUnavailable(f"mpi4py is not installed ({error}); `pip install -c constraints.txt '.[mpi]'`") \
-            from error
-    return found
 
 
 def mpi_command(ranks: int, module: str, *arguments: str, launcher: Launcher | None = None) -> list[str]:

@@ -1,5 +1,5 @@
-"""argparse ``type=`` functions shared by the sub-commands: a bad value is refused while parsing (usage line,
-exit 2), before anything is loaded or measured."""
+"""argparse ``type=`` functions and option groups shared by the sub-commands: a bad value is refused while
+parsing (one line, exit 2), before anything is loaded or measured."""
 
 from __future__ import annotations
 
@@ -44,3 +44,12 @@ def dataset_list(text: str) -> list[str]:
     ``a.cxi,b.cxi``, files that complete each other, is one dataset too when given to ``run``)."""
     path = text.partition("?")[0]
     return [text] if Path(path).is_file() else comma_list(text)
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """The forecast's target, shared by ``forecast`` and ``report``."""
+    parser.add_argument("--target", default="seed-2552x768",
+                        help="catalogue dataset to forecast (default: %(default)s)")
+    parser.add_argument("--projections", type=positive_int, default=498,
+                        help="projections in the tomogram (default: %(default)s)")
+    parser.add_argument("--rates", default="3kHz,10kHz,110kHz", help="detector frame rates (default: %(default)s)")

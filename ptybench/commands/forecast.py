@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ptybench.commands.argtypes import positive_int
+from ptybench.commands.argtypes import add_target_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,24 +21,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_forecast)
 
 
-def add_target_options(parser: argparse.ArgumentParser) -> None:
-    """The forecast's target, shared by ``forecast`` and ``report``."""
-    parser.add_argument("--target", default="seed-2552x768",
-                        help="catalogue dataset to forecast (default: %(default)s)")
-    parser.add_argument("--projections", type=positive_int, default=498,
-                        help="projections in the tomogram (default: %(default)s)")
-    parser.add_argument("--rates", default="3kHz,10kHz,110kHz", help="detector frame rates (default: %(default)s)")
-
-
 def run_forecast(args: argparse.Namespace) -> int:
     import json
 
-    from ptybench.commands.report import records_of
     from ptybench.forecast import forecast, format_forecast, parse_rates
-    from ptybench.procure import target_geometry
+    from ptybench.procure import read_results_and_bundles, target_geometry
 
     rates = parse_rates(args.rates)
-    records, _ = records_of(args.results)
+    records, _ = read_results_and_bundles(args.results)
     rows = forecast(records, target_geometry(args.target), args.projections, rates, target_name=args.target)
     if args.json:
         for row in rows:

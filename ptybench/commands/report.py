@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ptybench.engines.errors import InputError
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ptybench.commands.forecast import add_target_options
+    from ptybench.commands.argtypes import add_target_options
 
     table = subparsers.add_parser(
         "table", help="print the summary table of results files",
@@ -63,31 +61,15 @@ def draw_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def records_of(paths: list[str]) -> tuple[list[dict], list[dict]]:
-    """Records of results files and bundle folders (each bundle verified against its manifest), and the
-    bundles' manifests."""
-    from ptybench.procure import verify_bundle
-    from ptybench.results import read_records
-
-    records, manifests = [], []
-    for text in paths:
-        path = Path(text)
-        if path.is_dir():
-            manifests.append(verify_bundle(path))
-            path = path / "results.jsonl"
-        records += read_records(path)
-    if not records:
-        raise InputError(f"results: no records in {', '.join(paths)}")
-    return records, manifests
 
 
 def write_html_report(args: argparse.Namespace) -> int:
     from ptybench.forecast import forecast, parse_rates
     from ptybench.html_report import write_report
-    from ptybench.procure import target_geometry
+    from ptybench.procure import read_results_and_bundles, target_geometry
 
     rates = parse_rates(args.rates)
-    records, manifests = records_of(args.results)
+    records, manifests = read_results_and_bundles(args.results)
     rows = forecast(records, target_geometry(args.target), args.projections, rates, target_name=args.target)
     path = write_report(args.out, records, rows, args.reference, manifests)
     print(f"report: {path} ({len(records)} records; open it in a browser, it needs no network)")
