@@ -33,8 +33,8 @@ class ProblemShape:
 
 def frame_corners(scan_positions: np.ndarray) -> np.ndarray:
     """Whole-pixel frame corners of (sub-pixel) positions: the nearest pixel, so no frame is more than half a
-    pixel from where it was measured (flooring made it up to one). Every engine and the validation use this
-    one rule (docs/algorithms.md, "Positions")."""
+    pixel from where it was measured. Every engine and the validation use this one rule (docs/algorithms.md,
+    "Positions")."""
     return np.floor(np.asarray(scan_positions, dtype=np.float64) + 0.5).astype(np.int64)
 
 
