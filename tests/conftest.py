@@ -48,23 +48,13 @@ def saved_figures(monkeypatch):
     return figures
 
 
-def faulty_engine_environment(rank: int, mode: str) -> dict[str, str]:
-    """The environment under which a measuring child loads the test plug-in engine "Faulty"
-    (tests/faulty_engine.py), failing on ``rank`` by ``mode`` ("raise" or "kill"); registers it here too."""
+@pytest.fixture
+def faulty_engine():
+    """environment(rank, mode): what a measuring child needs to load the failing test engine "Faulty"."""
     import sys
     from pathlib import Path
 
-    from ptybench.engines.registry import PLUGIN_VARIABLE
+    sys.path.insert(0, str(Path(__file__).parent))
+    import faulty_engine
 
-    folder = str(Path(__file__).parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    import faulty_engine  # noqa: F401  (registers "Faulty" in this process)
-
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [folder, os.environ.get("PYTHONPATH")])),
-            PLUGIN_VARIABLE: "faulty_engine", "FAULTY_RANK": str(rank), "FAULTY_MODE": mode}
-
-
-@pytest.fixture
-def faulty_engine():
-    return faulty_engine_environment
+    return faulty_engine.environment

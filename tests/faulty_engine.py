@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 from ptybench.engines.dm_raar import _FORM, ProjectionEngine
 from ptybench.engines.options import DMOptions
@@ -21,3 +22,11 @@ class FaultyEngine(ProjectionEngine):
                 os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError(f"rank {rank}: deliberate failure (test engine Faulty)")
         return super().iterate(iteration)
+
+
+def environment(rank: int, mode: str) -> dict[str, str]:
+    """The environment under which a measuring child loads this engine (this module is imported, so "Faulty" is
+    registered here too), failing on ``rank`` by ``mode`` ("raise" or "kill")."""
+    folder = str(Path(__file__).parent)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [folder, os.environ.get("PYTHONPATH")])),
+            "PTYBENCH_ENGINE_MODULES": "faulty_engine", "FAULTY_RANK": str(rank), "FAULTY_MODE": mode}

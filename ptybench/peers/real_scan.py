@@ -158,7 +158,7 @@ def figures(runs: list[tuple[ScanRun, np.ndarray | None]], dataset: str, out_dir
     images.supxlabel(f"Data: {credit}", fontsize=5)
     paths = [out_dir / "r-factor.png", out_dir / "objects.png"]
     curves.savefig(paths[0], dpi=110)
-    images.savefig(paths[1], dpi=110)
+    images.savefig(paths[1], dpi=80)
     return paths
 
 

@@ -251,11 +251,13 @@ def test_shaping_parses_rates_and_delays():
 @pytest.fixture(scope="module")
 def network_runs(tmp_path_factory):
     """DM at 1 and 2 ranks and the all-reduce benchmark, all on a veth pair shaped to 1 Gbit/s."""
-    from conftest import faulty_engine_environment
 
     from ptybench.emulated_network import Shaping, emulated_network
     from ptybench.measurement import Measurement
     from ptybench.scaling import run_allreduce_benchmark, run_mpi
+
+    sys.path.insert(0, str(Path(__file__).parent.parent))
+    from faulty_engine import environment as faulty_engine_environment
 
     folder = tmp_path_factory.mktemp("network")
     base = Measurement(dataset="farfield-128-256", engine="DM", iterations=4, warmup=1, threads=1, fft_floor=False,
