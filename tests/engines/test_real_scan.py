@@ -56,7 +56,7 @@ def test_epie_meets_its_bar_on_the_sparse_set():
     arrays, truth = data.arrays(), data.ground_truth()
     assert np.mean(arrays["diffraction_data"][:256] == 0) >= 0.9
     reconstruction = Reconstruction(**arrays, parameters={**data.engine_parameters(), "engine": "ePIE",
-                                                          "iterations": 30},
+                                                          "iterations": 30, "evaluate_every": 0},
                                     true_object=truth.object, true_probe=truth.probe)
     result = reconstruction.run()
     assert reconstruction.stage_constants[0]["pbound"] == pytest.approx(reconstruction.problem.noise_floor)
