@@ -139,16 +139,26 @@ def test_a_claim_is_held_by_one_process_at_a_time_under_contention(tmp_path):
     assert len(holders) == len(points) and set(holders.values()) == {0}
 
 
-def test_a_claim_held_by_a_dead_sweep_is_taken_over(tmp_path):
+def test_a_claim_held_by_a_live_sweep_blocks_and_a_killed_ones_is_taken_over(tmp_path):
+    """A real second process holds the claim (its flock): refused while it lives, free the moment it is killed
+    (the kernel drops the lock; no stale claim file to time out)."""
     from ptybench.sweep import claim
 
     config = SweepConfig(datasets=["farfield-64-256"], engines=["DM"], out=str(tmp_path / "r.jsonl"))
     (point,) = config.measurements()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    key = measurement_key(point.identity())
     (tmp_path / "r.jsonl.claims").mkdir()
-    (tmp_path / "r.jsonl.claims" / key).write_text(f"{dead.pid} {__import__('socket').gethostname()}")
+    path = tmp_path / "r.jsonl.claims" / measurement_key(point.identity())
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)",
+                               str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with claim(config.out, point) as mine:
+            assert not mine
+    finally:
+        holder.kill()
+        holder.wait()
     with claim(config.out, point) as mine:
         assert mine
         with claim(config.out, point) as again:      # held by a live process (this one) now
