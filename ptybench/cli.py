@@ -31,7 +31,7 @@ from ptybench.launchers import MPIUnavailable
 DESCRIPTION = """\
 ptybench measures ptychographic reconstruction: how long it takes, how much memory it needs and
 how well it reconstructs, for the DM, RAAR, ePIE/rPIE and ML engines on NumPy, PyTorch and CuPy,
-on synthetic far- and near-field datasets with a known ground truth.
+on synthetic far- and near-field datasets with a known ground truth and on measured scans.
 
 Start with `ptybench demo` (a small dataset, a few engines, a results table and a plot), then
 `ptybench datasets list` to see the dataset catalogue and its size ladders."""
@@ -43,6 +43,9 @@ examples:
   ptybench datasets info seed-2552x768           # sizes and memory of the seed workload
   ptybench datasets make farfield-128-1024 --out data.cxi
   ptybench engines ML                            # the keys of ML's parameters
+  ptybench datasets info p25-nearfield           # the measured near-field scan: geometry, attribution
+  ptybench datasets info 'scan.cxi?propagation=farfield'   # your file, with the regime it does not store
+  ptybench --debug run ...                       # a user's mistake with its full traceback
 
 Data is cached in $PTYBENCH_CACHE (default: your user cache directory)."""
 
