@@ -230,10 +230,12 @@ def test_sweep_without_a_config_or_lists_is_an_error(capsys):
     (["run", "--dataset", "farfield-64-256", "--engine", "DM", "--backend", "torch:cuda:abc", "--out",
       "{tmp}/r.jsonl"], "device of torch is"),
     (["sweep", "{tmp}/bad.toml", "--out", "{tmp}/r.jsonl"], "datasets: expected names"),
+    (["report", "--projections", "0", "{file}"], "argument --projections: expected a positive whole number"),
+    (["forecast", "--projections", "-3", "{file}"], "argument --projections: expected a positive whole number"),
 ], ids=["run --out dir", "run --out under a file", "sweep --out dir", "fpb letters", "inf memory",
         "make into a file path", "info on a non-HDF5 file", "run unknown dataset", "run missing file",
         "sweep unknown dataset", "demo unknown dataset", "emit-job unknown dataset", "bad device",
-        "config with a list for a name"])
+        "config with a list for a name", "report --projections 0", "forecast --projections -3"])
 def test_user_mistakes_are_one_line_errors_before_any_measurement(tmp_path, capsys, arguments, message):
     a_file = tmp_path / "plain.txt"
     a_file.write_text("not a folder\n")
