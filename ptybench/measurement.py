@@ -26,7 +26,16 @@ from typing import Any
 import numpy as np
 
 from ptybench.engines.errors import InputError, InputTypeError
+from ptybench.memory_probes import (
+    is_out_of_memory,
+    limit_address_space,
+    process_status_bytes,
+    reset_peak_rss,
+    restore_address_space,
+    return_free_memory,
+)
 from ptybench.record import Record
+from ptybench.record_assembly import add_distributed, add_memory, add_timing, mean_stages, time_to_quality
 
 #: Default margin over the Poisson noise floor for time-to-quality on any data (docs/algorithms.md, "Error metrics").
 DEFAULT_NOISE_MARGIN = 0.5
@@ -193,15 +202,15 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
 
     reconstruction = None
     baseline, peak_reset = None, False
-    previous_limit = _limit_address_space(measurement.memory_limit_bytes)  # the data count against it too
+    previous_limit = limit_address_space(measurement.memory_limit_bytes)  # the data count against it too
     try:
         arrays, truth_arrays, status, message = _load_arrays(data, start, stop)
         if comm.allreduce_scalars([float(status == "ok")])[0] < comm.size and status == "ok":
             status, message = "oom", "another rank ran out of memory loading its frames"
         if status == "ok":
-            _return_free_memory()  # the pages loading freed must not be reused unseen by the run
-            baseline = _proc_status_bytes("VmRSS")
-            peak_reset = _reset_peak_rss()
+            return_free_memory()  # the pages loading freed must not be reused unseen by the run
+            baseline = process_status_bytes("VmRSS")
+            peak_reset = reset_peak_rss()
             backend.reset_peak_memory()
             comm.barrier()
             try:
@@ -212,12 +221,12 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
             except ReconstructionDiverged as error:  # the object is replicated: every rank sees it at once
                 status, message = "diverged", str(error)
             except Exception as error:
-                if not _is_out_of_memory(error):
+                if not is_out_of_memory(error):
                     raise
                 status, message = "oom", f"{type(error).__name__}: {error}"
     finally:
-        _restore_address_space(previous_limit)
-    peak = _proc_status_bytes("VmHWM")
+        restore_address_space(previous_limit)
+    peak = process_status_bytes("VmHWM")
     history = reconstruction.history if reconstruction is not None else []
     timed = history[measurement.warmup:]
     detail = {
@@ -229,7 +238,7 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
         "device_peak_bytes": backend.memory_stats().peak_bytes,
         "bytes_reduced_per_iteration": reconstruction.reduced_bytes / max(len(history), 1) if reconstruction else 0.0,
         "allreduce_calls_per_iteration": reconstruction.reduced_calls / max(len(history), 1) if reconstruction else 0.0,
-        "stages": _mean_stages(timed),
+        "stages": mean_stages(timed),
     }
     details = comm.gather(detail)
     if comm.rank != 0:
@@ -245,9 +254,9 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
                        target_error=measurement.target_error, dataset_info=data.describe(measurement.dataset),
                        backend_info={**backend.describe(), "kernels": type(backend.kernels).__name__})
     record.machine = describe_machine(record.backend_info)
-    _add_timing(record, history, measurement)
-    _add_distributed(record, details)
-    _add_memory(record, details, prediction, backend.is_device_memory, measurement.memory_limit_bytes)
+    add_timing(record, history, measurement)
+    add_distributed(record, details)
+    add_memory(record, details, prediction, backend.is_device_memory, measurement.memory_limit_bytes)
     if reconstruction is not None:
         record.frames_per_block_used = reconstruction.problem.frames_per_block
         record.streaming = bool(reconstruction.problem.streaming)
@@ -315,135 +324,6 @@ def _load_arrays(data: Any, start: int, stop: int) -> tuple[dict[str, Any], dict
     return arrays, truth_arrays, "ok", ""
 
 
-def time_to_quality(history: list[Any], target: float | None,
-                    field: str = "object_error") -> tuple[int | None, float | None]:
-    """Iterations (1-based, warm-up included) and summed iteration seconds until ``field`` ≤ target (object
-    error against ground truth, or err_fmag of the returned model against a noise-floor target)."""
-    if target is None:
-        return None, None
-    elapsed = 0.0
-    for count, record in enumerate(history, start=1):
-        elapsed += record.seconds
-        value = getattr(record, field)
-        if value is not None and value <= target:
-            return count, elapsed
-    return None, None
-
-
-def _add_timing(record: Record, history: list[Any], measurement: Measurement) -> None:
-    """Median and spread of rank 0's timed iterations and their mean stage breakdown; final errors."""
-    timed = history[measurement.warmup:]
-    record.iterations_done = len(history)
-    if timed:
-        seconds = np.array([r.seconds for r in timed])
-        stages = _mean_stages(timed)
-        record.seconds_per_iteration = float(np.median(seconds))
-        record.seconds_min, record.seconds_max = float(seconds.min()), float(seconds.max())
-        record.seconds_q25, record.seconds_q75 = (float(v) for v in np.percentile(seconds, [25, 75]))
-        record.iteration_seconds = seconds.tolist()
-        record.stages = stages
-    if history:
-        final = history[-1]
-        record.object_error, record.r_factor, record.err_fmag = final.object_error, final.r_factor, final.err_fmag
-        record.iterations_to_target, record.seconds_to_target = time_to_quality(history, measurement.target_error)
-        record.r_factor_history = [r.r_factor for r in history]
-        record.err_fmag_history = [r.err_fmag for r in history]
-
-
-def _mean_stages(timed: list[Any]) -> dict[str, float]:
-    stages: dict[str, float] = {}
-    for iteration in timed:
-        for name, value in iteration.stage_seconds.items():
-            stages[name] = stages.get(name, 0.0) + value / len(timed)
-    return stages
-
-
-def _add_distributed(record: Record, details: list[dict[str, Any]]) -> None:
-    """Per iteration: compute = wall − communication on each rank; the slowest rank's compute sets the
-    pace, and communication is that rank's: the others' includes waiting for it (load imbalance), so
-    compute + communication is the iteration's critical path. Medians over the timed iterations."""
-    record.per_rank = details
-    record.bytes_reduced_per_iteration = float(details[0]["bytes_reduced_per_iteration"])
-    record.allreduce_calls_per_iteration = float(details[0].get("allreduce_calls_per_iteration", 0.0))
-    walls = np.array([d["iteration_seconds"] for d in details])            # (ranks, iterations)
-    if walls.size == 0:
-        return
-    communication = np.array([d["communication_seconds"] for d in details])
-    compute = walls - communication
-    slowest = compute.argmax(axis=0)
-    record.compute_seconds = float(np.median(compute.max(axis=0)))
-    record.communication_seconds = float(np.median(communication[slowest, np.arange(compute.shape[1])]))
-    record.load_imbalance = float(np.median(compute.max(axis=0) / np.maximum(compute.mean(axis=0), 1e-12)))
-
-
-def _add_memory(record: Record, details: list[dict[str, Any]], prediction: Any, on_device: bool,
-                limit_bytes: int | None) -> None:
-    """The largest rank's footprint (device peak on a GPU, host peak − baseline on a CPU) vs the model."""
-    measured = [d["device_peak_bytes"] if on_device else d["host_algorithm_bytes"] for d in details]
-    largest = max((m for m in measured if m), default=None)
-    rank0 = details[0]
-    record.memory = {
-        "host_baseline_bytes": rank0["host_baseline_bytes"], "host_peak_bytes": rank0["host_peak_bytes"],
-        "host_algorithm_bytes": max((d["host_algorithm_bytes"] for d in details if d["host_algorithm_bytes"]),
-                                    default=None),
-        "device_peak_bytes": max((d["device_peak_bytes"] for d in details if d["device_peak_bytes"]), default=None),
-        "per_rank_bytes": measured, "predicted_bytes": prediction.total_bytes,
-        "predicted_host_bytes": prediction.host_bytes, "predicted_terms": prediction.terms,
-        "limit_bytes": limit_bytes,
-        "measured_over_predicted": (largest / prediction.total_bytes) if largest and all(measured) else None,
-    }
-
-
-# --- the process's own memory ------------------------------------------------------------------------
-def _proc_status_bytes(field_name: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Start a new VmHWM window (Linux ≥ 4.0); False where the kernel does not allow it."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _limit_address_space(extra_bytes: int | None) -> tuple[int, int] | None:
-    """Cap further address space at ``extra_bytes`` (never above a hard limit a batch system set, e.g.
-    ``ulimit -v``); returns the previous limits to restore, None when nothing was changed."""
-    if extra_bytes is None:
-        return None
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    wanted = (_proc_status_bytes("VmSize") or 0) + extra_bytes
-    if hard != resource.RLIM_INFINITY:
-        wanted = min(wanted, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
-    return soft, hard
-
-
-def _restore_address_space(previous: tuple[int, int] | None) -> None:
-    if previous is not None:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, previous)
-
-
-def _is_out_of_memory(error: BaseException) -> bool:
-    """MemoryError (NumPy, or RLIMIT_AS), torch.cuda.OutOfMemoryError, cupy's OutOfMemoryError."""
-    if isinstance(error, MemoryError):
-        return True
-    text = f"{type(error).__name__}: {error}".lower()
-    return "outofmemory" in text.replace(" ", "").replace("_", "") or "out of memory" in text
-
-
 def _warm_runtime(measurement: Measurement, data: Any) -> None:
     """Run the engine for two iterations on a few frames of the dataset's own geometry, so code loaded
     on first use (numba kernels compiled for these array types, FFT plans, libraries, thread pools:
@@ -464,14 +344,6 @@ def _warm_runtime(measurement: Measurement, data: Any) -> None:
         ptychography(**tiny.arrays(), parameters=parameters)
     except Exception:  # best effort: a configuration that fails here fails again, measured, below
         pass
-    _return_free_memory()
+    return_free_memory()
 
 
-def _return_free_memory() -> None:
-    """glibc keeps freed heap pages; give them back, so the run's pages are counted as it takes them."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
