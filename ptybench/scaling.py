@@ -125,31 +125,47 @@ class StallWatch:
 
 
 def dead_rank(launcher_output: str, scratch: Path) -> str | None:
-    """"rank 1 (pid 123 on node7) was killed by SIGKILL": the launcher reports a PID and a signal or
-    exit code; every rank wrote its PID beside the record (ptybench.mpi_run), so the PID names the rank."""
+    """"rank 1 (pid 123 on node7) was killed by SIGKILL": from what the launcher printed. MPICH names a PID
+    (every rank wrote its PID beside the record, ptybench.mpi_run, so the PID names the rank) and a signal or
+    exit code; Open MPI's mpirun names the rank, PID, node and signal; srun names the node and task (rank)."""
     import re
-    import signal as signals
 
-    pid = re.search(r"PID (\d+) RUNNING AT (\S+)", launcher_output)
-    code = re.search(r"signal (\d+)", launcher_output) or re.search(r"EXIT CODE: (\d+)", launcher_output)
-    if pid is None:
-        return None
     ranks = {}
     for path in scratch.glob("rank-*.pid"):
         number, _, _host = path.read_text().partition(" ")
         ranks[number.strip()] = path.stem.removeprefix("rank-")
-    rank = ranks.get(pid.group(1), "?")
-    how = "ended"
-    if code is not None:
-        number = int(code.group(1))
-        try:
-            name = signals.Signals(number).name
-            how = f"was killed by {name} (signal {number})"
-            if name == "SIGKILL":
-                how += "; the kernel's out-of-memory killer sends SIGKILL"
-        except ValueError:
-            how = f"exited with code {number}"
-    return f"rank {rank} (pid {pid.group(1)} on {pid.group(2)}) {how}"
+    mpich = re.search(r"PID (\d+) RUNNING AT (\S+)", launcher_output)
+    if mpich is not None:
+        code = re.search(r"signal (\d+)", launcher_output) or re.search(r"EXIT CODE: (\d+)", launcher_output)
+        return (f"rank {ranks.get(mpich.group(1), '?')} (pid {mpich.group(1)} on {mpich.group(2)}) "
+                f"{_how(int(code.group(1)) if code else None)}")
+    open_mpi = re.search(r"process rank (\d+) with PID (\d+) on node (\S+) exited on signal (\d+)",
+                         launcher_output)
+    if open_mpi is not None:
+        rank, pid, node, signal_number = open_mpi.groups()
+        return f"rank {rank} (pid {pid} on {node}) {_how(int(signal_number))}"
+    srun = re.search(r"srun: error: (\S+): tasks? (\d+)[^:]*: (Killed|Terminated|Exited with exit code (\d+))",
+                     launcher_output)
+    if srun is not None:
+        node, rank, what, code = srun.groups()
+        number = 9 if what == "Killed" else 15 if what == "Terminated" else None
+        how = _how(number) if number is not None else f"exited with code {code}"
+        return f"rank {rank} (on {node}) {how}"
+    return None
+
+
+def _how(number: int | None) -> str:
+    """"was killed by SIGKILL (signal 9)…" for a signal number, "exited with code N" otherwise."""
+    import signal as signals
+
+    if number is None:
+        return "ended"
+    try:
+        name = signals.Signals(number).name
+    except ValueError:
+        return f"exited with code {number}"
+    how = f"was killed by {name} (signal {number})"
+    return how + ("; the kernel's out-of-memory killer sends SIGKILL" if name == "SIGKILL" else "")
 
 
 def scaling_points(base: Measurement, mode: str, ranks: list[int], frames_per_rank: int | None = None
