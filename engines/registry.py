@@ -13,7 +13,9 @@ Engines outside this package register the same way; name their modules in ``PTYB
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,9 @@ from .errors import InputError
 BUILTIN_MODULES = ("dm_raar", "pie", "pie_batched", "ml")
 #: Environment variable naming extra engine modules (plug-ins), comma-separated import paths.
 PLUGIN_VARIABLE = "PTYBENCH_ENGINE_MODULES"
+#: Installed packages register engine modules here (``[project.entry-points."ptybench.engines"]``); the
+#: environment variable above adds modules on top, for a plug-in that is not installed.
+ENTRY_POINT_GROUP = "ptybench.engines"
 DISTRIBUTED_FORMS = ("exact", "merged")
 
 
@@ -100,6 +105,12 @@ def _load() -> None:
     _loaded = True
     for module in BUILTIN_MODULES:
         importlib.import_module(f"{__package__}.{module}")
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:  # an installed package's engines, as xarray finds its backends
+            entry_point.load()
+        except Exception as error:  # a broken third-party package must not stop the built-in engines
+            warnings.warn(f"engine plug-in {entry_point.name!r} ({entry_point.value}) did not load: {error}",
+                          stacklevel=3)
     for module in filter(None, (m.strip() for m in os.environ.get(PLUGIN_VARIABLE, "").split(","))):
         try:
             importlib.import_module(module)

@@ -147,3 +147,23 @@ def test_parse_target_rejects_unknown_backends():
     ("cupy", None, True), ("cupy", "0", True)])
 def test_the_backend_descriptor_says_what_is_device_memory(backend, device, on_device):
     assert backend_descriptor(backend).is_device_memory(device) is on_device
+
+
+def test_an_installed_packages_entry_point_registers_its_engine(toy_module, monkeypatch):
+    """Engines from installed packages come through the "ptybench.engines" entry-point group; a broken one
+    warns and the built-in engines still load."""
+    import importlib.metadata
+
+    from ptybench.engines import registry
+
+    unregister("Toy")
+    sys.modules.pop("toy_engine", None)
+    monkeypatch.delenv(PLUGIN_VARIABLE)
+    points = [importlib.metadata.EntryPoint("toy", "toy_engine", registry.ENTRY_POINT_GROUP),
+              importlib.metadata.EntryPoint("broken", "no_such_module_xyz", registry.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == registry.ENTRY_POINT_GROUP
+                        else [])
+    monkeypatch.setattr(registry, "_loaded", False)
+    with pytest.warns(UserWarning, match="engine plug-in 'broken'"):
+        names = registry.engine_names()
+    assert "Toy" in names and "DM" in names
