@@ -25,7 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("name", help="a catalogue name (see `ptybench datasets list`) or a .cxi file; a file's geometry "
                                    "where it does not state it: FILE.cxi?propagation=farfield, "
                                    "?propagation=nearfield&beam=parallel or "
-                                   "?propagation=nearfield&focus_to_sample_m=METRES (cone beam)")
+                                   "?propagation=nearfield&focus_to_sample_m=METRES (cone beam); HDF5 links to "
+                                   "other files are refused unless &external=same-folder (then followed only "
+                                   "inside the file's folder)")
     info.set_defaults(func=dataset_info)
 
     make = actions.add_parser("make", help="write a dataset to a CXI (HDF5) file other codes can read")
