@@ -90,8 +90,9 @@ class RunOptions:
         "defined only up to a unitary mixing; engines/modes.py)", _one_of(True, False), "true or false")
     evaluate_every: int = option(
         1, "evaluate the returned object and probe (err_fmag, R-factor) every this many iterations and always "
-        "after the last; 0 = after the last only. The evaluation is one forward propagation of every frame, "
-        "timed apart from the iteration", _integer(0), "an integer >= 0")
+        "after the last; 0 = after the last only. The evaluation is one forward propagation of every frame "
+        "(and, when the frames are streamed to a device, one more pass of them over the link), timed apart "
+        "from the iteration", _integer(0), "an integer >= 0")
     stage_timings: bool | str = option(
         "auto", "time stages (a device sync per stage on GPUs); 'auto': on, except on a GPU for the engines "
         "that work one frame or one small batch at a time (ePIE, rPIE and their batched forms), where five "

@@ -134,13 +134,16 @@ class Problem:
         self.saturated_pixels = self._mask_saturated(intensities, saturated, internal_mask)
         self.photon_scale = self._to_photons(intensities, diffraction_data)
         self.noise_floor = self._noise_floor(intensities)
+        picked = self._power_match_frames()
+        measured_power = float(np.sum(intensities[picked], dtype=np.float64))  # on the host: no uploads
         self.intensities = self.frame_store(intensities, (self.n_frames, *self.frame_shape), np.float32)
         del intensities
         self.object = self.backend.asarray(np.asarray(initial_object, dtype=np.complex64))
         probe_scale = np.float32(np.sqrt(self.photon_scale.photons_per_unit))
         self.probe = self.backend.asarray(np.asarray(initial_probe, dtype=np.complex64) * probe_scale)
         self._require_probe_power_on_valid_pixels(initial_probe, internal_mask)
-        self.initial_probe_scale = self._match_probe_power() if run.probe_power == "data" else 1.0
+        self.initial_probe_scale = self._match_probe_power(picked, measured_power) if run.probe_power == "data" \
+            else 1.0
 
     def _stage_timings(self, requested: bool | str, stages: list[Any]) -> bool:
         """'auto': stage timers on, except on a device for an engine that works one frame or one small batch at
@@ -223,25 +226,26 @@ class Problem:
                           "State parameters['photons_per_unit'] if they are not.", stacklevel=4)
         return scale
 
-    def _match_probe_power(self) -> float:
-        """Scale the probe so Σ Î = Σ I on (up to) POWER_MATCH_FRAMES frames spread over the scan, every rank's
-        together; returns the amplitude factor applied (1 when the model has no counts to compare)."""
-        xp, kernels = self.xp, self.backend.kernels
-        # the same frames of the scan whatever the rank count (each rank takes those in its range)
+    def _power_match_frames(self) -> np.ndarray:
+        """This rank's share of POWER_MATCH_FRAMES frames spread over the whole scan: the same frames of the scan
+        whatever the rank count, so MPI runs scale the probe as a serial run does."""
         total = self.n_frames_total
         first, _ = self.comm.frame_range(total)
         spread = np.unique(np.linspace(0, total - 1, min(total, POWER_MATCH_FRAMES)).astype(int)) - first
-        picked = spread[(spread >= 0) & (spread < self.n_frames)]
+        return spread[(spread >= 0) & (spread < self.n_frames)]
+
+    def _match_probe_power(self, picked: np.ndarray, measured: float) -> float:
+        """Scale the probe so Σ Î = Σ I on the ``picked`` frames of every rank (``measured``: this rank's Σ I
+        there); returns the amplitude factor applied (1 when the model has no counts to compare)."""
+        xp, kernels = self.xp, self.backend.kernels
         rows = self.backend.index_array(self.corners[picked, 0])
         cols = self.backend.index_array(self.corners[picked, 1])
-        measured = model = 0.0
+        model = 0.0
         for start in range(0, len(picked), 8):
             waves = self.backend.overlap_waves(self.probe, self.object, rows[start:start + 8], cols[start:start + 8])
             intensity = kernels.mode_intensity(self.propagator.forward(waves, overwrite=True))
             # float64 sums: the factor must agree between backends to float32 rounding (DM amplifies 1e-7)
             model += float(xp.sum(xp.where(self.mask, intensity, xp.zeros_like(intensity)), dtype=xp.float64))
-        for frame in picked:
-            measured += float(xp.sum(self.intensities.read(int(frame), int(frame) + 1), dtype=xp.float64))
         measured, model = self.comm.allreduce_scalars([measured, model])
         if not (model > 0 and measured > 0):
             return 1.0
