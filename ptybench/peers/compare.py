@@ -34,7 +34,6 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from ptybench.engines import Reconstruction
 from ptybench.engines.metrics import illuminated_region, object_error
 from ptybench.engines.photons import photon_scale
 from ptybench.engines.validation import frame_corners
+from ptybench.isolation import run_child
 
 HERE = Path(__file__).resolve().parent
 PEERS = {
@@ -182,24 +182,33 @@ def run_peer(pair: Pair, python: Path, inputs: Path, out_dir: Path, iterations: 
     settings = {"engine": pair.peer_engine, "iterations": iterations, "threads": threads, "seed": seed,
                 **pair.peer_settings}
     settings_path.write_text(json.dumps(settings, indent=1))
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "OPENBLAS_NUM_THREADS": str(threads), "MPLBACKEND": "Agg", "TQDM_DISABLE": "1"}
-    try:
-        done = subprocess.run([str(python), str(PEERS[pair.peer]["script"]), str(inputs), str(settings_path),
-                               str(output)], capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return Run(pair.peer, pair.peer_engine, "failed", reason=f"{label}: timed out after {timeout:.0f} s"), None
-    (out_dir / f"{tag}.log").write_text(done.stdout + done.stderr)
-    if done.returncode != 0 or not output.is_file():
-        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
-        return Run(pair.peer, pair.peer_engine, "failed",
-                   reason=f"{label} exited {done.returncode}: {last} (log: {out_dir / f'{tag}.log'})"), None
+    failure = run_peer_script(python, PEERS[pair.peer]["script"], [str(inputs), str(settings_path), str(output)],
+                              threads, out_dir / f"{tag}.log", output, timeout)
+    if failure is not None:
+        return Run(pair.peer, pair.peer_engine, "failed", reason=f"{label} {failure}"), None
     with np.load(output) as result:
         seconds = [float(s) for s in result["seconds"]]
         note = ("no detector mask in PtyLab's ePIE: masked pixels fitted as zeros"
                 if "mask_ignored" in result.files and bool(result["mask_ignored"]) else "")
         return (Run(pair.peer, pair.peer_engine, "ok", mean_after_warmup(seconds), reason=note, seconds=seconds),
                 result["object"])
+
+
+def run_peer_script(python: Path, script: Path, arguments: list[str], threads: int, log: Path, output: Path,
+                    timeout: float) -> str | None:
+    """A peer's script in its own venv, through the isolation module (its own process group, killed with
+    ptybench and on timeout), on ``threads`` threads; its output goes to ``log``. None when it wrote
+    ``output``, else why not."""
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                   "OPENBLAS_NUM_THREADS": str(threads), "MPLBACKEND": "Agg", "TQDM_DISABLE": "1"}
+    outcome = run_child([str(python), str(script), *arguments], environment, timeout)
+    log.write_text(outcome.stdout + outcome.stderr)
+    if outcome.timed_out:
+        return f"timed out after {timeout:.0f} s"
+    if outcome.returncode != 0 or not output.is_file():
+        last = (outcome.stderr.strip() or outcome.stdout.strip() or "no output").splitlines()[-1]
+        return f"exited {outcome.returncode}: {last} (log: {log})"
+    return None
 
 
 #: ptybench runs on to this many times the peer's iterations, so the table can say how long it takes to

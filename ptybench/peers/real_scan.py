@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from ptybench.datasets.measured import ENTRIES, path_of
 from ptybench.engines import Reconstruction
 from ptybench.engines.modes import expand_modes
 from ptybench.engines.validation import frame_corners
+from ptybench.peers.compare import run_peer_script
 
 #: (label, engine, probe modes, extra parameters): each engine at its defaults, and the variants that the
 #: real-scan study found to matter (more probe modes; DM with α = 0.5, which does not wander on P25).
@@ -94,16 +94,10 @@ def run_cdtools(dataset: str, iterations: int, threads: int, out_dir: Path,
     settings_path, output = out_dir / "cdtools.json", out_dir / "cdtools.npz"
     settings_path.write_text(json.dumps(settings))
     source = path_of(dataset) if dataset in ENTRIES else Path(dataset.partition("?")[0])
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "MPLBACKEND": "Agg"}
-    try:
-        done = subprocess.run([str(python), str(CDTOOLS_SCRIPT), str(source), str(settings_path), str(output)],
-                              capture_output=True, text=True, timeout=timeout, env=env, start_new_session=True)
-    except subprocess.TimeoutExpired:
-        return ScanRun("cdtools", "cdtools", "failed", reason=f"timed out after {timeout:.0f} s"), None
-    (out_dir / "cdtools.log").write_text(done.stdout + done.stderr)
-    if done.returncode != 0 or not output.is_file():
-        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
-        return ScanRun("cdtools", "cdtools", "failed", reason=f"exited {done.returncode}: {last}"), None
+    failure = run_peer_script(python, CDTOOLS_SCRIPT, [str(source), str(settings_path), str(output)], threads,
+                              out_dir / "cdtools.log", output, timeout)
+    if failure is not None:
+        return ScanRun("cdtools", "cdtools", "failed", reason=failure), None
     with np.load(output) as result:
         version = str(result["cdtools_version"])
         return (ScanRun("cdtools", f"cdtools {version}", "ok", [float(v) for v in result["r_factor"]],
