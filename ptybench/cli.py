@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -113,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = {signum: signal.signal(signum, _raise_terminated) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # `ptybench ... | head`: the reader left; say nothing more (Python's documented recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("ptybench: interrupted (Ctrl-C); claims released, nothing half-written kept", file=sys.stderr)
         return 130

@@ -27,6 +27,7 @@ import numpy as np
 
 from ptybench.engines.errors import InputError
 from ptybench.machine import machine_name
+from ptybench.text_table import text_table
 
 #: Detector rates of interest (Hz) when none are given.
 DEFAULT_RATES = (3e3, 1e4, 1.1e5)
@@ -217,11 +218,7 @@ def format_forecast(rows: list[dict[str, Any]]) -> str:
                       f"{row['memory_bytes'] / 1e9:.1f}" if row["memory_bytes"] else "?",
                       f"{row['live_rate_hz']:.3g}",
                       *["keeps up" if v["keeps_up"] else f"{v['devices']} devices" for v in row["rates"].values()]])
-    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in table]
-    lines.append("")
+    lines = [text_table(headers, table), ""]
     for row in rows:
         check = row["hold_out"]
         if check:

@@ -9,12 +9,13 @@ failed runs with their messages. Only configurations that passed validation ente
 from __future__ import annotations
 
 import base64
-import html
 import io
 import time
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import jinja2
 
 from ptybench.configurations import summarise
 from ptybench.engines.errors import InputError
@@ -40,29 +41,54 @@ document.body.dataset.ready = "yes";
 """
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value))
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: text (escaped by the template) and an optional badge class (pass, fail, estimate)."""
+
+    text: str = ""
+    css: str = ""
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+    css: str = "note"
+
+
+@dataclass(frozen=True)
+class Item:
+    label: str
+    text: str
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)  # {"cells": [Cell, ...], "css": row class}
+    text_columns: int = 1
+
+    def add(self, cells: list[Any], css: str = "") -> None:
+        self.rows.append({"cells": [c if isinstance(c, Cell) else Cell("" if c is None else str(c)) for c in cells],
+                          "css": css})
+
+
+@dataclass
+class Section:
+    title: str
+    notes: list[Note] = field(default_factory=list)
+    table: Table | None = None
+    image: str | None = None
+    items: list[Item] | None = None
 
 
 def _number(value: Any, fmt: str = "{:.3g}") -> str:
     return "" if value is None else fmt.format(value)
 
 
-def _table(headers: list[str], rows: list[list[Any]], text_columns: int = 1,
-           row_class: Callable[[int], str] | None = None) -> str:
-    head = "".join(f'<th class="{"text" if i < text_columns else ""}">{_e(h)}</th>' for i, h in enumerate(headers))
-    body = []
-    for index, row in enumerate(rows):
-        cells = "".join(f'<td class="{"text" if i < text_columns else ""}">{cell}</td>' for i, cell in enumerate(row))
-        css = row_class(index) if row_class else ""
-        body.append(f'<tr class="{css}">{cells}</tr>')
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
 def _png(figure: Any) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+    return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"
 
 
 def _machines(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -73,23 +99,20 @@ def _machines(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return machines
 
 
-def _machines_section(machines: dict[str, dict[str, Any]], manifests: list[dict[str, Any]]) -> str:
+def _machines_section(machines: dict[str, dict[str, Any]], manifests: list[dict[str, Any]]) -> Section:
     workloads = {m.get("machine_label"): m.get("workload_version") for m in manifests}
-    headers = ["machine", "fingerprint", "CPU", "cores", "memory GB", "GPU", "Python", "NumPy", "torch", "commit",
-               "workload"]
-    rows = []
+    table = Table(["machine", "fingerprint", "CPU", "cores", "memory GB", "GPU", "Python", "NumPy", "torch", "commit",
+                   "workload"], text_columns=3)
     for name, machine in machines.items():
         versions = machine.get("versions") or {}
-        memory_gb = (machine.get("memory_bytes") or 0) / 1e9
-        rows.append([_e(name), _e(machine_fingerprint(machine)), _e(machine.get("cpu", "")),
-                     _e(machine.get("cores_available", "")), _number(memory_gb, "{:.1f}"),
-                     _e(machine.get("gpu", "—")), _e(versions.get("python", "")), _e(versions.get("numpy", "")),
-                     _e(versions.get("torch", "—")), _e((machine.get("git_commit") or "")[:12]),
-                     _e(workloads.get(name, "—"))])
-    return "<h2>Machines</h2>" + _table(headers, rows, text_columns=3)
+        table.add([name, machine_fingerprint(machine), machine.get("cpu", ""), machine.get("cores_available", ""),
+                   _number((machine.get("memory_bytes") or 0) / 1e9, "{:.1f}"), machine.get("gpu", "—"),
+                   versions.get("python", ""), versions.get("numpy", ""), versions.get("torch", "—"),
+                   (machine.get("git_commit") or "")[:12], workloads.get(name, "—")])
+    return Section("Machines", table=table)
 
 
-def _fom_section(rows: list[dict[str, Any]], reference: str) -> str:
+def _fom_section(rows: list[dict[str, Any]], reference: str) -> Section:
     machines = sorted({row["machine"] for row in rows})
     by_point: dict[tuple, dict[str, dict[str, Any]]] = {}
     size: dict[tuple, tuple] = {}
@@ -100,56 +123,53 @@ def _fom_section(rows: list[dict[str, Any]], reference: str) -> str:
     headers = ["dataset", "engine", "backend"]
     for machine in machines:
         headers += [f"{machine}: FOM-T frame·it/s", "× ref", "FOM-Q s", "FOM-S Hz"]
-    table_rows = []
+    table = Table(headers, text_columns=3)
     for (dataset, engine, backend), per_machine in sorted(by_point.items(), key=lambda item: size[item[0]]):
         base = (per_machine.get(reference) or {}).get("fom_throughput")
-        cells: list[Any] = [_e(dataset), _e(engine), _e(backend)]
+        cells: list[Any] = [dataset, engine, backend]
         for machine in machines:
             row = per_machine.get(machine) or {}
             value = row.get("fom_throughput")
             if row and not value:
-                cells += ['<span class="fail">not validated</span>', "", "", ""]
+                cells += [Cell("not validated", "fail"), "", "", ""]
                 continue
             ratio = value / base if value and base else None
             cells += [_number(value), _number(ratio, "{:.2f}×"), _number(row.get("fom_seconds_to_quality")),
                       _number(row.get("fom_live_rate_hz"))]
-        table_rows.append(cells)
-    note = (f'<p class="note">Reference machine: <b>{_e(reference)}</b>. FOM-T: frame·iterations per second over '
-            "the timed iterations; FOM-Q: seconds from the initial guess to object error ε; FOM-S: the detector "
-            "frame rate this setup keeps up with (FOM-T / iterations to ε). Medians over repeats that passed "
-            "validation; a configuration with none shows \"not validated\" and no ratio.</p>")
-    return "<h2>Figures of merit</h2>" + note + _table(headers, table_rows, text_columns=3)
+        table.add(cells)
+    note = (f"Reference machine: {reference}. FOM-T: frame·iterations per second over the timed iterations; FOM-Q: "
+            "seconds from the initial guess to object error ε; FOM-S: the detector frame rate this setup keeps up "
+            "with (FOM-T / iterations to ε). Medians over repeats that passed validation; a configuration with none "
+            'shows "not validated" and no ratio.')
+    return Section("Figures of merit", [Note(note)], table)
 
 
-def _validation_section(rows: list[dict[str, Any]]) -> str:
-    headers = ["machine", "dataset", "engine", "backend", "thr", "tier", "repeats", "passed", "s/iter median",
-               "min–max", "object error", "threshold", "verdict"]
-    table_rows = []
+def _validation_section(rows: list[dict[str, Any]]) -> Section:
+    table = Table(["machine", "dataset", "engine", "backend", "thr", "tier", "repeats", "passed", "s/iter median",
+                   "min–max", "object error", "threshold", "verdict"], text_columns=6)
     for row in rows:
         if row["passed"] == row["repeats"]:
-            verdict = '<span class="pass">PASS</span>'
+            verdict = Cell("PASS", "pass")
         elif row["failed"]:
-            verdict = f'<span class="fail">FAIL ({row["failed"]} of {row["repeats"]})</span>'
+            verdict = Cell(f"FAIL ({row['failed']} of {row['repeats']})", "fail")
         else:
-            verdict = "no threshold"
+            verdict = Cell("no threshold")
         spread = (f"{row['seconds_min']:.3g}–{row['seconds_max']:.3g}" if row["seconds_min"] is not None else "")
-        table_rows.append([_e(row["machine"]), _e(row["dataset"]), _e(row["engine"]), _e(row["backend"]),
-                           _e(row["threads"] or ""), _e(row["tier"]), _e(row["repeats"]), _e(row["passed"]),
-                           _number(row["seconds_per_iteration"], "{:.4g}"), _e(spread),
-                           _number(row["object_error"], "{:.4f}"), _number(row["threshold"], "{:.3f}"), verdict])
-    noisy = [i for i, row in enumerate(rows) if row["noisy"]]
-    note = ('<p class="note">Median and min–max of s/iter over the repeats (fresh processes); highlighted rows '
-            "are noisy (reasons under \"Noisy and failed runs\").</p>")
-    return "<h2>Validation and run-to-run spread</h2>" + note + _table(
-        headers, table_rows, text_columns=6, row_class=lambda i: "noisy" if i in noisy else "")
+        table.add([row["machine"], row["dataset"], row["engine"], row["backend"], row["threads"] or "", row["tier"],
+                   row["repeats"], row["passed"], _number(row["seconds_per_iteration"], "{:.4g}"), spread,
+                   _number(row["object_error"], "{:.4f}"), _number(row["threshold"], "{:.3f}"), verdict],
+                  css="noisy" if row["noisy"] else "")
+    note = ("Median and min–max of s/iter over the repeats (fresh processes); highlighted rows are noisy (reasons "
+            'under "Noisy and failed runs").')
+    return Section("Validation and run-to-run spread", [Note(note)], table)
 
 
-def _size_figures(rows: list[dict[str, Any]]) -> str:
+def _size_figures(rows: list[dict[str, Any]]) -> Section | None:
     from matplotlib.figure import Figure  # not pyplot: a library must not change a notebook's backend
 
     engines = sorted({row["engine"] for row in rows})
     if not engines:
-        return ""
+        return None
     setups = sorted({(row["machine"], row["backend"], str(row["threads"] or "")) for row in rows})
     colours = {setup: f"C{i % 10}" for i, setup in enumerate(setups)}
     figure = Figure(figsize=(4.2 * len(engines), 7.5), layout="constrained")
@@ -200,37 +220,37 @@ def _size_figures(rows: list[dict[str, Any]]) -> str:
             if axis.get_legend_handles_labels()[0]:
                 axis.legend(fontsize=6)
     figure.suptitle("time per frame·iteration (median over repeats, bars: min–max) and memory (measured, model +)")
-    return "<h2>Time and memory against problem size</h2>" + _png(figure)
+    return Section("Time and memory against problem size", image=_png(figure))
 
 
-def _backends_section(rows: list[dict[str, Any]]) -> str:
+def _backends_section(rows: list[dict[str, Any]]) -> Section | None:
     backends = sorted({(row["backend"], str(row["threads"] or "")) for row in rows})
     if len(backends) < 2:
-        return ""
+        return None
     grouped: dict[tuple, dict[tuple, dict[str, Any]]] = {}
     for row in rows:
         grouped.setdefault((row["machine"], row["dataset"], row["engine"]), {})[
             (row["backend"], str(row["threads"] or ""))] = row
-    headers = ["machine", "dataset", "engine", *[f"{b} {t + ' thr' if t else ''} s/iter" for b, t in backends]]
-    table_rows = []
+    table = Table(["machine", "dataset", "engine", *[f"{b} {t + ' thr' if t else ''} s/iter" for b, t in backends]],
+                  text_columns=3)
     for (machine, dataset, engine), per_backend in sorted(grouped.items()):
-        cells = [_e(machine), _e(dataset), _e(engine)]
+        cells: list[Any] = [machine, dataset, engine]
         for backend in backends:
             row = per_backend.get(backend)
             if row is None:
                 cells.append("")
             elif not row["passed"]:
-                cells.append('<span class="fail">not validated</span>')
+                cells.append(Cell("not validated", "fail"))
             else:
                 cells.append(_number(row["seconds_per_iteration"], "{:.4g}"))
-        table_rows.append(cells)
-    return "<h2>Backends side by side</h2>" + _table(headers, table_rows, text_columns=3)
+        table.add(cells)
+    return Section("Backends side by side", table=table)
 
 
-def _scaling_section(records: list[dict[str, Any]]) -> str:
+def _scaling_section(records: list[dict[str, Any]]) -> Section | None:
     multi = [r for r in records if (r.get("ranks") or 1) > 1 and r.get("status") == "ok"]
     if not multi:
-        return ""
+        return None
     from matplotlib.figure import Figure  # not pyplot: a library must not change a notebook's backend
 
     serial = {(r["dataset"], r["engine"], r["backend"]): r["seconds_per_iteration"] for r in records
@@ -252,60 +272,63 @@ def _scaling_section(records: list[dict[str, Any]]) -> str:
     axis.set_ylabel("speedup over 1 rank")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
-    return "<h2>Scaling</h2>" + _png(figure)
+    return Section("Scaling", image=_png(figure))
 
 
-def _forecast_section(rows: list[dict[str, Any]]) -> str:
+def _forecast_section(rows: list[dict[str, Any]]) -> Section:
     if not rows:
-        return ("<h2>Forecast</h2><p class=\"note\">No forecast: no setup has validated records at two or more "
-                "detector sizes.</p>")
+        return Section("Forecast and live verdict", [Note(
+            "No forecast: no setup has validated records at two or more detector sizes.")])
     rates = list(rows[0]["rates"])
-    headers = ["machine", "backend", "engine", "thr", "tier", "s/frame·it", "± (hold-out)", "iterations",
-               "per projection", "tomogram", "memory GB", "devices (memory)", "FOM-S Hz",
-               *[f"live @ {rate}" for rate in rates]]
-    table_rows = []
+    table = Table(["machine", "backend", "engine", "thr", "tier", "s/frame·it", "± (hold-out)", "iterations",
+                   "per projection", "tomogram", "memory GB", "devices (memory)", "FOM-S Hz",
+                   *[f"live @ {rate}" for rate in rates]], text_columns=5)
     for row in rows:
         check = row["hold_out"]
         error = (f"{row['uncertainty']:.0%} (without {check['held_out']})" if check else "n/a")
-        table_rows.append([
-            _e(row["machine"]), _e(row["backend"]), _e(row["engine"]), _e(row["threads"] or ""), _e(row["tier"]),
-            _number(row["seconds_per_frame_iteration"]), _e(error),
+        table.add([
+            row["machine"], row["backend"], row["engine"], row["threads"] or "", row["tier"],
+            _number(row["seconds_per_frame_iteration"]), error,
             f"{row['iterations']:.0f}" + ("" if row["epsilon_reached"] else "*"),
-            _e(format_duration(row["seconds_per_projection"])), _e(format_duration(row["tomogram_seconds"])),
-            _number((row["memory_bytes"] or 0) / 1e9, "{:.1f}"), _e(row["memory_devices"] or "?"),
+            format_duration(row["seconds_per_projection"]), format_duration(row["tomogram_seconds"]),
+            _number((row["memory_bytes"] or 0) / 1e9, "{:.1f}"), row["memory_devices"] or "?",
             _number(row["live_rate_hz"]),
-            *[('<span class="pass">keeps up</span>' if v["keeps_up"] else f'{v["devices"]} devices')
+            *[(Cell("keeps up", "pass") if v["keeps_up"] else f"{v['devices']} devices")
               for v in row["rates"].values()]])
     target = rows[0]["target"]
-    note = (f'<p class="estimate">ESTIMATE — target {_e(target)}, {rows[0]["projections"]} projections.</p>'
-            '<p class="note">A power law in detector pixels and N fitted to the validated ladder; ± is the '
-            "relative error of predicting the largest measured detector size from the others (hold-out); the target "
-            "lies beyond it (extrapolation). Devices assume perfect scaling and include what the memory model needs. "
-            "* = ε not reached in the measured iterations (the iterations run are used: a lower bound).</p>")
-    return "<h2>Forecast and live verdict</h2>" + note + _table(headers, table_rows, text_columns=5)
+    notes = [Note(f"ESTIMATE — target {target}, {rows[0]['projections']} projections.", "estimate"),
+             Note("A power law in detector pixels and N fitted to the validated ladder; ± is the relative error of "
+                  "predicting the largest measured detector size from the others (hold-out); the target lies beyond "
+                  "it (extrapolation). Devices assume perfect scaling and include what the memory model needs. "
+                  "* = ε not reached in the measured iterations (the iterations run are used: a lower bound).")]
+    return Section("Forecast and live verdict", notes, table)
 
 
-def _problems_section(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> str:
+def _problems_section(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> Section:
     items = []
     for row in rows:
         if row["noisy"]:
-            items.append(f"<li><b>noisy</b> {_e(row['machine'])} {_e(row['dataset'])} {_e(row['engine'])} "
-                         f"{_e(row['backend'])}: {_e('; '.join(row['noisy']))}</li>")
+            items.append(Item("noisy", f"{row['machine']} {row['dataset']} {row['engine']} {row['backend']}: "
+                                       + "; ".join(row["noisy"])))
     for record in records:
         if record.get("status") != "ok" or (record.get("validation") or {}).get("result") == "fail":
             why = record.get("message") or (f"object error {record.get('object_error'):.4f} above "
                                             f"{(record.get('validation') or {}).get('threshold')}"
                                             if record.get("object_error") is not None else "")
-            items.append(f"<li><b>{_e(record.get('status'))}</b> {_e(machine_name(record.get('machine')))} "
-                         f"{_e(record['dataset'])} {_e(record['engine'])} {_e(record['backend'])} repeat "
-                         f"{_e(record.get('repeat', 0))}: {_e(str(why).splitlines()[0] if why else '')}</li>")
-    body = f"<ul>{''.join(items)}</ul>" if items else '<p class="note">None.</p>'
-    return "<h2>Noisy and failed runs</h2>" + body
+            items.append(Item(str(record.get("status")),
+                              f"{machine_name(record.get('machine'))} {record['dataset']} {record['engine']} "
+                              f"{record['backend']} repeat {record.get('repeat', 0)}: "
+                              + (str(why).splitlines()[0] if why else "")))
+    return Section("Noisy and failed runs", items=items)
+
+
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("ptybench", "templates"), autoescape=True,
+                                undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def build_report(records: list[dict[str, Any]], forecast_rows: list[dict[str, Any]], reference: str | None = None,
                  manifests: list[dict[str, Any]] | None = None, title: str = "ptybench procurement report") -> str:
-    """The whole page as one string."""
+    """The whole page as one string, rendered by the autoescaping template ``templates/report.html``."""
     rows = summarise(records)
     machines = _machines(records)
     if reference is not None and reference not in machines:
@@ -313,9 +336,6 @@ def build_report(records: list[dict[str, Any]], forecast_rows: list[dict[str, An
                          f"got {reference!r}")
     reference = reference or (sorted(machines)[0] if machines else "")
     sections = [
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="note">Generated {_e(time.strftime("%Y-%m-%d %H:%M %Z"))} from {len(records)} records, '
-        f"{len(rows)} configurations, {len(machines)} machine(s).</p>",
         _machines_section(machines, manifests or []),
         _fom_section(rows, reference),
         _validation_section(rows),
@@ -325,8 +345,10 @@ def build_report(records: list[dict[str, Any]], forecast_rows: list[dict[str, An
         _forecast_section(forecast_rows),
         _problems_section(rows, records),
     ]
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f"<style>{STYLE}</style></head><body>{''.join(sections)}<script>{SCRIPT}</script></body></html>")
+    return _TEMPLATES.get_template("report.html").render(
+        title=title, style=STYLE, script=SCRIPT, generated=time.strftime("%Y-%m-%d %H:%M %Z"),
+        n_records=len(records), n_configurations=len(rows), n_machines=len(machines),
+        sections=[section for section in sections if section is not None])
 
 
 def write_report(path: str | Path, records: list[dict[str, Any]], forecast_rows: list[dict[str, Any]],

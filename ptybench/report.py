@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ptybench.text_table import text_table
+
 #: Summary columns: (header, DataFrame column or derived name, format).
 SUMMARY_COLUMNS = (
     ("machine", "machine_label", "{}"), ("dataset", "dataset", "{}"), ("engine", "engine", "{}"),
@@ -88,10 +90,7 @@ def format_table(frame: Any) -> str:
             missing = value is None or (isinstance(value, float) and not np.isfinite(value))
             row.append("" if missing else fmt.format(value))
         rows.append(row)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines = [text_table(headers, rows)]
     failures = frame[frame["status"] != "ok"]
     for _, record in failures.iterrows():
         message = str(record.get("message") or "").splitlines()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ptybench.engines.backends import backend_status
+from ptybench.text_table import text_table
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +18,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def list_backends(args: argparse.Namespace) -> int:
-    print(f"{'backend':<8} {'device':<8} {'available':<10} details")
-    for status in backend_status():
-        print(f"{status.name:<8} {status.device or '-':<8} {'yes' if status.available else 'no':<10} {status.reason}")
+    print(text_table(["backend", "device", "available", "details"],
+                     [[s.name, s.device or "-", "yes" if s.available else "no", s.reason] for s in backend_status()]))
     return 0

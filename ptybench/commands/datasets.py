@@ -7,6 +7,7 @@ import time
 
 from ptybench import datasets
 from ptybench.datasets.spec import human_bytes
+from ptybench.text_table import text_table
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,19 +42,14 @@ def list_datasets(args: argparse.Namespace) -> int:
     rows = [(name, datasets.get_spec(name), datasets.describe(name)) for name in datasets.names()]
     if not args.ladders:
         rows = [row for row in rows if not row[2].endswith("ladder")]
-    width = max(len(name) for name, _, _ in rows)
-    print(f"{'name':<{width}}  {'kind':<9} {'frames':>6} {'detector':>9} {'data':>8}  notes")
-    for name, spec, note in rows:
-        detector = "x".join(str(s) for s in spec.frame_shape)
-        print(f"{name:<{width}}  {spec.kind:<9} {spec.n_frames:>6} {detector:>9} "
-              f"{human_bytes(spec.data_bytes):>8}  {'' if note == 'bright ladder' else note}")
+    table = [[name, spec.kind, spec.n_frames, "x".join(str(s) for s in spec.frame_shape), human_bytes(spec.data_bytes),
+              "" if note == "bright ladder" else note] for name, spec, note in rows]
     for name in datasets.measured.NAMES:
-        entry = datasets.measured.ENTRIES[name]
         with datasets.load(name) as data:
-            detector = "x".join(str(s) for s in data.frame_shape)
-            size = human_bytes(datasets.measured.path_of(name).stat().st_size)
-            print(f"{name:<{width}}  {data.scan_geometry.propagation:<9} {data.n_frames:>6} {detector:>9} "
-                  f"{size:>8}  {entry.note}")
+            table.append([name, data.scan_geometry.propagation, data.n_frames, "x".join(map(str, data.frame_shape)),
+                          human_bytes(datasets.measured.path_of(name).stat().st_size),
+                          datasets.measured.ENTRIES[name].note])
+    print(text_table(["name", "kind", "frames", "detector", "data", "notes"], table, right=(2, 3, 4)))
     if not args.ladders:
         print(f"\n+ ladders {{farfield,nearfield}}-{{detector}}-{{frames}}: detector in "
               f"{list(datasets.DETECTOR_LADDER)}, frames in {list(datasets.FRAME_LADDER)} (--ladders); "

@@ -16,6 +16,7 @@ from ptybench.memory_model import (
     predict_memory,
     ranks_needed,
 )
+from ptybench.text_table import text_table
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -81,16 +82,13 @@ def plan(args: argparse.Namespace) -> int:
           f"{geometry.frame_shape[1]}, object {geometry.object_shape[0]}×{geometry.object_shape[1]}, modes "
           f"{geometry.probe_modes}×{geometry.object_modes}; memory {capacity / 1e9:.1f} GB per device, "
           f"{args.ranks} rank(s)\n")
-    width = max([6, *(len(row["engine"]) for row in rows)])
-    header = (f"{'engine':<{width}} {'backend':<11} {'residency':>9} {'block':>6} {'device GB':>9} {'pinned GB':>9} "
-              f"{'fits':>4} {'resident GB':>11} {'max streamed B':>14} {'devices':>7}")
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        print(f"{row['engine']:<{width}} {row['backend']:<11} {row['residency']:>9} {row['frames_per_block']:>6} "
-              f"{_gb(row['device_bytes']):>9} {_gb(row['pinned_host_bytes'] or None):>9} "
-              f"{'yes' if row['fits'] else 'no':>4} {_gb(row['resident_bytes']):>11} "
-              f"{row['largest_streamed_block'] or 'none':>14} {row['devices_needed'] or '>4096':>7}")
+    print(text_table(
+        ["engine", "backend", "residency", "block", "device GB", "pinned GB", "fits", "resident GB", "max streamed B",
+         "devices"],
+        [[row["engine"], row["backend"], row["residency"], row["frames_per_block"], _gb(row["device_bytes"]),
+          _gb(row["pinned_host_bytes"] or None), "yes" if row["fits"] else "no", _gb(row["resident_bytes"]),
+          row["largest_streamed_block"] or "none", row["devices_needed"] or ">4096"] for row in rows],
+        right=range(3, 10)))
     print("\nresidency and block: what the engines choose on this memory (frames_per_block='auto'); device GB: "
           "their predicted footprint; resident GB: with every per-frame array on the device; max streamed B: the "
           "largest block that fits when streaming; devices: the fewest with everything resident. Predictions, "

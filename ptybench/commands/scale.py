@@ -8,6 +8,7 @@ from typing import Any
 
 from ptybench.engines.errors import InputError
 from ptybench.measurement import require_dataset
+from ptybench.text_table import text_table
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -136,12 +137,11 @@ def _study(args: argparse.Namespace, launcher: Any) -> int:
     rows = scaling_table(records, args.mode)
     print(f"\n{args.mode} scaling, {args.engine} on {args.backend}, {args.threads_per_rank} thread(s) per rank"
           f"{' (more ranks than cores: oversubscribed)' if max(ranks) * args.threads_per_rank > _cores() else ''}")
-    print(f"{'ranks':>5} {'N':>7} {'s/iter':>9} {'compute':>9} {'comm':>9} {'speedup':>8} {'effic.':>7} "
-          f"{'Karp-Flatt':>10} {'obj err':>8}")
-    for row in rows:
-        print(f"{row['ranks']:>5} {row['n_frames']:>7} {row['seconds']:>9.4f} {row['compute_s'] or 0:>9.4f} "
-              f"{row['communication_s'] or 0:>9.4f} {row['speedup']:>8.3f} {row['efficiency']:>7.3f} "
-              f"{row['karp_flatt']:>10.4f} {_maybe(row['object_error']):>8}")
+    print(text_table(
+        ["ranks", "N", "s/iter", "compute", "comm", "speedup", "effic.", "Karp-Flatt", "obj err"],
+        [[row["ranks"], row["n_frames"], f"{row['seconds']:.4f}", f"{row['compute_s'] or 0:.4f}",
+          f"{row['communication_s'] or 0:.4f}", f"{row['speedup']:.3f}", f"{row['efficiency']:.3f}",
+          f"{row['karp_flatt']:.4f}", _maybe(row["object_error"])] for row in rows], right=range(9)))
     amdahl, prediction = None, None
     if len(rows) >= 2 and args.mode == "strong":
         amdahl = fit_amdahl([r["ranks"] for r in rows], [r["seconds"] for r in rows])
