@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from ptybench.engines.errors import InputError
 from ptybench.machine import machine_name
+from ptybench.record import Record, as_record
 from ptybench.text_table import text_table
 
 #: Detector rates of interest (Hz) when none are given.
@@ -75,33 +77,32 @@ def hold_out(points: list[dict[str, float]]) -> dict[str, Any] | None:
             "extrapolation": math.sqrt(largest / max(point["pixels"] for point in kept))}
 
 
-def setup_key(record: dict[str, Any]) -> tuple[str, str, str, Any]:
+def setup_key(record: Record | Mapping[str, Any]) -> tuple[str, str, str, Any]:
     """What a forecast is for: machine, backend (with device), engine, threads."""
-    from ptybench.configurations import backend_label
+    from ptybench.configurations import backend_label, threads_of
 
-    backend = backend_label(record)
-    threads = (record.get("backend_info") or {}).get("threads") or record.get("threads")
-    return machine_name(record.get("machine")), backend, record["engine"], threads
+    record = as_record(record)
+    return machine_name(record.machine), backend_label(record), record.engine, threads_of(record)
 
 
-def ladder_points(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, float]]]:
+def ladder_points(records: Iterable[Record | Mapping[str, Any]]) -> dict[tuple, list[dict[str, float]]]:
     """Validated records grouped by setup, one point per (detector size, N): median over repeats."""
-    groups: dict[tuple, dict[tuple[int, int], list[dict[str, Any]]]] = {}
-    for record in records:
-        if record.get("status") != "ok" or not record.get("fom"):
+    groups: dict[tuple, dict[tuple[int, int], list[Record]]] = {}
+    for record in map(as_record, records):
+        if record.status != "ok" or not record.fom:
             continue
-        info = record["dataset_info"]
+        info = record.dataset_info or {}
         size = (info["height"] * info["width"], info["n_frames"])
         groups.setdefault(setup_key(record), {}).setdefault(size, []).append(record)
     ladders = {}
     for key, sizes in groups.items():
         ladders[key] = [{
             "pixels": float(pixels), "frames": float(frames),
-            "seconds": statistics.median(1.0 / r["fom"]["throughput"] for r in runs),
-            "iterations_to_quality": _median([r["fom"]["iterations_to_quality"] for r in runs]),
-            "iterations_run": statistics.median(r["warmup"] + r["iterations"] for r in runs),
-            "repeats": len(runs), "machine": runs[0].get("machine") or {}, "backend": runs[0]["backend"],
-            "device": runs[0].get("device"), "tier": _worst_tier(runs),
+            "seconds": statistics.median(1.0 / r.fom["throughput"] for r in runs),
+            "iterations_to_quality": _median([r.fom["iterations_to_quality"] for r in runs]),
+            "iterations_run": statistics.median(r.warmup + r.iterations for r in runs),
+            "repeats": len(runs), "machine": runs[0].machine or {}, "backend": runs[0].backend,
+            "device": runs[0].device, "tier": _worst_tier(runs),
         } for (pixels, frames), runs in sorted(sizes.items())]
     return ladders
 
@@ -111,8 +112,8 @@ def _median(values: list[Any]) -> float | None:
     return statistics.median(present) if len(present) == len(values) and present else None
 
 
-def _worst_tier(runs: list[dict[str, Any]]) -> str:
-    return "optimized" if any(r.get("tier") == "optimized" for r in runs) else "baseline"
+def _worst_tier(runs: list[Record]) -> str:
+    return "optimized" if any(r.tier == "optimized" for r in runs) else "baseline"
 
 
 def forecast(records: list[dict[str, Any]], target: Any, projections: int, rates: list[float],

@@ -21,6 +21,7 @@ from ptybench.configurations import summarise
 from ptybench.engines.errors import InputError
 from ptybench.forecast import format_duration
 from ptybench.machine import machine_fingerprint, machine_name
+from ptybench.record import Record, as_record
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
@@ -91,10 +92,10 @@ def _png(figure: Any) -> str:
     return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"
 
 
-def _machines(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _machines(records: list[Record]) -> dict[str, dict[str, Any]]:
     machines: dict[str, dict[str, Any]] = {}
     for record in records:
-        machine = record.get("machine") or {}
+        machine = record.machine or {}
         machines.setdefault(machine_name(machine), machine)
     return machines
 
@@ -247,26 +248,25 @@ def _backends_section(rows: list[dict[str, Any]]) -> Section | None:
     return Section("Backends side by side", table=table)
 
 
-def _scaling_section(records: list[dict[str, Any]]) -> Section | None:
-    multi = [r for r in records if (r.get("ranks") or 1) > 1 and r.get("status") == "ok"]
+def _scaling_section(records: list[Record]) -> Section | None:
+    multi = [r for r in records if (r.ranks or 1) > 1 and r.status == "ok"]
     if not multi:
         return None
     from matplotlib.figure import Figure  # not pyplot: a library must not change a notebook's backend
 
-    serial = {(r["dataset"], r["engine"], r["backend"]): r["seconds_per_iteration"] for r in records
-              if (r.get("ranks") or 1) == 1 and r.get("status") == "ok" and not r.get("dataset_changes")}
+    serial = {(r.dataset, r.engine, r.backend): r.seconds_per_iteration for r in records
+              if (r.ranks or 1) == 1 and r.status == "ok" and not r.dataset_changes}
     figure = Figure(figsize=(6, 4), layout="constrained")
     axis = figure.subplots()
     series: dict[tuple, list[tuple[int, float]]] = {}
     for r in multi:
-        base = serial.get((r["dataset"], r["engine"], r["backend"]))
-        if base and not r.get("dataset_changes"):
-            series.setdefault((r["dataset"], r["engine"], r["backend"]), []).append(
-                (r["ranks"], base / r["seconds_per_iteration"]))
+        base = serial.get((r.dataset, r.engine, r.backend))
+        if base and not r.dataset_changes:
+            series.setdefault((r.dataset, r.engine, r.backend), []).append((r.ranks, base / r.seconds_per_iteration))
     for (dataset, engine, backend), points in sorted(series.items()):
         points = [(1, 1.0), *sorted(points)]
         axis.plot(*zip(*points, strict=True), "o-", label=f"{engine} {backend} {dataset}")
-    top = max([r["ranks"] for r in multi] + [2])
+    top = max([r.ranks for r in multi] + [2])
     axis.plot([1, top], [1, top], "k:", label="ideal")
     axis.set_xlabel("ranks")
     axis.set_ylabel("speedup over 1 rank")
@@ -304,21 +304,20 @@ def _forecast_section(rows: list[dict[str, Any]]) -> Section:
     return Section("Forecast and live verdict", notes, table)
 
 
-def _problems_section(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> Section:
+def _problems_section(rows: list[dict[str, Any]], records: list[Record]) -> Section:
     items = []
     for row in rows:
         if row["noisy"]:
             items.append(Item("noisy", f"{row['machine']} {row['dataset']} {row['engine']} {row['backend']}: "
                                        + "; ".join(row["noisy"])))
     for record in records:
-        if record.get("status") != "ok" or (record.get("validation") or {}).get("result") == "fail":
-            why = record.get("message") or (f"object error {record.get('object_error'):.4f} above "
-                                            f"{(record.get('validation') or {}).get('threshold')}"
-                                            if record.get("object_error") is not None else "")
-            items.append(Item(str(record.get("status")),
-                              f"{machine_name(record.get('machine'))} {record['dataset']} {record['engine']} "
-                              f"{record['backend']} repeat {record.get('repeat', 0)}: "
-                              + (str(why).splitlines()[0] if why else "")))
+        validation = record.validation or {}
+        if record.status != "ok" or validation.get("result") == "fail":
+            why = record.message or (f"object error {record.object_error:.4f} above {validation.get('threshold')}"
+                                     if record.object_error is not None else "")
+            items.append(Item(record.status, f"{machine_name(record.machine)} {record.dataset} {record.engine} "
+                                             f"{record.backend} repeat {record.repeat}: "
+                                             + (why.splitlines()[0] if why else "")))
     return Section("Noisy and failed runs", items=items)
 
 
@@ -326,9 +325,11 @@ _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("ptybench", "templat
                                 undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def build_report(records: list[dict[str, Any]], forecast_rows: list[dict[str, Any]], reference: str | None = None,
+def build_report(records: list[Record | dict[str, Any]], forecast_rows: list[dict[str, Any]],
+                 reference: str | None = None,
                  manifests: list[dict[str, Any]] | None = None, title: str = "ptybench procurement report") -> str:
     """The whole page as one string, rendered by the autoescaping template ``templates/report.html``."""
+    records = [as_record(record) for record in records]
     rows = summarise(records)
     machines = _machines(records)
     if reference is not None and reference not in machines:

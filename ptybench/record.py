@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,8 @@ class Record:
     allreduce_calls_per_iteration: float | None = None
     launch: dict[str, Any] | None = None
     per_rank: list[dict[str, Any]] | None = None
+    #: "strong" or "weak" for a point measured by ``ptybench scale`` (None otherwise).
+    scaling_mode: str | None = None
     # --- procurement: run rules, validation, figures of merit, machine load (ptybench.fom) -------------------
     tier: str | None = None
     tier_reasons: list[str] | None = None
@@ -121,5 +124,24 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA_VERSION, **dataclasses.asdict(self)}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Record:
+        """A stored record as a Record, so readers use typed fields instead of ``dict.get`` chains. Fields an older
+        schema lacked are None (identity fields their neutral value); storage-only fields (schema, key) and fields a
+        newer ptybench added are dropped. ``results.require_record`` has checked the identity fields."""
+        known = {name: value for name, value in data.items() if name in _FIELD_NAMES}
+        for name, neutral in _IDENTITY_NEUTRAL.items():
+            known.setdefault(name, neutral() if callable(neutral) else neutral)
+        return cls(**known)
+
+
+def as_record(record: Record | Mapping[str, Any]) -> Record:
+    """``record`` as a Record (readers accept records straight from a results file or from a measurement)."""
+    return record if isinstance(record, Record) else Record.from_dict(record)
+
 
 RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(Record))
+_FIELD_NAMES = frozenset(RECORD_FIELDS)
+#: Identity fields without a default, as an old or hand-written record may lack them.
+_IDENTITY_NEUTRAL: dict[str, Any] = {"device": None, "ranks": 1, "threads": None, "frames_per_block": None,
+                                     "iterations": 0, "warmup": 0, "parameters": dict, "dataset_changes": dict}

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from synthetic_records import LADDER, synthetic_record
 
+from ptybench.engines.errors import InputError
 from ptybench.html_report import build_report
 
 PAYLOAD = "<script>alert(1)</script>"
@@ -14,7 +16,7 @@ PAYLOAD = "<script>alert(1)</script>"
 
 def test_a_payload_in_any_field_of_a_failed_record_is_never_written_raw():
     base = synthetic_record(*LADDER[0])
-    fields = ["dataset", "engine", "backend", "device", "threads", "repeat", "status", "message", "tier"]
+    fields = ["dataset", "engine", "backend", "device", "threads", "repeat", "message", "tier"]
     for name in fields:
         record = copy.deepcopy(base)
         record["status"], record["message"] = "error", "failed"
@@ -22,6 +24,13 @@ def test_a_payload_in_any_field_of_a_failed_record_is_never_written_raw():
         records = [synthetic_record(*LADDER[1]), record]
         page = build_report(records, [])
         assert PAYLOAD not in page, name
+
+
+def test_a_status_that_is_not_a_ptybench_status_is_refused_not_rendered():
+    record = synthetic_record(*LADDER[0])
+    record["status"] = PAYLOAD
+    with pytest.raises(InputError, match="record status: expected one of"):
+        build_report([record], [])
 
 
 def test_drawing_the_report_leaves_a_users_matplotlib_backend_alone(tmp_path):

@@ -22,3 +22,17 @@ def test_a_failure_record_has_every_field_and_the_measurement_key():
 def test_an_unknown_status_is_refused():
     with pytest.raises(ValueError, match="record status"):
         Record.of(Measurement(dataset="farfield-64-256", engine="DM"), status="fine")
+
+
+def test_a_stored_record_reads_back_as_a_record_with_typed_fields():
+    """Readers use Record fields, not dict.get chains: an old schema's missing fields are None, storage fields go."""
+    from ptybench.record import Record, as_record
+
+    old = {"schema": 1, "key": "abc", "dataset": "farfield-64-256", "engine": "DM", "backend": "numpy",
+           "iterations": 5, "status": "ok", "seconds_per_iteration": 0.5, "field_from_the_future": 1}
+    record = as_record(old)
+    assert isinstance(record, Record)
+    assert (record.engine, record.ranks, record.warmup, record.parameters, record.noisy) == ("DM", 1, 0, {}, None)
+    assert record.seconds_per_iteration == 0.5 and not hasattr(record, "field_from_the_future")
+    assert as_record(record) is record
+    assert Record.from_dict(record.to_dict()) == record
