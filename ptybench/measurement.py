@@ -78,6 +78,9 @@ class Measurement:
     dataset_changes: dict[str, Any] = field(default_factory=dict)
     #: Which of several runs of one configuration in fresh processes (procurement run rules: ≥ 3).
     repeat: int = 0
+    #: How the ranks were started when that changes what is measured (an emulated network, srun); None for a single
+    #: process or plain mpiexec. Part of the key, so `scale` over another launcher is another point.
+    launcher: str | None = None
     #: Object error at or below which the run passes validation (None: not validated).
     validation_threshold: float | None = None
 
@@ -113,7 +116,7 @@ class Measurement:
         return {"dataset": self.dataset, "engine": self.engine, "backend": self.backend, "device": self.device,
                 "ranks": self.ranks, "threads": self.threads, "frames_per_block": self.frames_per_block,
                 "iterations": self.iterations, "warmup": self.warmup, "parameters": dict(self.parameters),
-                "dataset_changes": dict(self.dataset_changes), "repeat": self.repeat}
+                "dataset_changes": dict(self.dataset_changes), "repeat": self.repeat, "launcher": self.launcher}
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -35,6 +35,7 @@ class Record:
     parameters: dict[str, Any]
     dataset_changes: dict[str, Any]
     repeat: int = 0
+    launcher: str | None = None
     # --- how it went ----------------------------------------------------------------------------------
     status: str = "ok"
     message: str = ""

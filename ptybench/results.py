@@ -26,13 +26,17 @@ from ptybench.record import SCHEMA_VERSION, STATUSES
 
 #: Fields that identify a measurement: a sweep skips a configuration whose key is already stored.
 KEY_FIELDS = ("dataset", "dataset_changes", "engine", "backend", "device", "ranks", "threads", "frames_per_block",
-              "iterations", "warmup", "parameters", "repeat")
+              "iterations", "warmup", "parameters", "repeat", "launcher")
+#: Key fields that enter the hash only when set, so records written before they existed keep their keys.
+_KEY_FIELDS_WHEN_SET = ("repeat", "launcher")
 
 
 def measurement_key(record: Mapping[str, Any]) -> str:
     """A short stable hash of the fields that say *what* was measured (not how it came out). The first
-    run of a configuration (repeat 0) keeps the key it had before repeats existed."""
-    identity = {name: record.get(name) for name in KEY_FIELDS if name != "repeat" or record.get("repeat")}
+    run of a configuration (repeat 0) and a point without a special launcher keep the keys they had before those
+    fields existed."""
+    identity = {name: record.get(name) for name in KEY_FIELDS
+                if name not in _KEY_FIELDS_WHEN_SET or record.get(name)}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

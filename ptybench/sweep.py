@@ -143,6 +143,14 @@ def sweep_results(config: SweepConfig) -> Any:
     return frame[frame["key"].isin(keys)].drop_duplicates("key", keep="last")
 
 
+def latest_records(measurements: Iterable[Measurement], out: str | Path) -> list[dict[str, Any]]:
+    """The stored record of each measurement (the latest where a point was retried), in the measurements' order;
+    points not stored are left out."""
+    keys = [results.measurement_key(m.identity()) for m in measurements]
+    latest = {record["key"]: record for record in results.read_records(out)} if Path(out).exists() else {}
+    return [latest[key] for key in keys if key in latest]
+
+
 def pending(measurements: Iterable[Measurement], out: str | Path, retry_failed: bool = False,
             stored: results.StoredKeys | None = None) -> list[Measurement]:
     """The measurements whose key is not stored yet (or stored as a failure, with ``retry_failed``); ``stored``

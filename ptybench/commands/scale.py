@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "Karp–Flatt serial fraction per point, the Amdahl (strong) or Gustafson (weak) fit, and "
                     "draws speedup/efficiency and compute-vs-communication bars into reports/. --predict "
                     "extrapolates with the fit plus an all-reduce model measured on this machine (a "
-                    "prediction, labelled as such). Resumable: points already in --out are reused.")
+                    "prediction, labelled as such). Resumable and claimed like `sweep`: points already in --out are "
+                    "reused, and two runs on one --out never measure a point twice; a point under another "
+                    "launcher (an emulated network, srun) is another point.")
     parser.add_argument("--mode", choices=("strong", "weak"), default="strong")
     parser.add_argument("--ranks", default=None,
                         help="comma-separated rank counts (default: 1,2; with --emit-job 1,2,4,… up to nodes × "
@@ -45,6 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="reports/scaling/results.jsonl",
                         help="results file (default: %(default)s); with --emit-job, the job script to write")
     parser.add_argument("--plot", default=None, help="figure path (default: beside --out)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="measure again the points stored as error, timeout or oom (default: reuse every "
+                             "stored point, as `sweep` does)")
     launch = parser.add_argument_group("launching ranks (where users run)")
     launch.add_argument("--launcher", default="mpiexec",
                         help="mpiexec (MPICH or Open MPI), srun (inside a Slurm allocation) or a template with "
@@ -108,6 +114,7 @@ def _study(args: argparse.Namespace, launcher: Any) -> int:
     from ptybench.measurement import Measurement
     from ptybench.report import plot_scaling_curves
     from ptybench.scaling import fit_amdahl, fit_gustafson, mpiexec_path, run_mpi, scaling_points, scaling_table
+    from ptybench.sweep import latest_records, run_points
 
     predict = _ints(args.predict, "--predict") if args.predict else None
     results.require_writable(args.out)
@@ -120,20 +127,19 @@ def _study(args: argparse.Namespace, launcher: Any) -> int:
                        iterations=args.iterations, warmup=args.warmup, threads=args.threads_per_rank,
                        timeout_s=args.timeout_s, fft_floor=False)
     points = scaling_points(base, args.mode, ranks, args.frames_per_rank)
-    stored = {r["key"]: r for r in results.read_records(args.out)} if Path(args.out).exists() else {}
-    records = []
-    for point in points:
-        key = results.measurement_key(point.identity())
-        if key in stored and stored[key]["status"] == "ok" and \
-                (stored[key].get("launch") or {}).get("kind", "mpiexec") == launcher.kind:
-            print(f"K = {point.ranks}: already in {args.out}")
-            records.append(stored[key])
-            continue
-        print(f"K = {point.ranks}: measuring ...", flush=True)
-        record = results.append(args.out, {**run_mpi(point, launcher=launcher), "scaling_mode": args.mode})
+    kind = None if launcher.kind == "mpiexec" else launcher.kind
+    points = [dataclasses.replace(point, launcher=kind) for point in points]
+
+    def measure(point: Measurement) -> dict[str, Any]:
+        return {**run_mpi(point, launcher=launcher), "scaling_mode": args.mode}
+
+    # The sweep's loop: resumable (a stored point is reused; --retry-failed measures failures again) and claimed,
+    # so two `scale` runs on one results file never measure a point twice.
+    run_points(points, args.out, retry_failed=args.retry_failed, run=measure)
+    records = latest_records(points, args.out)
+    for record in records:
         if record["status"] != "ok":
-            print(f"  {record['status']}: {record.get('message', '').strip()}")
-        records.append(record)
+            print(f"K = {record['ranks']}: {record['status']}: {(record.get('message') or '').strip()}")
     rows = scaling_table(records, args.mode)
     print(f"\n{args.mode} scaling, {args.engine} on {args.backend}, {args.threads_per_rank} thread(s) per rank"
           f"{' (more ranks than cores: oversubscribed)' if max(ranks) * args.threads_per_rank > _cores() else ''}")

@@ -26,7 +26,7 @@ def test_an_unknown_status_is_refused():
 
 def test_a_stored_record_reads_back_as_a_record_with_typed_fields():
     """Readers use Record fields, not dict.get chains: an old schema's missing fields are None, storage fields go."""
-    from ptybench.record import Record, as_record
+    from ptybench.record import as_record
 
     old = {"schema": 1, "key": "abc", "dataset": "farfield-64-256", "engine": "DM", "backend": "numpy",
            "iterations": 5, "status": "ok", "seconds_per_iteration": 0.5, "field_from_the_future": 1}
@@ -36,3 +36,12 @@ def test_a_stored_record_reads_back_as_a_record_with_typed_fields():
     assert record.seconds_per_iteration == 0.5 and not hasattr(record, "field_from_the_future")
     assert as_record(record) is record
     assert Record.from_dict(record.to_dict()) == record
+
+
+def test_a_launcher_is_part_of_the_key_only_when_it_changes_what_is_measured():
+    """`scale` under an emulated network is another point; plain runs keep the keys they had before the field."""
+    plain = Measurement(dataset="farfield-64-256", engine="DM", ranks=2)
+    before = {name: value for name, value in plain.identity().items() if name not in ("launcher", "repeat")}
+    assert measurement_key(plain.identity()) == measurement_key(before)
+    emulated = Measurement(dataset="farfield-64-256", engine="DM", ranks=2, launcher="emulated-network")
+    assert measurement_key(emulated.identity()) != measurement_key(plain.identity())
