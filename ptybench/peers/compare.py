@@ -7,7 +7,9 @@ directory; ``PTYBENCH_PTYCHI_PYTHON`` and ``PTYBENCH_PTYLAB_PYTHON`` point elsew
 subprocess on one exported .npz, so its dependencies never meet ptybench's. A peer whose Python is
 missing is reported as skipped, with the reason, and ptybench's side still runs. Every object,
 ptybench's and the peers', is scored by the same ptybench metric (``object_error``: the illuminated
-region of the true probe, a global complex scale removed); seconds per iteration are the mean after
+region of the true probe, a global complex scale removed). Both codes run the same way: each run is a fresh
+process started through the isolation module (its own process group, killed with ptybench and on timeout);
+ptybench's side is ``run_ptybench.py`` beside the peers' scripts. Seconds per iteration are the median after
 one warm-up iteration, on ``--threads`` threads; with ``--repeats R`` each pair runs R times, the two codes
 alternately, and the table gives medians with their range and the median of the paired s/iter ratios
 (a busy machine moves both sides of a pair together). ptybench then runs on to 3× the iterations, so the
@@ -42,7 +44,6 @@ from typing import Any
 import numpy as np
 
 from ptybench.datasets import Dataset, load
-from ptybench.engines import Reconstruction
 from ptybench.engines.metrics import illuminated_region, object_error
 from ptybench.engines.photons import photon_scale
 from ptybench.engines.validation import frame_corners
@@ -190,7 +191,7 @@ def run_peer(pair: Pair, python: Path, inputs: Path, out_dir: Path, iterations: 
         seconds = [float(s) for s in result["seconds"]]
         note = ("no detector mask in PtyLab's ePIE: masked pixels fitted as zeros"
                 if "mask_ignored" in result.files and bool(result["mask_ignored"]) else "")
-        return (Run(pair.peer, pair.peer_engine, "ok", mean_after_warmup(seconds), reason=note, seconds=seconds),
+        return (Run(pair.peer, pair.peer_engine, "ok", median_after_warmup(seconds), reason=note, seconds=seconds),
                 result["object"])
 
 
@@ -216,25 +217,32 @@ def run_peer_script(python: Path, script: Path, arguments: list[str], threads: i
 CHASE = 3
 
 
-def run_ptybench(pair: Pair, arrays: dict[str, np.ndarray], iterations: int, threads: int, seed: int,
-                 backend: str, truth: Any) -> tuple[Run, np.ndarray]:
-    """ptybench's engine on the same arrays, one probe mode, timed per iteration by ``Reconstruction``;
+def export_ptybench_inputs(arrays: dict[str, np.ndarray], truth: Any, path: Path) -> Path:
+    """ptybench's own arrays (one mode) for ``run_ptybench.py``, written once per comparison."""
+    np.savez(path, diffraction_data=arrays["diffraction_data"], initial_object=arrays["initial_object"][:1],
+             initial_probe=arrays["initial_probe"][:1], scan_positions=arrays["scan_positions"], mask=arrays["mask"],
+             true_object=truth.object, true_probe=truth.probe)
+    return path
+
+
+def run_ptybench(pair: Pair, inputs: Path, out_dir: Path, iterations: int, threads: int, seed: int, backend: str,
+                 timeout: float = 3600.0) -> tuple[Run, np.ndarray | None]:
+    """ptybench's engine in a fresh process, started exactly as a peer's script is (``run_peer_script``);
     ``CHASE`` × ``iterations`` in all, the object (and s/iter) of the first ``iterations`` returned."""
-    parameters = {**pair.parameters, "iterations": CHASE * iterations, "threads": threads, "seed": seed,
-                  "backend": backend}
-    reconstruction = Reconstruction(arrays["diffraction_data"], arrays["initial_object"][:1],
-                                    arrays["initial_probe"][:1], arrays["scan_positions"], arrays["mask"], parameters,
-                                    true_object=truth.object, true_probe=truth.probe)
-    with reconstruction.problem.backend.thread_limit(threads):
-        for _ in range(iterations):
-            reconstruction.step()
-        obj = np.array(reconstruction.object, copy=True)  # ePIE goes on updating the object in place
-        while reconstruction.step() is not None:
-            pass
-    history = reconstruction.history
-    seconds = [record.seconds for record in history]
-    return (Run("ptybench", pair.engine, "ok", mean_after_warmup(seconds[:iterations]), seconds=seconds,
-                errors=[record.object_error for record in history]), obj)
+    tag = f"ptybench-{pair.label or pair.engine}".lower().replace(" ", "-").replace(",", "")
+    settings_path, output = out_dir / f"{tag}.json", out_dir / f"{tag}.npz"
+    settings_path.write_text(json.dumps({**pair.parameters, "iterations": iterations, "chase": CHASE * iterations,
+                                         "threads": threads, "seed": seed, "backend": backend}, indent=1))
+    failure = run_peer_script(Path(sys.executable), HERE / "run_ptybench.py",
+                              [str(inputs), str(settings_path), str(output)], threads, out_dir / f"{tag}.log", output,
+                              timeout)
+    if failure is not None:
+        return Run("ptybench", pair.engine, "failed", reason=f"ptybench {failure}"), None
+    with np.load(output) as result:
+        seconds = [float(s) for s in result["seconds"]]
+        errors = [None if np.isnan(e) else float(e) for e in result["errors"]]
+        return (Run("ptybench", pair.engine, "ok", median_after_warmup(seconds[:iterations]), seconds=seconds,
+                    errors=errors), result["object"])
 
 
 def seconds_to_error(run: Run, target: float | None) -> float | None:
@@ -248,10 +256,11 @@ def seconds_to_error(run: Run, target: float | None) -> float | None:
     return None
 
 
-def mean_after_warmup(seconds: list[float]) -> float:
-    """Mean seconds per iteration without the first (warm-up: allocation, compilation, caches)."""
+def median_after_warmup(seconds: list[float]) -> float:
+    """Median seconds per iteration without the first (warm-up: allocation, compilation, caches); the median, as
+    everywhere in ptybench, so one iteration disturbed by the machine does not move it."""
     timed = seconds[1:] if len(seconds) > 1 else seconds
-    return float(np.mean(timed))
+    return float(np.median(timed))
 
 
 # --- table ----------------------------------------------------------------------------------------
@@ -338,6 +347,7 @@ def compare(dataset: str, iterations: int, out_dir: Path, threads: int = 2, seed
     exported = export_inputs(data, inputs, arrays, from_truth=from_truth)
     if from_truth:
         arrays["initial_object"], arrays["initial_probe"] = truth.object, truth.probe
+    our_inputs = export_ptybench_inputs(arrays, truth, out_dir / "ptybench-inputs.npz")
     region = illuminated_region(truth.probe, frame_corners(arrays["scan_positions"]),
                                 geometry.object_shape)
 
@@ -361,7 +371,7 @@ def compare(dataset: str, iterations: int, out_dir: Path, threads: int = 2, seed
         for repeat in range(repeats):
             if len(cached) <= repeat and (not cached or cached[0][0].status == "ok"):
                 cached.append(run_peer(pair, peer_python(pair.peer), inputs, out_dir, iterations, threads, seed))
-            our_runs.append(run_ptybench(pair, arrays, iterations, threads, seed, backend, truth))
+            our_runs.append(run_ptybench(pair, our_inputs, out_dir, iterations, threads, seed, backend))
         theirs, peer_object = median_repeat(cached)
         ours, our_object = median_repeat(our_runs)
         results.append((pair, score(ours, our_object), score(theirs, peer_object)))

@@ -150,3 +150,24 @@ def test_repeats_give_the_median_run_its_spread_and_the_median_paired_ratio():
     assert row["s/iter ratio ptybench/peer"] == "0.25 [0.2–0.3]"  # 0.5/2, 0.9/3, 0.4/2
     failed = [(compare.Run("pty-chi", "LSQML", "failed", reason="boom"), None)]
     assert compare.median_repeat(failed)[0].status == "failed"
+
+
+def test_ptybench_side_runs_in_a_fresh_process_like_a_peer_and_reconstructs_as_in_process(data, tmp_path):
+    """Both codes are measured the same way: ptybench's run is a child process started like a peer's script, and
+    what it returns is what the engine computes in this process."""
+    from ptybench.engines import Reconstruction
+
+    arrays = data.arrays()
+    truth = data.ground_truth()
+    inputs = compare.export_ptybench_inputs(arrays, truth, tmp_path / "ours.npz")
+    pair = next(p for p in compare.PAIRS if p.engine == "DM")
+    run, obj = compare.run_ptybench(pair, inputs, tmp_path, 2, 1, 0, "numpy")
+    assert run.status == "ok", run.reason
+    assert len(run.seconds) == compare.CHASE * 2 and len(run.errors) == compare.CHASE * 2
+    assert run.seconds_per_iteration == pytest.approx(float(np.median(run.seconds[1:2])))
+    here = Reconstruction(arrays["diffraction_data"], arrays["initial_object"][:1], arrays["initial_probe"][:1],
+                          arrays["scan_positions"], arrays["mask"],
+                          {**pair.parameters, "iterations": 2, "threads": 1, "seed": 0, "backend": "numpy"})
+    here.run()
+    np.testing.assert_allclose(obj, here.object, rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "ptybench-dm.log").exists()
