@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from ptybench._version import __version__
 from ptybench.commands import backends as backends_command
+from ptybench.commands import compare as compare_command
 from ptybench.commands import datasets as datasets_command
 from ptybench.commands import demo as demo_command
 from ptybench.commands import engines as engines_command
@@ -51,7 +52,7 @@ examples:
 Data is cached in $PTYBENCH_CACHE (default: your user cache directory)."""
 
 COMMANDS = (demo_command, run_command, sweep_command, report_command, plan_command, scale_command,
-            procure_command, forecast_command, datasets_command, engines_command, backends_command)
+            procure_command, forecast_command, compare_command, datasets_command, engines_command, backends_command)
 
 
 class CommandLineParser(argparse.ArgumentParser):

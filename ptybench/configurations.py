@@ -75,7 +75,7 @@ def summarise(records: Iterable[Record | Mapping[str, Any]]) -> list[dict[str, A
             "fom_seconds_to_quality": _median([f["seconds_to_quality"] for f in foms]),
             "fom_iterations_to_quality": _median([f["iterations_to_quality"] for f in foms]),
             "fom_live_rate_hz": _median([f["live_rate_hz"] for f in foms]),
-            "memory_measured_bytes": _median([_measured_memory(r) for r in ok]),
+            "memory_measured_bytes": _median([measured_memory(r) for r in ok]),
             "memory_predicted_bytes": _median([(r.memory or {}).get("predicted_bytes") for r in runs]),
             "tier": "optimized" if any(r.tier == "optimized" for r in runs) else (runs[0].tier or "?"),
             "tier_reasons": sorted({reason for r in runs for reason in (r.tier_reasons or [])}),
@@ -86,6 +86,6 @@ def summarise(records: Iterable[Record | Mapping[str, Any]]) -> list[dict[str, A
                                          row["engine"], row["backend"], str(row["threads"])))
 
 
-def _measured_memory(record: Record) -> float | None:
+def measured_memory(record: Record) -> float | None:
     memory = record.memory or {}
     return memory.get("device_peak_bytes") or memory.get("host_algorithm_bytes")

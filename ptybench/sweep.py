@@ -32,7 +32,7 @@ from ptybench.runner import run_isolated
 
 #: Keys a sweep TOML file may hold (see `ptybench sweep --help`).
 CONFIG_KEYS = ("datasets", "engines", "backends", "frames_per_block", "iterations", "warmup", "threads",
-               "timeout_s", "target_error", "noise_margin", "memory_limit", "parameters", "out")
+               "timeout_s", "target_error", "noise_margin", "memory_limit", "parameters", "out", "repeats")
 
 
 @dataclass
@@ -50,8 +50,13 @@ class SweepConfig:
     memory_limit: str | int | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     out: str = "reports/sweep/results.jsonl"
+    #: Runs of every point, each a fresh process; repeats are outermost, so the points interleave (a slow spell of
+    #: the machine spreads over all of them instead of hitting one) and the regression gate gets several processes.
+    repeats: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+            raise InputError(f"repeats: expected a whole number >= 1, got {self.repeats!r}")
         for name in ("datasets", "engines", "backends", "frames_per_block", "threads"):
             value = getattr(self, name)
             if isinstance(value, str | int) or value is None:
@@ -124,10 +129,10 @@ class SweepConfig:
     def measurements(self) -> list[Measurement]:
         limit = parse_bytes(self.memory_limit) if self.memory_limit is not None else None
         points = []
-        for dataset, engine, backend, block, threads in itertools.product(
-                self.datasets, self.engines, self.backends, self.frames_per_block, self.threads):
+        for repeat, dataset, engine, backend, block, threads in itertools.product(
+                range(self.repeats), self.datasets, self.engines, self.backends, self.frames_per_block, self.threads):
             name, device = parse_target(backend)
-            points.append(Measurement(dataset=dataset, engine=engine, backend=name, device=device,
+            points.append(Measurement(dataset=dataset, engine=engine, backend=name, device=device, repeat=repeat,
                                       iterations=self.iterations, warmup=self.warmup, threads=threads,
                                       frames_per_block=block, parameters=self.engine_parameters(engine),
                                       target_error=self.target_error, noise_margin=self.noise_margin,

@@ -31,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                "  timeout_s = 600\n"
                '  memory_limit = "8GB"                   # optional\n'
                '  out = "reports/sweep/results.jsonl"\n'
+               "  repeats = 3                            # fresh processes per point, interleaved\n"
                "  [parameters]                           # optional; keys go to the engines that take them\n"
                '  photons_per_unit = 1.0                 # run-wide: every engine\n'
                "  [parameters.DM]                        # one engine's own keys\n"
@@ -47,6 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="comma-separated frames per block (0 = default)")
     add_measurement_options(parser, grid=True)
     parser.add_argument("--out", default=None, help="results file (default: reports/sweep/results.jsonl)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="runs of every point, each a fresh process, repeats outermost so points interleave "
+                             "(default: 1; `ptybench compare` pools them)")
     parser.add_argument("--retry-failed", action="store_true", help="re-run points recorded as error or timeout")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_sweep_command)
@@ -60,7 +64,7 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
                  "threads": args.threads,
                  "timeout_s": args.timeout_s, "target_error": args.target_error,
                  "noise_margin": args.noise_margin, "memory_limit": args.memory_limit,
-                 "parameters": args.parameters, "out": args.out}
+                 "parameters": args.parameters, "out": args.out, "repeats": args.repeats}
     if args.config:
         return SweepConfig.from_toml(args.config, **overrides)
     missing = [name for name in ("datasets", "engines") if overrides[name] is None]

@@ -1,0 +1,108 @@
+"""``ptybench compare BASE HEAD``: the regression gate, for results files or two git revisions (through asv)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from ptybench.engines.errors import InputError
+from ptybench.gate import DEFAULT_ERROR_TOLERANCE, DEFAULT_MEMORY_FACTOR
+from ptybench.timing_stats import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT
+
+EXIT_REGRESSED = 1
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare", help="regression gate: BASE against HEAD (results files or git revisions), per benchmark",
+        description="Compare BASE with HEAD per benchmark and say, for each: faster, slower, same or uncertain "
+                    "(time: ratio of medians HEAD/BASE with its 99 %% bootstrap interval; slower/faster needs both "
+                    "the Mann–Whitney U test at p < --alpha and a change beyond --min-effect), memory growth "
+                    "(median measured footprint up by more than --memory-factor), accuracy loss (median object "
+                    "error, else R-factor, up by more than --error-tolerance) and failures. BASE and HEAD are "
+                    "results files written by ptybench (every record's per-iteration seconds are the samples, "
+                    "pooled over repeats: `ptybench sweep ... --repeats 3`), or "
+                    "two git revisions, which asv builds and runs with interleaved rounds and recorded samples. "
+                    "Exit status 1 when anything is slower, bigger, less accurate or failing; 0 otherwise.")
+    parser.add_argument("base", help="BASE: a results file (JSON lines) or a git revision")
+    parser.add_argument("head", help="HEAD: a results file or a git revision")
+    parser.add_argument("--min-effect", type=float, default=DEFAULT_MIN_EFFECT,
+                        help="smallest time change that counts, as a fraction (default: %(default)s)")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                        help="significance level of the Mann–Whitney U test (default: %(default)s, asv's)")
+    parser.add_argument("--memory-factor", type=float, default=DEFAULT_MEMORY_FACTOR,
+                        help="memory growth that fails the gate (default: %(default)s)")
+    parser.add_argument("--error-tolerance", type=float, default=DEFAULT_ERROR_TOLERANCE,
+                        help="relative rise of the error that fails the gate (default: %(default)s)")
+    parser.add_argument("--bench", default="Quick",
+                        help="git revisions only: asv benchmark selection (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="git revisions only: asv rounds, interleaved between the commits (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per benchmark instead of the table")
+    parser.set_defaults(func=run_compare)
+
+
+def _is_results_file(text: str) -> bool:
+    return Path(text).is_file()
+
+
+def _revision(text: str) -> str:
+    done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{text}^{{commit}}"], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise InputError(f"compare: {text!r} is neither a results file nor a git revision of this repository")
+    return done.stdout.strip()
+
+
+def _asv_samples(base: str, head: str, bench: str, rounds: int) -> tuple[dict, dict]:
+    """Run asv on both commits (interleaved rounds, samples recorded) and read its results back."""
+    import platform
+    import shutil
+
+    from ptybench.gate import samples_from_asv
+
+    base_hash, head_hash = _revision(base), _revision(head)
+    beside = Path(sys.executable).parent / "asv"  # the environment's own asv, even when its bin is not on PATH
+    asv = str(beside) if beside.is_file() else shutil.which("asv")
+    if asv is None:
+        raise InputError("compare: git revisions need asv (pip install 'ptybench[bench]'); or pass results files")
+    subprocess.run([asv, "machine", "--yes"], check=True, capture_output=True)
+    # asv's own verdict is not used (its factor is set out of the way); ptybench's statistics read its samples.
+    subprocess.run([asv, "continuous", "--record-samples", "--interleave-rounds", "-a", f"rounds={rounds}",
+                    "--factor", "1000", "--no-only-changed", "--bench", bench, base_hash, head_hash], check=False)
+    config = json.loads("\n".join(line for line in Path("asv.conf.json").read_text().splitlines()
+                                  if not line.lstrip().startswith("//")))
+    machine = platform.node()
+    results_dir = config.get("results_dir", ".asv/results")
+    return (samples_from_asv(results_dir, machine, base_hash), samples_from_asv(results_dir, machine, head_hash))
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from ptybench import gate
+    from ptybench.results import read_records
+
+    files = [_is_results_file(args.base), _is_results_file(args.head)]
+    if all(files):
+        base = gate.samples_from_records(read_records(args.base))
+        head = gate.samples_from_records(read_records(args.head))
+    elif any(files):
+        raise InputError(f"compare: BASE and HEAD must both be results files or both git revisions, got "
+                         f"{args.base!r} and {args.head!r}")
+    else:
+        if args.rounds < 1:
+            raise InputError(f"--rounds: expected a whole number >= 1, got {args.rounds}")
+        base, head = _asv_samples(args.base, args.head, args.bench, args.rounds)
+    rows = gate.compare(base, head, args.min_effect, args.alpha, args.memory_factor, args.error_tolerance)
+    if not rows:
+        raise InputError(f"compare: no benchmarks in {args.base!r} or {args.head!r}")
+    if args.json:
+        for row in rows:
+            print(json.dumps({**asdict(row), "fails": row.fails}))
+    else:
+        print(gate.format_rows(rows))
+        print("\n" + gate.summary(rows))
+    return EXIT_REGRESSED if any(row.fails for row in rows) else 0

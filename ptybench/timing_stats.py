@@ -1,0 +1,101 @@
+"""Is HEAD faster or slower than BASE? Two samples of timings compared the way asv and pyperf do: a minimum effect
+that matters and a significance test, never one ratio of two numbers.
+
+The samples are many short timings (one per iteration, pooled over the fresh processes of each side, which ran
+interleaved). A change is *slower*/*faster* when the Mann–Whitney U test (scipy.stats.mannwhitneyu, two-sided,
+the test asv uses) gives p < ``alpha`` **and** the ratio of medians is beyond the minimum effect; *same* when the
+bootstrap interval of the ratio (scipy.stats.bootstrap, percentile, resampling processes and then iterations in
+them, since iterations of one process share its state) lies inside the band ±``min_effect``, or when the change
+is significant but smaller than the minimum effect; *uncertain* otherwise (too few or too noisy samples to tell).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from ptybench.engines.errors import InputError
+
+#: asv's significance level for its Mann–Whitney test.
+DEFAULT_ALPHA = 0.002
+#: The smallest change reported as faster/slower: 5 %.
+DEFAULT_MIN_EFFECT = 0.05
+#: Confidence of the ratio's interval.
+CONFIDENCE = 0.99
+VERDICTS = ("faster", "slower", "same", "uncertain")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """HEAD against BASE: ratio of medians (HEAD / BASE, > 1 is slower), its interval, the test's p-value."""
+
+    ratio: float
+    low: float
+    high: float
+    p_value: float
+    verdict: str
+    base_samples: int
+    head_samples: int
+
+
+def _pooled(groups: Sequence[Sequence[float]], name: str) -> list[np.ndarray]:
+    arrays = [np.asarray(group, dtype=float) for group in groups if len(group)]
+    if not arrays:
+        raise InputError(f"{name}: expected at least one timing, got none")
+    for array in arrays:
+        if not np.all(np.isfinite(array)) or np.any(array <= 0):
+            raise InputError(f"{name}: expected positive finite timings, got {array[~(array > 0)][:3].tolist()}")
+    return arrays
+
+
+def ratio_interval(base: list[np.ndarray], head: list[np.ndarray], confidence: float = CONFIDENCE,
+                   resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of median(HEAD)/median(BASE), resampling processes and then the iterations inside each
+    (a two-level bootstrap; one process that ran slow moves its side as a whole, as it does in reality)."""
+    rng = np.random.default_rng(seed)
+
+    def resample(groups: list[np.ndarray]) -> np.ndarray:
+        chosen = rng.integers(0, len(groups), size=(resamples, len(groups)))
+        medians = np.empty(resamples)
+        for index in range(resamples):
+            sample = np.concatenate([groups[g][rng.integers(0, len(groups[g]), len(groups[g]))]
+                                     for g in chosen[index]])
+            medians[index] = np.median(sample)
+        return medians
+
+    ratios = resample(head) / resample(base)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(ratios, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def compare_samples(base: Sequence[Sequence[float]], head: Sequence[Sequence[float]],
+                    min_effect: float = DEFAULT_MIN_EFFECT, alpha: float = DEFAULT_ALPHA, seed: int = 0) -> Comparison:
+    """BASE and HEAD timings, each a list of processes' per-iteration seconds (a flat list counts as one process)."""
+    if not 0 < alpha < 1:
+        raise InputError(f"alpha: expected a probability in (0, 1), got {alpha!r}")
+    if not 0 <= min_effect < 1:
+        raise InputError(f"min_effect: expected a fraction in [0, 1), got {min_effect!r}")
+    if base and np.isscalar(base[0]):
+        base = [base]  # type: ignore[list-item]
+    if head and np.isscalar(head[0]):
+        head = [head]  # type: ignore[list-item]
+    base_groups, head_groups = _pooled(base, "BASE timings"), _pooled(head, "HEAD timings")
+    a, b = np.concatenate(base_groups), np.concatenate(head_groups)
+    ratio = float(np.median(b) / np.median(a))
+    p_value = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue) if len(a) > 1 and len(b) > 1 else 1.0
+    low, high = ratio_interval(base_groups, head_groups, seed=seed)
+    band_low, band_high = 1.0 / (1.0 + min_effect), 1.0 + min_effect
+    significant = p_value < alpha
+    if significant and ratio > band_high and low > 1.0:
+        verdict = "slower"
+    elif significant and ratio < band_low and high < 1.0:
+        verdict = "faster"
+    elif (band_low <= low and high <= band_high) or (significant and band_low <= ratio <= band_high):
+        verdict = "same"
+    else:
+        verdict = "uncertain"
+    return Comparison(ratio, low, high, p_value, verdict, len(a), len(b))
