@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip install --constraint constraints.txt
 # Thread budget for timing runs and tests (2-core CI machines): set before any import.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test test-fast install install-dev install-gpu gpu-check lint bench bench-check bench-report check-ptychodus peers real-scans procure browser clean help
+.PHONY: demo test test-fast install install-dev install-gpu gpu-check lint bench bench-check bench-report check-ptychodus peers real-scans procure measurement-log gate-study browser clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,9 +44,9 @@ test-fast: install-dev  ## the suite without slow tests
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Benchmarks (asv). BENCH selects a profile: Quick (every engine and backend here, < 5 min on 2 cores)
-# or Full (large sizes; GPU sizes skip without a GPU). FACTOR: the ratio that counts as a regression.
+# or Full (large sizes; GPU sizes skip without a GPU). bench-check judges with `ptybench compare` (statistics
+# in ptybench/timing_stats.py).
 BENCH  ?= Quick
-FACTOR ?= 1.25
 BASE   ?= HEAD~1
 ASV    := $(BIN)/asv
 
@@ -54,9 +54,9 @@ bench: install-dev  ## asv benchmarks of this checkout in this environment (BENC
 	$(ASV) machine --yes > /dev/null
 	$(ASV) run --python=same --set-commit-hash $$(git rev-parse HEAD) --bench "$(BENCH)" --show-stderr
 
-bench-check: install-dev  ## regression gate: BASE vs HEAD; fails when slower, bigger or less accurate
+bench-check: install-dev  ## regression gate: BASE vs HEAD (ptybench compare on asv samples); fails when slower, bigger or less accurate
 	$(ASV) machine --yes > /dev/null
-	$(ASV) continuous --factor $(FACTOR) --bench "$(BENCH)" --show-stderr $(BASE) HEAD
+	$(BIN)/ptybench compare $(BASE) HEAD --bench "$(BENCH)"
 
 bench-report: install-dev  ## publish asv's HTML (git-ignored .asv/html) and print its path
 	$(ASV) publish
@@ -135,6 +135,13 @@ LABEL   ?= $(shell hostname)
 
 procure: install  ## the procurement workload (PROFILE=quick|standard|full): bundle in reports/procure/LABEL
 	$(BIN)/ptybench procure --profile $(PROFILE) --label "$(LABEL)" --out reports/procure/$(LABEL)
+
+# The dated measurement log, generated from the results files committed in docs/measurements/ (never by hand).
+measurement-log: install-dev  ## docs/measurement-log.md from docs/measurements/*.jsonl (with change points)
+	$(BIN)/ptybench history docs/measurements/*.jsonl --markdown docs/measurement-log.md
+
+gate-study: install  ## the gate's false-alarm and detection rates on this machine (about 25 min): reports/gate/
+	$(BIN)/python -m ptybench.studies.gate_calibration --comparisons 20 --out reports/gate
 
 browser:  ## headless Chromium for the report's browser test (Debian/Ubuntu, as root; CI runs it)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \

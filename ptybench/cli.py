@@ -20,6 +20,7 @@ from ptybench.commands import datasets as datasets_command
 from ptybench.commands import demo as demo_command
 from ptybench.commands import engines as engines_command
 from ptybench.commands import forecast as forecast_command
+from ptybench.commands import history as history_command
 from ptybench.commands import plan as plan_command
 from ptybench.commands import procure as procure_command
 from ptybench.commands import report as report_command
@@ -52,7 +53,8 @@ examples:
 Data is cached in $PTYBENCH_CACHE (default: your user cache directory)."""
 
 COMMANDS = (demo_command, run_command, sweep_command, report_command, plan_command, scale_command,
-            procure_command, forecast_command, compare_command, datasets_command, engines_command, backends_command)
+            procure_command, forecast_command, compare_command, history_command, datasets_command, engines_command,
+            backends_command)
 
 
 class CommandLineParser(argparse.ArgumentParser):

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ptybench.machine import machine_fingerprint, machine_name
-from ptybench.machine_load import SPREAD, repeat_spread
+from ptybench.machine_load import MachineJitter, iteration_spread, machine_jitter, repeat_spread
 from ptybench.record import Record, as_record
 
 
@@ -44,9 +44,11 @@ def _result(record: Record) -> str | None:
 
 def summarise(records: Iterable[Record | Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per configuration, in a stable order (machine, dataset size, engine, backend)."""
+    records = [as_record(record) for record in records]
     groups: dict[tuple, list[Record]] = {}
-    for record in map(as_record, records):
+    for record in records:
         groups.setdefault(configuration_key(record), []).append(record)
+    jitter = machine_jitter(records, configuration_key)
     rows = []
     for key, runs in groups.items():
         machine, dataset, engine, backend, threads, ranks = key
@@ -56,8 +58,15 @@ def summarise(records: Iterable[Record | Mapping[str, Any]]) -> list[dict[str, A
         seconds = [r.seconds_per_iteration for r in ok if r.seconds_per_iteration]
         spread = repeat_spread(seconds)
         reasons = sorted({reason for r in runs for reason in (r.noisy or [])})
-        if spread is not None and spread >= SPREAD:
-            reasons.append(f"repeats spread {spread:.0%} ((max − min)/median; limit {SPREAD:.0%})")
+        normal = jitter.get(machine) or MachineJitter(machine, 0, None, None)
+        for r in ok:
+            own = iteration_spread(r)
+            if own is not None and own > normal.iteration_limit():
+                reasons.append(f"repeat {r.repeat}: iterations spread {own:.0%} (IQR/median; this machine's normal "
+                               f"{normal.iteration_spread or 0:.0%}, limit {normal.iteration_limit():.0%})")
+        if spread is not None and spread > normal.repeat_limit():
+            reasons.append(f"repeats spread {spread:.0%} ((max − min)/median; this machine's normal "
+                           f"{normal.repeat_spread or 0:.0%}, limit {normal.repeat_limit():.0%})")
         info = runs[0].dataset_info or {}
         foms = [r.fom for r in passed if r.fom]
         rows.append({

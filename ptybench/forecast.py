@@ -116,49 +116,162 @@ def _worst_tier(runs: list[Record]) -> str:
     return "optimized" if any(r.tier == "optimized" for r in runs) else "baseline"
 
 
-def forecast(records: list[dict[str, Any]], target: Any, projections: int, rates: list[float],
+@dataclass(frozen=True)
+class FrameCost:
+    """Seconds per iteration at the target's frame size = per_frame·N + per_object_pixel·(object pixels): the
+    engines' work is per frame (propagations, overlaps) plus per object pixel (the object update's division)."""
+
+    per_frame: float
+    per_object_pixel: float
+
+    def __call__(self, frames: float, object_pixels: float) -> float:
+        return self.per_frame * frames + self.per_object_pixel * object_pixels
+
+
+def target_points(records: Iterable[Record | Mapping[str, Any]], frame_pixels: int) -> dict[tuple, list[dict]]:
+    """Runs measured at the target's frame size (any N), by setup: one point per run (each repeat a fresh
+    process), its median s/iter with the frames and object pixels it had."""
+    found: dict[tuple, list[dict]] = {}
+    for record in map(as_record, records):
+        info = record.dataset_info or {}
+        if record.status != "ok" or not record.seconds_per_iteration or (record.validation or {}).get(
+                "result") == "fail" or info.get("height", 0) * info.get("width", 0) != frame_pixels:
+            continue
+        found.setdefault(setup_key(record), []).append({
+            "frames": float(info["n_frames"]), "object_pixels": float(info["object_height"] * info["object_width"]),
+            "seconds": float(record.seconds_per_iteration), "repeat": record.repeat, "machine": record.machine or {},
+            "device": record.device, "backend": record.backend})
+    return found
+
+
+def fit_frame_cost(points: list[dict]) -> FrameCost:
+    """Non-negative least squares of s/iter on (N, object pixels) over every run; with one N measured the object
+    term cannot be told from the frames' and is left out (cost ∝ N, said in the row)."""
+    from scipy.optimize import nnls
+
+    frames = np.array([p["frames"] for p in points])
+    if len(set(frames)) < 2:
+        return FrameCost(float(np.median([p["seconds"] / p["frames"] for p in points])), 0.0)
+    design = np.stack([frames, [p["object_pixels"] for p in points]], axis=1)
+    seconds = np.array([p["seconds"] for p in points])
+    scale = design.max(axis=0)
+    solution, _ = nnls(design / scale, seconds)
+    return FrameCost(float(solution[0] / scale[0]), float(solution[1] / scale[1]))
+
+
+def bootstrap_interval(points: list[dict], frames: float, object_pixels: float, resamples: int = 2000,
+                       seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the prediction, resampling the runs at each N (the repeats are the uncertainty)."""
+    rng = np.random.default_rng(seed)
+    by_frames: dict[float, list[dict]] = {}
+    for point in points:
+        by_frames.setdefault(point["frames"], []).append(point)
+    predictions = []
+    for _ in range(resamples):
+        sample = [group[i] for group in by_frames.values() for i in rng.integers(0, len(group), len(group))]
+        predictions.append(fit_frame_cost(sample)(frames, object_pixels))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(predictions, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def forecast(records: list[Record | dict[str, Any]], target: Any, projections: int, rates: list[float],
              target_name: str = "target") -> list[dict[str, Any]]:
-    """One row per setup with a fit: the target's time, memory, devices, FOM-S and live verdict."""
-    from ptybench.memory_model import Geometry, predict_memory, ranks_needed
+    """One row per setup: the target's time, memory, devices, FOM-S and live verdict.
+
+    Time per iteration comes from runs at the target's own frame size where there are any (only N is
+    extrapolated, linearly: ``FrameCost``, interval from the repeats), else from the ladder's power law in
+    (D², N) (extrapolated in both, ± from the hold-out); where both exist the ladder's figure is kept beside the
+    other as a cross-check. Iterations to ε come from the ladder's largest validated size."""
+    from ptybench.memory_model import Geometry
 
     geometry = target if isinstance(target, Geometry) else Geometry.of(target)
-    target_pixels = float(geometry.frame_shape[0] * geometry.frame_shape[1])
+    target_pixels = geometry.frame_shape[0] * geometry.frame_shape[1]
+    object_pixels = float(geometry.object_shape[0] * geometry.object_shape[1])
+    ladders = ladder_points(records)
+    at_target = target_points(records, target_pixels)
     rows = []
-    for (machine, backend, engine, threads), points in sorted(ladder_points(records).items(),
-                                                              key=lambda item: tuple(map(str, item[0]))):
-        fit = fit_power_law(points)
-        if fit is None:
-            continue
-        check = hold_out(points)
-        uncertainty = abs(check["relative_error"]) if check else None
-        seconds = fit(target_pixels, float(geometry.n_frames))
-        largest = max(points, key=lambda point: (point["pixels"], point["frames"]))
-        reached = largest["iterations_to_quality"] is not None
-        iterations = largest["iterations_to_quality"] if reached else largest["iterations_run"]
-        projection = geometry.n_frames * iterations * seconds
-        live_rate = 1.0 / (iterations * seconds)
-        capacity = _capacity(largest)
-        memory = predict_memory(geometry, engine, largest["backend"], None, 1, largest["device"],
-                                available_bytes=capacity) if capacity else None
-        memory_devices = ranks_needed(geometry, engine, largest["backend"], capacity,
-                                      device=largest["device"]) if capacity else None
-        verdicts = {}
-        for rate in rates:
-            rate_devices = max(1, math.ceil(rate / live_rate))
-            devices = max(rate_devices, memory_devices or 1)
-            verdicts[_rate_label(rate)] = {"keeps_up": devices == 1, "devices": devices}
-        rows.append({
-            "label": "ESTIMATE", "target": target_name, "machine": machine, "backend": backend, "engine": engine,
-            "threads": threads, "tier": largest["tier"], "points": len(points),
-            "fit": {"a": fit.a, "p": fit.p, "q": fit.q}, "hold_out": check, "uncertainty": uncertainty,
-            "extrapolation": math.sqrt(target_pixels / largest["pixels"]),
-            "seconds_per_frame_iteration": seconds, "iterations": iterations, "epsilon_reached": reached,
-            "seconds_per_projection": projection, "projections": projections,
-            "tomogram_seconds": projection * projections, "live_rate_hz": live_rate,
-            "memory_bytes": memory.total_bytes if memory else None, "memory_capacity_bytes": capacity,
-            "memory_devices": memory_devices, "rates": verdicts,
-        })
+    for setup in sorted(set(ladders) | set(at_target), key=lambda key: tuple(map(str, key))):
+        row = _forecast_row(setup, ladders.get(setup, []), at_target.get(setup, []), geometry, object_pixels,
+                            projections, rates, target_name)
+        if row is not None:
+            rows.append(row)
     return rows
+
+
+def _forecast_row(setup: tuple, ladder: list[dict], own: list[dict], geometry: Any, object_pixels: float,
+                  projections: int, rates: list[float], target_name: str) -> dict[str, Any] | None:
+    from ptybench.memory_model import predict_memory, ranks_needed
+
+    machine, backend, engine, threads = setup
+    n_target = float(geometry.n_frames)
+    target_pixels = float(geometry.frame_shape[0] * geometry.frame_shape[1])
+    side = geometry.frame_shape[0]
+    fit = fit_power_law(ladder) if ladder else None
+    ladder_seconds = fit(target_pixels, n_target) if fit else None
+    check = hold_out(ladder) if fit else None
+    if own:
+        cost = fit_frame_cost(own)
+        per_iteration = cost(n_target, object_pixels)
+        low, high = bootstrap_interval(own, n_target, object_pixels)
+        seconds = per_iteration / n_target
+        measured_frames = sorted({int(p["frames"]) for p in own})
+        runs = {n: sum(p["frames"] == n for p in own) for n in measured_frames}
+        method = "target frame size"
+        measured = (f"{side}² at N = {', '.join(f'{n} ({runs[n]} runs)' for n in measured_frames)}"
+                    + ("; cost ∝ N assumed (one N)" if len(measured_frames) < 2 else ""))
+        largest = max(measured_frames)
+        extrapolated = (f"N {largest} → {int(n_target)} ({n_target / largest:.3g}×)" if n_target > largest
+                        else "nothing (the target's N was measured)")
+        interval = (low / per_iteration, high / per_iteration)
+        uncertainty = max(high / per_iteration - 1, 1 - low / per_iteration)
+    elif fit:
+        seconds = ladder_seconds
+        method = "ladder"
+        biggest = max(ladder, key=lambda point: (point["pixels"], point["frames"]))
+        measured = (f"detector {math.isqrt(int(min(p['pixels'] for p in ladder)))}²–"
+                    f"{math.isqrt(int(biggest['pixels']))}², N {int(min(p['frames'] for p in ladder))}–"
+                    f"{int(max(p['frames'] for p in ladder))}")
+        extrapolated = (f"detector side {math.isqrt(int(biggest['pixels']))} → {side} "
+                        f"({math.sqrt(target_pixels / biggest['pixels']):.3g}×) and N → {int(n_target)}")
+        uncertainty = abs(check["relative_error"]) if check else None
+        interval = (1 - uncertainty, 1 + uncertainty) if uncertainty is not None else None
+    else:
+        return None
+    reference = max(ladder, key=lambda point: (point["pixels"], point["frames"])) if ladder else None
+    reached = bool(reference and reference["iterations_to_quality"] is not None)
+    iterations = (reference["iterations_to_quality"] if reached else reference["iterations_run"]) if reference \
+        else None
+    projection = geometry.n_frames * iterations * seconds if iterations else None
+    live_rate = 1.0 / (iterations * seconds) if iterations else None
+    source = reference or own[0]
+    device, backend_name = source["device"], source["backend"]
+    capacity = _capacity(source)
+    memory = predict_memory(geometry, engine, backend_name, None, 1, device, available_bytes=capacity) \
+        if capacity else None
+    memory_devices = ranks_needed(geometry, engine, backend_name, capacity, device=device) if capacity else None
+    verdicts = {}
+    for rate in rates:
+        if live_rate is None:
+            verdicts[_rate_label(rate)] = {"keeps_up": False, "devices": None}
+            continue
+        devices = max(max(1, math.ceil(rate / live_rate)), memory_devices or 1)
+        verdicts[_rate_label(rate)] = {"keeps_up": devices == 1, "devices": devices}
+    return {
+        "label": "ESTIMATE", "target": target_name, "machine": machine, "backend": backend, "engine": engine,
+        "threads": threads, "tier": reference["tier"] if reference else "baseline", "points": len(ladder) + len(own),
+        "method": method, "measured": measured, "extrapolated": extrapolated, "interval": interval,
+        "fit": {"a": fit.a, "p": fit.p, "q": fit.q} if fit else None, "hold_out": check, "uncertainty": uncertainty,
+        "ladder_seconds_per_frame_iteration": ladder_seconds,
+        "ladder_over_target": ladder_seconds / seconds if ladder_seconds and method != "ladder" else None,
+        "extrapolation": math.sqrt(target_pixels / reference["pixels"]) if reference else 1.0,
+        "seconds_per_frame_iteration": seconds, "seconds_per_iteration": seconds * n_target,
+        "iterations": iterations, "epsilon_reached": reached,
+        "seconds_per_projection": projection, "projections": projections,
+        "tomogram_seconds": projection * projections if projection else None, "live_rate_hz": live_rate,
+        "memory_bytes": memory.total_bytes if memory else None, "memory_capacity_bytes": capacity,
+        "memory_devices": memory_devices, "rates": verdicts,
+    }
 
 
 def _capacity(point: dict[str, Any]) -> int | None:
@@ -203,31 +316,41 @@ def format_duration(seconds: float) -> str:
 
 
 def format_forecast(rows: list[dict[str, Any]]) -> str:
-    """The text table: every figure an ESTIMATE with its hold-out uncertainty."""
+    """The text table, then for each row what was measured, what extrapolated, and the ladder's cross-check."""
     if not rows:
-        return "(no forecast: no setup has validated records at two or more detector sizes)"
+        return ("(no forecast: no validated records at the target's frame size or at two or more detector sizes; "
+                "`ptybench procure --profile quick` measures both)")
     rates = list(rows[0]["rates"])
-    headers = ["machine", "backend", "engine", "thr", "s/frame·it", "±", "iters", "per projection", "tomogram",
-               "memory GB", "FOM-S Hz", *[f"@{rate}" for rate in rates]]
+    headers = ["machine", "backend", "engine", "thr", "s/frame·it", "interval", "from", "iters", "per projection",
+               "tomogram", "memory GB", "FOM-S Hz", *[f"@{rate}" for rate in rates]]
     table = []
     for row in rows:
-        error = f"{row['uncertainty']:.0%}" if row["uncertainty"] is not None else "n/a"
-        iterations = f"{row['iterations']:.0f}" + ("" if row["epsilon_reached"] else "*")
+        interval = (f"{row['interval'][0] - 1:+.0%}/{row['interval'][1] - 1:+.0%}" if row["interval"] else "n/a")
+        iterations = ("?" if row["iterations"] is None
+                      else f"{row['iterations']:.0f}" + ("" if row["epsilon_reached"] else "*"))
         table.append([row["machine"], row["backend"], row["engine"], str(row["threads"] or ""),
-                      f"{row['seconds_per_frame_iteration']:.3g}", error, iterations,
-                      format_duration(row["seconds_per_projection"]), format_duration(row["tomogram_seconds"]),
+                      f"{row['seconds_per_frame_iteration']:.3g}", interval,
+                      "target size" if row["method"] == "target frame size" else "ladder", iterations,
+                      format_duration(row["seconds_per_projection"]) if row["seconds_per_projection"] else "?",
+                      format_duration(row["tomogram_seconds"]) if row["tomogram_seconds"] else "?",
                       f"{row['memory_bytes'] / 1e9:.1f}" if row["memory_bytes"] else "?",
-                      f"{row['live_rate_hz']:.3g}",
-                      *["keeps up" if v["keeps_up"] else f"{v['devices']} devices" for v in row["rates"].values()]])
+                      f"{row['live_rate_hz']:.3g}" if row["live_rate_hz"] else "?",
+                      *["keeps up" if v["keeps_up"] else (f"{v['devices']} devices" if v["devices"] else "?")
+                        for v in row["rates"].values()]])
     lines = [text_table(headers, table), ""]
     for row in rows:
+        name = f"{row['machine']} {row['backend']} {row['engine']}"
+        lines.append(f"{name}: measured {row['measured']}; extrapolated {row['extrapolated']}")
         check = row["hold_out"]
-        if check:
-            lines.append(f"hold-out {row['machine']} {row['backend']} {row['engine']}: fitted without "
-                         f"{check['held_out']}, predicted {check['predicted_seconds']:.3g} s/frame·it, measured "
-                         f"{check['measured_seconds']:.3g} ({check['relative_error']:+.0%}); the target is "
-                         f"{row['extrapolation']:.1f}× the largest measured detector side")
-    lines.append("ESTIMATE: fitted power law in detector pixels and N, uncertainty from the hold-out above; "
-                 "devices assume perfect scaling over devices and include those memory needs (model); "
-                 "* = ε not reached in the measured iterations: the iteration count run is used (a lower bound).")
+        if row["ladder_over_target"]:
+            lines.append(f"  cross-check: the ladder's power law gives {row['ladder_seconds_per_frame_iteration']:.3g}"
+                         f" s/frame·it, {row['ladder_over_target']:.2f}× this"
+                         + (f" (its hold-out: {check['relative_error']:+.0%} at {check['held_out']})" if check else ""))
+        elif check:
+            lines.append(f"  hold-out: fitted without {check['held_out']}, predicted {check['predicted_seconds']:.3g} "
+                         f"s/frame·it, measured {check['measured_seconds']:.3g} ({check['relative_error']:+.0%})")
+    lines.append("ESTIMATE. interval: 95 % bootstrap over the repeats for 'target size' rows, the hold-out error for "
+                 "'ladder' rows; devices assume perfect scaling and include the memory model's needs; iterations to "
+                 "ε from the largest validated ladder size (* = ε not reached: the iterations run, a lower bound; "
+                 "? = no ladder measured).")
     return "\n".join(lines)

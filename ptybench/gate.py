@@ -23,6 +23,8 @@ from ptybench.timing_stats import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, Comparison,
 
 DEFAULT_MEMORY_FACTOR = 1.10
 DEFAULT_ERROR_TOLERANCE = 0.05
+#: Undisturbed processes a side needs before its timings are judged (fewer: "uncertain").
+MIN_PROCESSES = 2
 #: Verdicts that fail the gate.
 FAILING = ("slower", "memory", "accuracy", "failed")
 
@@ -36,6 +38,8 @@ class Samples:
     error: list[float] = field(default_factory=list)
     error_name: str = "object error"
     failures: list[str] = field(default_factory=list)
+    #: Processes left out of the timing because something outside disturbed them (their record's load flags).
+    disturbed: int = 0
 
 
 @dataclass
@@ -73,7 +77,9 @@ def benchmark_label(record: Record) -> str:
 
 def samples_from_records(records: Iterable[Record | Mapping[str, Any]]) -> dict[str, Samples]:
     """Every configuration's samples: each ok record's iteration seconds (one process each), its measured memory
-    and its quality; failures kept with their status."""
+    and its quality; failures kept with their status. A process that other processes or the hypervisor disturbed
+    (its ``noisy`` load flags) gives no timings: it would move one side only, and a gate would take it for a
+    change in the code."""
     from ptybench.configurations import measured_memory
 
     found: dict[str, Samples] = {}
@@ -84,7 +90,9 @@ def samples_from_records(records: Iterable[Record | Mapping[str, Any]]) -> dict[
             samples.failures.append(f"{record.status}: {first_line}")
             continue
         seconds = record.iteration_seconds or ([record.seconds_per_iteration] if record.seconds_per_iteration else [])
-        if seconds:
+        if seconds and record.noisy:
+            samples.disturbed += 1
+        elif seconds:
             samples.seconds.append([float(s) for s in seconds])
         memory = measured_memory(record)
         if memory:
@@ -115,9 +123,21 @@ def compare(base: Mapping[str, Samples], head: Mapping[str, Samples], min_effect
         if new.failures and not old.failures:
             row.verdicts.append("failed")
             row.note = new.failures[0]
-        if old.seconds and new.seconds:
+        if old.disturbed or new.disturbed:
+            row.note = (row.note + "; " if row.note else "") + (
+                f"left out as disturbed: {old.disturbed} BASE, {new.disturbed} HEAD process(es)")
+        if len(old.seconds) >= MIN_PROCESSES and len(new.seconds) >= MIN_PROCESSES:
             row.time = compare_samples(old.seconds, new.seconds, min_effect, alpha)
             row.verdicts.append(row.time.verdict)
+            if row.time.base_slow_processes or row.time.head_slow_processes:
+                row.note = (row.note + "; " if row.note else "") + (
+                    f"slow processes left out: {row.time.base_slow_processes} of {len(old.seconds)} BASE, "
+                    f"{row.time.head_slow_processes} of {len(new.seconds)} HEAD")
+        elif old.seconds and new.seconds:
+            row.verdicts.append("uncertain")
+            row.note = (row.note + "; " if row.note else "") + (
+                f"too few undisturbed processes ({len(old.seconds)} BASE, {len(new.seconds)} HEAD; "
+                f"{MIN_PROCESSES} a side needed)")
         if old.memory and new.memory:
             row.memory_ratio = statistics.median(new.memory) / statistics.median(old.memory)
             if row.memory_ratio > memory_factor:

@@ -17,10 +17,11 @@ from typing import Any
 
 import jinja2
 
-from ptybench.configurations import summarise
+from ptybench.configurations import configuration_key, summarise
 from ptybench.engines.errors import InputError
 from ptybench.forecast import format_duration
 from ptybench.machine import machine_fingerprint, machine_name
+from ptybench.machine_load import machine_jitter
 from ptybench.record import Record, as_record
 
 STYLE = """
@@ -100,17 +101,24 @@ def _machines(records: list[Record]) -> dict[str, dict[str, Any]]:
     return machines
 
 
-def _machines_section(machines: dict[str, dict[str, Any]], manifests: list[dict[str, Any]]) -> Section:
+def _machines_section(machines: dict[str, dict[str, Any]], manifests: list[dict[str, Any]],
+                      records: list[Record]) -> Section:
     workloads = {m.get("machine_label"): m.get("workload_version") for m in manifests}
+    jitter = machine_jitter(records, configuration_key)
     table = Table(["machine", "fingerprint", "CPU", "cores", "memory GB", "GPU", "Python", "NumPy", "torch", "commit",
-                   "workload"], text_columns=3)
+                   "workload", "normal jitter (IQR/median)"], text_columns=3)
     for name, machine in machines.items():
         versions = machine.get("versions") or {}
         table.add([name, machine_fingerprint(machine), machine.get("cpu", ""), machine.get("cores_available", ""),
                    _number((machine.get("memory_bytes") or 0) / 1e9, "{:.1f}"), machine.get("gpu", "—"),
                    versions.get("python", ""), versions.get("numpy", ""), versions.get("torch", "—"),
-                   (machine.get("git_commit") or "")[:12], workloads.get(name, "—")])
-    return Section("Machines", table=table)
+                   (machine.get("git_commit") or "")[:12], workloads.get(name, "—"),
+                   _number((jitter.get(name) and jitter[name].iteration_spread), "{:.0%}")])
+    notes = [Note(jitter[name].describe()) for name in machines if name in jitter]
+    notes.append(Note("A machine's normal jitter is measured from its own runs that nothing outside disturbed; a run "
+                      "is flagged noisy when it spreads more than twice that (and at least 10 %), or when other "
+                      "processes or the hypervisor took CPU during it."))
+    return Section("Machines", notes, table)
 
 
 def _fom_section(rows: list[dict[str, Any]], reference: str) -> Section:
@@ -278,29 +286,32 @@ def _scaling_section(records: list[Record]) -> Section | None:
 def _forecast_section(rows: list[dict[str, Any]]) -> Section:
     if not rows:
         return Section("Forecast and live verdict", [Note(
-            "No forecast: no setup has validated records at two or more detector sizes.")])
+            "No forecast: no validated records at the target's frame size or at two or more detector sizes.")])
     rates = list(rows[0]["rates"])
-    table = Table(["machine", "backend", "engine", "thr", "tier", "s/frame·it", "± (hold-out)", "iterations",
-                   "per projection", "tomogram", "memory GB", "devices (memory)", "FOM-S Hz",
-                   *[f"live @ {rate}" for rate in rates]], text_columns=5)
+    table = Table(["machine", "backend", "engine", "thr", "tier", "s/frame·it", "interval", "measured",
+                   "extrapolated", "ladder ×", "iterations", "per projection", "tomogram", "memory GB",
+                   "devices (memory)", "FOM-S Hz", *[f"live @ {rate}" for rate in rates]], text_columns=5)
     for row in rows:
-        check = row["hold_out"]
-        error = (f"{row['uncertainty']:.0%} (without {check['held_out']})" if check else "n/a")
+        interval = (f"{row['interval'][0] - 1:+.0%} / {row['interval'][1] - 1:+.0%}" if row["interval"] else "n/a")
         table.add([
             row["machine"], row["backend"], row["engine"], row["threads"] or "", row["tier"],
-            _number(row["seconds_per_frame_iteration"]), error,
-            f"{row['iterations']:.0f}" + ("" if row["epsilon_reached"] else "*"),
-            format_duration(row["seconds_per_projection"]), format_duration(row["tomogram_seconds"]),
+            _number(row["seconds_per_frame_iteration"]), interval, row["measured"], row["extrapolated"],
+            _number(row["ladder_over_target"], "{:.2f}×"),
+            "?" if row["iterations"] is None else f"{row['iterations']:.0f}" + ("" if row["epsilon_reached"] else "*"),
+            format_duration(row["seconds_per_projection"]) if row["seconds_per_projection"] else "?",
+            format_duration(row["tomogram_seconds"]) if row["tomogram_seconds"] else "?",
             _number((row["memory_bytes"] or 0) / 1e9, "{:.1f}"), row["memory_devices"] or "?",
             _number(row["live_rate_hz"]),
-            *[(Cell("keeps up", "pass") if v["keeps_up"] else f"{v['devices']} devices")
+            *[(Cell("keeps up", "pass") if v["keeps_up"] else f"{v['devices'] or '?'} devices")
               for v in row["rates"].values()]])
     target = rows[0]["target"]
     notes = [Note(f"ESTIMATE — target {target}, {rows[0]['projections']} projections.", "estimate"),
-             Note("A power law in detector pixels and N fitted to the validated ladder; ± is the relative error of "
-                  "predicting the largest measured detector size from the others (hold-out); the target lies beyond "
-                  "it (extrapolation). Devices assume perfect scaling and include what the memory model needs. "
-                  "* = ε not reached in the measured iterations (the iterations run are used: a lower bound).")]
+             Note("Where runs at the target's own frame size exist, time per iteration is fitted to them as "
+                  "a cost per frame plus a cost per object pixel, so only N is extrapolated; the interval is a 95 % "
+                  "bootstrap over the repeats. Otherwise a power law in detector pixels and N is fitted to the "
+                  "validated ladder and the interval is its hold-out error. 'ladder ×': the ladder's figure over "
+                  "the target-size one (a cross-check). Devices assume perfect scaling and include what the memory "
+                  "model needs. * = ε not reached in the measured iterations (a lower bound); ? = no ladder.")]
     return Section("Forecast and live verdict", notes, table)
 
 
@@ -337,7 +348,7 @@ def build_report(records: list[Record | dict[str, Any]], forecast_rows: list[dic
                          f"got {reference!r}")
     reference = reference or (sorted(machines)[0] if machines else "")
     sections = [
-        _machines_section(machines, manifests or []),
+        _machines_section(machines, manifests or [], records),
         _fom_section(rows, reference),
         _validation_section(rows),
         _size_figures(rows),

@@ -8,9 +8,11 @@ it (all CPU time on the machine, from psutil.cpu_times, minus the measuring chil
 Thresholds (docs/design.md, "Measurement honesty"):
 
 - other processes used ≥ ``OTHER_BUSY_CORES`` × the cores available to the run, before or during it;
-- CPU steal (a hypervisor running someone else on our cores) ≥ ``STEAL_FRACTION`` during the run;
-- the run's own iterations spread (interquartile range / median) ≥ ``SPREAD``;
-- across repeats in fresh processes, (max − min) / median ≥ ``SPREAD`` (``repeat_spread_reasons``).
+- CPU steal (a hypervisor running someone else on our cores) ≥ ``STEAL_FRACTION`` during the run.
+
+How much a run's iterations spread is judged later, against the machine's own normal (``MachineJitter``): a
+machine whose iterations always vary 15 % is described once, and a run is flagged only when it spreads more than
+``JITTER_FACTOR`` × that normal (and at least ``SPREAD``).
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ from __future__ import annotations
 import os
 import resource
 import time
+from dataclasses import dataclass
 from typing import Any
 
 #: Busy cores of other processes, as a fraction of the cores the measurement may use.
 OTHER_BUSY_CORES = 0.25
 #: Fraction of CPU time stolen by the hypervisor during the run.
 STEAL_FRACTION = 0.05
-#: Relative spread of iteration times within a run, or of s/iter across repeats.
+#: The least relative spread that is flagged (iterations in a run: IQR/median; repeats: (max − min)/median).
 SPREAD = 0.10
+#: A run (or a configuration's repeats) is flagged when it spreads more than this many times its machine's normal.
+JITTER_FACTOR = 2.0
 #: How long the "before" sample watches the machine with nothing of ours running.
 SAMPLE_S = 0.3
 #: Processes using at least this many percent of one core are named in the record.
@@ -111,8 +116,9 @@ class LoadWatch:
                 "after": {"load_average": list(os.getloadavg())}}
 
 
-def noisy_reasons(load: dict[str, Any] | None, record: dict[str, Any]) -> list[str]:
-    """Why this record's timing should not be trusted on its own (empty: nothing seen)."""
+def noisy_reasons(load: dict[str, Any] | None, record: dict[str, Any] | None = None) -> list[str]:
+    """What disturbed this run from outside (empty: nothing seen). Its own spread is judged against the machine's
+    normal when records are summarised (``MachineJitter``)."""
     reasons = []
     if load:
         limit = OTHER_BUSY_CORES * load.get("cores_available", 1)
@@ -125,10 +131,16 @@ def noisy_reasons(load: dict[str, Any] | None, record: dict[str, Any]) -> list[s
         steal = load.get("during", {}).get("steal_fraction")
         if steal is not None and steal >= STEAL_FRACTION:
             reasons.append(f"CPU steal {steal:.1%} during the run (limit {STEAL_FRACTION:.0%})")
-    median, q25, q75 = (record.get(name) for name in ("seconds_per_iteration", "seconds_q25", "seconds_q75"))
-    if median and q25 is not None and q75 is not None and (q75 - q25) / median >= SPREAD:
-        reasons.append(f"iteration times spread {(q75 - q25) / median:.0%} (IQR/median; limit {SPREAD:.0%})")
     return reasons
+
+
+def iteration_spread(record: Any) -> float | None:
+    """IQR / median of a run's iteration times (None without them)."""
+    from ptybench.record import as_record
+
+    record = as_record(record)
+    median, q25, q75 = record.seconds_per_iteration, record.seconds_q25, record.seconds_q75
+    return (q75 - q25) / median if median and q25 is not None and q75 is not None else None
 
 
 def repeat_spread(seconds: list[float]) -> float | None:
@@ -144,3 +156,57 @@ def repeat_spread(seconds: list[float]) -> float | None:
 def with_load(record: dict[str, Any], load: dict[str, Any]) -> dict[str, Any]:
     """``record`` with its ``load`` and ``noisy`` fields set."""
     return {**record, "load": load, "noisy": noisy_reasons(load, record)}
+
+
+@dataclass(frozen=True)
+class MachineJitter:
+    """A machine's normal timing noise, measured from its own runs undisturbed from outside (no load flag): the
+    median over those runs of the iterations' IQR/median, and of configurations' repeat spread."""
+
+    machine: str
+    runs: int
+    iteration_spread: float | None
+    repeat_spread: float | None
+
+    def iteration_limit(self) -> float:
+        return max(SPREAD, JITTER_FACTOR * (self.iteration_spread or 0.0))
+
+    def repeat_limit(self) -> float:
+        return max(SPREAD, JITTER_FACTOR * (self.repeat_spread or 0.0))
+
+    def describe(self) -> str:
+        if self.iteration_spread is None:
+            return f"{self.machine}: no undisturbed runs to measure its normal jitter"
+        text = (f"{self.machine}: a run's iterations normally vary {self.iteration_spread:.0%} (IQR/median, median of "
+                f"{self.runs} undisturbed runs)")
+        if self.repeat_spread is not None:
+            text += f", repeats in fresh processes {self.repeat_spread:.0%} ((max − min)/median)"
+        return text + (f"; flagged above {self.iteration_limit():.0%} and {self.repeat_limit():.0%}"
+                       if self.repeat_spread is not None else f"; flagged above {self.iteration_limit():.0%}")
+
+
+def machine_jitter(records: list[Any], key: Any) -> dict[str, MachineJitter]:
+    """Each machine's normal jitter from its records (``key``: a record's configuration, to group repeats)."""
+    import statistics
+
+    from ptybench.machine import machine_name
+    from ptybench.record import as_record
+
+    spreads: dict[str, list[float]] = {}
+    repeats: dict[str, dict[Any, list[float]]] = {}
+    for record in map(as_record, records):
+        if record.status != "ok" or record.noisy:
+            continue
+        name = machine_name(record.machine)
+        spread = iteration_spread(record)
+        if spread is not None:
+            spreads.setdefault(name, []).append(spread)
+        if record.seconds_per_iteration:
+            repeats.setdefault(name, {}).setdefault(key(record), []).append(record.seconds_per_iteration)
+    found = {}
+    for name in set(spreads) | set(repeats):
+        values = spreads.get(name, [])
+        groups = [value for value in (repeat_spread(g) for g in repeats.get(name, {}).values()) if value is not None]
+        found[name] = MachineJitter(name, len(values), statistics.median(values) if values else None,
+                                    statistics.median(groups) if groups else None)
+    return found

@@ -150,27 +150,30 @@ def largest_block_that_fits(dataset: Any, engine: str, backend: str, device_memo
     return low or None
 
 
-def ranks_needed(dataset: Any, engine: str, backend: str, device_memory_bytes: int, max_ranks: int = 4096,
+def ranks_needed(dataset: Any, engine: str, backend: str, device_memory_bytes: int,
                  device: str | None = None) -> int | None:
-    """Fewest ranks (one device each) at which each rank's frames are resident, with the block the
-    engine would choose on that memory."""
+    """The fewest ranks (one device each) at which each rank's frames are resident, with the block the engine
+    would choose on that memory: the exact count (a doubling search, then bisection), never a capped guess. None
+    when even one frame per rank does not fit: the object and probe alone exceed the device (object tiling,
+    docs/design.md, is the next wall)."""
     geometry = Geometry.of(dataset)
-    for ranks in _powers_and_steps(max_ranks):
-        prediction = predict_memory(geometry, engine, backend, None, ranks, device, residency="resident",
-                                    available_bytes=device_memory_bytes)
-        if prediction.total_bytes <= device_memory_bytes:
-            return ranks
-    return None
 
+    def fits(ranks: int) -> bool:
+        return predict_memory(geometry, engine, backend, None, ranks, device, residency="resident",
+                              available_bytes=device_memory_bytes).total_bytes <= device_memory_bytes
 
-def _powers_and_steps(limit: int) -> list[int]:
-    """1, 2, 3, ..., 16, then powers of two: the counts a batch system offers."""
-    counts = list(range(1, 17))
-    value = 32
-    while value <= limit:
-        counts.append(value)
-        value *= 2
-    return counts
+    if fits(1):
+        return 1
+    high = 2
+    while not fits(high):
+        if high >= geometry.n_frames:
+            return None
+        high = min(2 * high, geometry.n_frames)
+    low = high // 2  # does not fit
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return high
 
 
 def parse_bytes(text: str | int | float) -> int:

@@ -67,9 +67,14 @@ class Workload:
         below = [size for size in sizes if size <= detector_size]
         return sizes[max(below)] if below else None
 
+    @property
+    def target(self) -> str:
+        return str(self.table.get("target", "seed-2552x768"))
+
     def measurements(self, profile: str, backends: list[str] | None = None, threads: int | None = None,
                      repeats: int | None = None, timeout_s: float = 1800.0) -> list[Measurement]:
-        """Every run of the profile: repeats outermost, so a machine's drift spreads over every point."""
+        """Every run of the profile: repeats outermost, so a machine's drift spreads over every point; the
+        target-size runs (``target_frames``) come with the ladder in every repeat."""
         from ptybench.datasets import get_spec
 
         chosen = self.profile(profile)
@@ -90,6 +95,24 @@ class Workload:
                             iterations=int(counts["iterations"]), warmup=int(counts["warmup"]), threads=threads,
                             target_error=self.epsilon, timeout_s=timeout_s, repeat=repeat,
                             validation_threshold=self.threshold(engine, size)))
+            points += self._target_runs(chosen, backends, threads, repeat, timeout_s)
+        return points
+
+    def _target_runs(self, chosen: dict[str, Any], backends: list[str], threads: int | None, repeat: int,
+                     timeout_s: float) -> list[Measurement]:
+        """Timing runs at the target's frame size on subsets of its frames (no validation: the ladder validates)."""
+        counts = self.table.get("target_runs", {"warmup": 1, "iterations": 4})
+        points = []
+        for frames in chosen.get("target_frames", []):
+            for engine in chosen["engines"]:
+                for backend_text in backends:
+                    backend, device = parse_target(backend_text)
+                    points.append(Measurement(
+                        dataset=self.target, dataset_changes={"n_frames": int(frames)}, engine=engine,
+                        backend=backend, device=device, iterations=int(counts["iterations"]),
+                        warmup=int(counts["warmup"]), threads=threads, target_error=None, noise_margin=None,
+                        fft_floor=False, timeout_s=timeout_s, repeat=repeat,
+                        parameters={"evaluate_every": 0}))
         return points
 
     def _check(self) -> None:
@@ -118,3 +141,8 @@ class Workload:
                     raise InputError(f"workload {self.path}: profiles.{name}: {error}") from None
             for backend in profile.get("backends", []):
                 parse_target(backend)
+            frames = profile.get("target_frames", [])
+            if not isinstance(frames, list) or any(isinstance(n, bool) or not isinstance(n, int) or n < 1
+                                                   for n in frames):
+                raise InputError(f"workload {self.path}: profiles.{name}.target_frames: expected a list of whole "
+                                 f"numbers >= 1, got {frames!r}")

@@ -19,6 +19,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def comma_list(text: str) -> list[str]:
     """``a,b , c`` -> ["a", "b", "c"]; an empty list is an error."""
     items = [item.strip() for item in text.split(",") if item.strip()]

@@ -9,6 +9,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from ptybench.commands.argtypes import positive_float, positive_int
 from ptybench.engines.errors import InputError
 from ptybench.gate import DEFAULT_ERROR_TOLERANCE, DEFAULT_MEMORY_FACTOR
 from ptybench.timing_stats import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT
@@ -30,17 +31,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "Exit status 1 when anything is slower, bigger, less accurate or failing; 0 otherwise.")
     parser.add_argument("base", help="BASE: a results file (JSON lines) or a git revision")
     parser.add_argument("head", help="HEAD: a results file or a git revision")
-    parser.add_argument("--min-effect", type=float, default=DEFAULT_MIN_EFFECT,
+    parser.add_argument("--min-effect", type=positive_float, default=DEFAULT_MIN_EFFECT,
                         help="smallest time change that counts, as a fraction (default: %(default)s)")
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+    parser.add_argument("--alpha", type=positive_float, default=DEFAULT_ALPHA,
                         help="significance level of the Mann–Whitney U test (default: %(default)s, asv's)")
-    parser.add_argument("--memory-factor", type=float, default=DEFAULT_MEMORY_FACTOR,
+    parser.add_argument("--memory-factor", type=positive_float, default=DEFAULT_MEMORY_FACTOR,
                         help="memory growth that fails the gate (default: %(default)s)")
-    parser.add_argument("--error-tolerance", type=float, default=DEFAULT_ERROR_TOLERANCE,
+    parser.add_argument("--error-tolerance", type=positive_float, default=DEFAULT_ERROR_TOLERANCE,
                         help="relative rise of the error that fails the gate (default: %(default)s)")
     parser.add_argument("--bench", default="Quick",
                         help="git revisions only: asv benchmark selection (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=4,
+    parser.add_argument("--rounds", type=positive_int, default=4,
                         help="git revisions only: asv rounds, interleaved between the commits (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="one JSON object per benchmark instead of the table")
     parser.set_defaults(func=run_compare)
@@ -93,8 +94,6 @@ def run_compare(args: argparse.Namespace) -> int:
         raise InputError(f"compare: BASE and HEAD must both be results files or both git revisions, got "
                          f"{args.base!r} and {args.head!r}")
     else:
-        if args.rounds < 1:
-            raise InputError(f"--rounds: expected a whole number >= 1, got {args.rounds}")
         base, head = _asv_samples(args.base, args.head, args.bench, args.rounds)
     rows = gate.compare(base, head, args.min_effect, args.alpha, args.memory_factor, args.error_tolerance)
     if not rows:

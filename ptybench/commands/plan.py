@@ -8,7 +8,7 @@ from typing import Any
 
 from ptybench.commands.argtypes import comma_list, positive_int
 from ptybench.engines.backends import parse_target
-from ptybench.engines.registry import engine_names
+from ptybench.engines.registry import engine_names, engine_spec
 from ptybench.memory_model import (
     Geometry,
     largest_block_that_fits,
@@ -87,10 +87,19 @@ def plan(args: argparse.Namespace) -> int:
          "devices"],
         [[row["engine"], row["backend"], row["residency"], row["frames_per_block"], _gb(row["device_bytes"]),
           _gb(row["pinned_host_bytes"] or None), "yes" if row["fits"] else "no", _gb(row["resident_bytes"]),
-          row["largest_streamed_block"] or "none", row["devices_needed"] or ">4096"] for row in rows],
+          row["largest_streamed_block"] or "none", row["devices_needed"] or "none"] for row in rows],
         right=range(3, 10)))
+    object_bytes = 8 * geometry.object_modes * geometry.object_shape[0] * geometry.object_shape[1]
+    copies = {engine: 1 + engine_spec(engine).memory.object_buffers for engine in engines}
+    too_big = [engine for engine, count in copies.items() if count * object_bytes > capacity]
+    print(f"\nobject: {geometry.object_shape[0]}×{geometry.object_shape[1]} complex64 × {geometry.object_modes} "
+          f"mode(s) = {object_bytes / 1e9:.2f} GB per copy; every rank holds the whole object and its update "
+          f"buffers (" + ", ".join(f"{e} {c:g}×" for e, c in copies.items()) + ")"
+          + (f"; more than the device for {', '.join(too_big)}: no number of ranks helps, the object must be "
+             "tiled (docs/design.md, \"Objects larger than a device\")" if too_big else ""))
     print("\nresidency and block: what the engines choose on this memory (frames_per_block='auto'); device GB: "
           "their predicted footprint; resident GB: with every per-frame array on the device; max streamed B: the "
-          "largest block that fits when streaming; devices: the fewest with everything resident. Predictions, "
+          "largest block that fits when streaming; devices: the fewest with everything resident (exact; none: the "
+          "object alone does not fit). Predictions, "
           "not measurements (GB = 10⁹ bytes).")
     return 0

@@ -1,0 +1,120 @@
+"""How often does `ptybench compare` cry wolf, and how often does it catch a real slowdown, on this machine?
+
+    python -m ptybench.studies.gate_calibration --comparisons 20 --out reports/gate
+
+Each comparison is what a CI job does: PROCESSES fresh processes of BASE and of HEAD, interleaved, then
+``ptybench.gate``'s verdict. BASE is a built-in engine; HEAD is the same engine again (identical code: any
+"slower" or "faster" is a false alarm) or a plug-in that does 5, 10 or 25 % more work per iteration
+(``ptybench.studies.slower_engines``: detection). The variants of one comparison run round-robin, so a slow spell
+of the machine falls on all of them. Records go to one results file per variant in OUT (resumable: run again to
+continue), the table to OUT/calibration.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from ptybench import gate
+from ptybench.measurement import Measurement
+from ptybench.results import read_records
+from ptybench.studies.slower_engines import SLOWDOWNS, slower_name
+from ptybench.sweep import run_points
+from ptybench.text_table import text_table
+
+PLUGIN = "ptybench.studies.slower_engines"
+
+
+def variants(engine: str) -> dict[str, str]:
+    """Variant label -> engine name; "base" and "identical" are the same engine."""
+    return {"base": engine, "identical": engine,
+            **{f"slower {percent} %": slower_name(engine, percent) for percent in SLOWDOWNS}}
+
+
+def _file(out: Path, label: str) -> Path:
+    return out / f"{label.replace(' %', '').replace(' ', '-')}.jsonl"
+
+
+def measure(out: Path, engine: str, dataset: str, comparisons: int, processes: int, iterations: int) -> float:
+    """Run every process of every comparison (round-robin over the variants); returns the wall seconds."""
+    os.environ["PTYBENCH_ENGINE_MODULES"] = ",".join(
+        filter(None, [os.environ.get("PTYBENCH_ENGINE_MODULES"), PLUGIN]))
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for comparison in range(comparisons):
+        for process in range(processes):
+            for label, name in variants(engine).items():
+                point = Measurement(dataset=dataset, engine=name, iterations=iterations, warmup=2, threads=1,
+                                    repeat=comparison * processes + process, fft_floor=False, timeout_s=300)
+                run_points([point], _file(out, label), progress=False)
+        print(f"comparison {comparison + 1}/{comparisons} measured", flush=True)
+    return time.perf_counter() - start
+
+
+def analyse(out: Path, engine: str, comparisons: int, processes: int) -> tuple[str, list[dict]]:
+    by_label = {label: {r["repeat"]: r for r in read_records(_file(out, label))} for label in variants(engine)}
+    rows, details = [], []
+    for label in list(variants(engine))[1:]:
+        verdicts, ratios = [], []
+        for comparison in range(comparisons):
+            repeats = range(comparison * processes, (comparison + 1) * processes)
+            base = [by_label["base"][r] for r in repeats if r in by_label["base"]]
+            head = [dict(by_label[label][r], engine=engine) for r in repeats if r in by_label[label]]
+            if len(base) < processes or len(head) < processes:
+                continue
+            (row,) = gate.compare(gate.samples_from_records(base), gate.samples_from_records(head))
+            verdicts.append(row.time.verdict)
+            ratios.append(row.time.ratio)
+            details.append({"variant": label, "comparison": comparison, "verdict": row.time.verdict,
+                            "ratio": row.time.ratio, "low": row.time.low, "high": row.time.high,
+                            "p": row.time.p_value})
+        if not verdicts:
+            continue
+        counts = {verdict: verdicts.count(verdict) for verdict in ("slower", "faster", "same", "uncertain")}
+        flagged = counts["slower"] + counts["faster"] if label == "identical" else counts["slower"]
+        rows.append([label, len(verdicts), f"{flagged}/{len(verdicts)}", counts["slower"], counts["faster"],
+                     counts["same"], counts["uncertain"], f"{statistics.median(ratios):.3f}",
+                     f"{min(ratios):.3f}–{max(ratios):.3f}"])
+    table = text_table(["HEAD", "comparisons", "false alarms / detected", "slower", "faster", "same", "uncertain",
+                        "median ratio", "ratio range"], rows, right=range(1, 9))
+    return table, details
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ptybench.studies.gate_calibration",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--engine", default="DM")
+    parser.add_argument("--dataset", default="farfield-64-256")
+    parser.add_argument("--comparisons", type=int, default=20)
+    parser.add_argument("--processes", type=int, default=5, help="fresh processes per side of one comparison")
+    parser.add_argument("--iterations", type=int, default=20, help="timed iterations per process")
+    parser.add_argument("--out", type=Path, default=Path("reports/gate"))
+    parser.add_argument("--analyse-only", action="store_true")
+    args = parser.parse_args(argv)
+    wall = None
+    if not args.analyse_only:
+        wall = measure(args.out, args.engine, args.dataset, args.comparisons, args.processes, args.iterations)
+    table, details = analyse(args.out, args.engine, args.comparisons, args.processes)
+    base = read_records(_file(args.out, "base"))
+    process_wall = statistics.median(r["wall_seconds"] for r in base if r.get("wall_seconds"))
+    header = (f"# Gate calibration: {args.engine} on {args.dataset}, {args.processes} fresh processes a side, "
+              f"{args.iterations} iterations each, 1 thread\n\n"
+              f"One comparison's measuring costs 2 × {args.processes} processes of {process_wall:.1f} s (median "
+              f"wall each): {2 * args.processes * process_wall:.0f} s."
+              + (f" This study measured {len(variants(args.engine))} variants round-robin in {wall / 60:.1f} min."
+                 if wall else "") + "\n")
+    text = header + "\n```\n" + table + "\n```\n"
+    (args.out / "calibration.md").write_text(text)
+    import json
+
+    (args.out / "comparisons.json").write_text(json.dumps(details, indent=1))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

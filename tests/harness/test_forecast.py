@@ -1,0 +1,84 @@
+"""ptybench/forecast.py: forecasts from runs at the target's own frame size (only N extrapolated), the ladder's power
+law as the fallback and cross-check, and what each row says was measured and extrapolated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from synthetic_records import TARGET, ladder, synthetic_record
+
+from ptybench.forecast import fit_frame_cost, forecast, format_forecast
+
+PER_FRAME, PER_PIXEL = 0.08, 2e-8  # seconds per frame and per object pixel, per iteration
+
+
+def _object_side(frames: int) -> int:
+    return int(768 + 80 * np.sqrt(frames))  # the scan grows with √N around one frame
+
+
+def target_size_records(frames=(16, 48), repeats=3, noise=0.03, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    records = []
+    for repeat in range(repeats):
+        for n in frames:
+            record = synthetic_record(768, n, repeat=repeat)
+            side = _object_side(n)
+            record["dataset"] = "seed-2552x768"
+            record["dataset_changes"] = {"n_frames": n}
+            record["dataset_info"].update(object_height=side, object_width=side)
+            record["seconds_per_iteration"] = scale * (PER_FRAME * n + PER_PIXEL * side * side) * (
+                1 + noise * rng.standard_normal())
+            record["validation"], record["fom"] = {"result": "none", "threshold": None}, None
+            records.append(record)
+    return records
+
+
+def _truth(n: int) -> float:
+    side = _object_side(n)
+    return PER_FRAME * n + PER_PIXEL * side * side
+
+
+def test_the_frame_cost_fit_recovers_the_per_frame_and_per_pixel_costs():
+    points = [{"frames": float(n), "object_pixels": float(_object_side(n) ** 2), "seconds": _truth(n)}
+              for n in (8, 16, 48)]
+    cost = fit_frame_cost(points)
+    assert cost.per_frame == pytest.approx(PER_FRAME, rel=1e-3)
+    assert cost.per_object_pixel == pytest.approx(PER_PIXEL, rel=1e-2)
+
+
+def test_the_target_forecast_extrapolates_only_n_and_its_interval_holds_the_truth():
+    side = _object_side(TARGET.n_frames)
+    target = TARGET.__class__(TARGET.n_frames, (768, 768), (side, side))
+    records = target_size_records() + ladder()
+    (row,) = forecast(records, target, 498, [1e4])
+    truth = _truth(TARGET.n_frames) / TARGET.n_frames
+    assert row["method"] == "target frame size"
+    assert row["seconds_per_frame_iteration"] == pytest.approx(truth, rel=0.10)
+    low, high = row["interval"]
+    assert low * row["seconds_per_frame_iteration"] <= truth <= high * row["seconds_per_frame_iteration"]
+    assert "768² at N = 16 (3 runs), 48 (3 runs)" in row["measured"]
+    assert "N 48 → 2552" in row["extrapolated"]
+    assert row["ladder_over_target"] is not None and row["iterations"] == 8  # iterations from the ladder
+    text = format_forecast([row])
+    assert "target size" in text and "cross-check: the ladder's power law" in text
+
+
+def test_two_independent_sets_of_runs_forecast_within_their_noise_of_each_other():
+    side = _object_side(TARGET.n_frames)
+    target = TARGET.__class__(TARGET.n_frames, (768, 768), (side, side))
+    first, second = (forecast(target_size_records(seed=seed), target, 498, [1e4])[0] for seed in (1, 2))
+    assert first["seconds_per_iteration"] == pytest.approx(second["seconds_per_iteration"], rel=0.15)
+
+
+def test_without_target_size_runs_the_ladder_is_used_and_says_so():
+    (row,) = forecast(ladder(), TARGET, 498, [1e4])
+    assert row["method"] == "ladder" and "detector side 256 → 768" in row["extrapolated"]
+    assert row["interval"] is not None and row["hold_out"] is not None
+
+
+def test_target_size_runs_alone_forecast_time_per_iteration_without_iterations():
+    side = _object_side(TARGET.n_frames)
+    target = TARGET.__class__(TARGET.n_frames, (768, 768), (side, side))
+    (row,) = forecast(target_size_records(), target, 498, [1e4])
+    assert row["iterations"] is None and row["seconds_per_projection"] is None
+    assert "?" in format_forecast([row])
