@@ -12,21 +12,9 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ptybench._version import __version__
-from ptybench.commands import backends as backends_command
-from ptybench.commands import compare as compare_command
-from ptybench.commands import datasets as datasets_command
-from ptybench.commands import demo as demo_command
-from ptybench.commands import engines as engines_command
-from ptybench.commands import forecast as forecast_command
-from ptybench.commands import history as history_command
-from ptybench.commands import plan as plan_command
-from ptybench.commands import procure as procure_command
-from ptybench.commands import report as report_command
-from ptybench.commands import run as run_command
-from ptybench.commands import scale as scale_command
-from ptybench.commands import sweep as sweep_command
 from ptybench.engines.backends.base import BackendUnavailable
 from ptybench.engines.errors import InputError
 from ptybench.launchers import MPIUnavailable
@@ -52,9 +40,25 @@ examples:
 
 Data is cached in $PTYBENCH_CACHE (default: your user cache directory)."""
 
-COMMANDS = (demo_command, run_command, sweep_command, report_command, plan_command, scale_command,
-            procure_command, forecast_command, compare_command, history_command, datasets_command, engines_command,
-            backends_command)
+#: The order commands are listed in; a command module not named here (a new one) follows, by name. Adding a
+#: command is one module in ptybench/commands/ with ``add_parser(subparsers)``, plus its test.
+LISTING_ORDER = ("demo", "run", "sweep", "report", "plan", "scale", "procure", "forecast", "compare", "history",
+                 "datasets", "engines", "backends")
+
+
+def command_modules() -> list[Any]:
+    """Every module of ptybench.commands that registers a sub-command."""
+    import importlib
+    import pkgutil
+
+    import ptybench.commands
+
+    names = [info.name for info in pkgutil.iter_modules(ptybench.commands.__path__)]
+    modules = [importlib.import_module(f"ptybench.commands.{name}") for name in names]
+    commands = [module for module in modules if hasattr(module, "add_parser")]
+    return sorted(commands, key=lambda m: (LISTING_ORDER.index(m.__name__.rpartition(".")[2])
+                                           if m.__name__.rpartition(".")[2] in LISTING_ORDER else len(LISTING_ORDER),
+                                           m.__name__))
 
 
 class CommandLineParser(argparse.ArgumentParser):
@@ -72,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of every error, a user's mistake too (by default one line, exit 2)")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for command in COMMANDS:
+    for command in command_modules():
         command.add_parser(subparsers)
     return parser
 

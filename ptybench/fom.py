@@ -22,8 +22,9 @@ from ptybench.engines.registry import engine_names, is_builtin_engine
 
 #: Environment variables that pick an implementation; a non-default value makes a run "optimized".
 IMPLEMENTATION_VARIABLES = {"PTYBENCH_KERNELS": "fused", "PTYBENCH_FFT": "auto"}
-#: Engine parameters a baseline run may set: they describe the data, not a tuning of the algorithm.
-DATA_PARAMETERS = ("photons_per_unit",)
+#: Parameters a baseline run may set: they describe the data (photons_per_unit) or what is measured around the
+#: algorithm (evaluate_every: how often the returned model is scored, timed apart), not a tuning of the algorithm.
+DATA_PARAMETERS = ("photons_per_unit", "evaluate_every")
 BUILT_IN_BACKENDS = ("numpy", "torch", "cupy")
 
 

@@ -128,11 +128,13 @@ def compare(base: Mapping[str, Samples], head: Mapping[str, Samples], min_effect
                 f"left out as disturbed: {old.disturbed} BASE, {new.disturbed} HEAD process(es)")
         if len(old.seconds) >= MIN_PROCESSES and len(new.seconds) >= MIN_PROCESSES:
             row.time = compare_samples(old.seconds, new.seconds, min_effect, alpha)
-            row.verdicts.append(row.time.verdict)
+            kept = (len(old.seconds) - row.time.base_slow_processes, len(new.seconds) - row.time.head_slow_processes)
             if row.time.base_slow_processes or row.time.head_slow_processes:
                 row.note = (row.note + "; " if row.note else "") + (
                     f"slow processes left out: {row.time.base_slow_processes} of {len(old.seconds)} BASE, "
                     f"{row.time.head_slow_processes} of {len(new.seconds)} HEAD")
+            # One process cannot show how much a process varies: its interval would be its iterations' alone.
+            row.verdicts.append(row.time.verdict if min(kept) >= MIN_PROCESSES else "uncertain")
         elif old.seconds and new.seconds:
             row.verdicts.append("uncertain")
             row.note = (row.note + "; " if row.note else "") + (

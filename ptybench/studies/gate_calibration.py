@@ -25,6 +25,7 @@ from ptybench.results import read_records
 from ptybench.studies.slower_engines import SLOWDOWNS, slower_name
 from ptybench.sweep import run_points
 from ptybench.text_table import text_table
+from ptybench.timing_stats import VERDICTS
 
 PLUGIN = "ptybench.studies.slower_engines"
 
@@ -67,9 +68,10 @@ def analyse(out: Path, engine: str, comparisons: int, processes: int) -> tuple[s
             if len(base) < processes or len(head) < processes:
                 continue
             (row,) = gate.compare(gate.samples_from_records(base), gate.samples_from_records(head))
-            verdicts.append(row.time.verdict)
+            verdict = next(v for v in row.verdicts if v in VERDICTS)  # the gate's time verdict, as CI sees it
+            verdicts.append(verdict)
             ratios.append(row.time.ratio)
-            details.append({"variant": label, "comparison": comparison, "verdict": row.time.verdict,
+            details.append({"variant": label, "comparison": comparison, "verdict": verdict,
                             "ratio": row.time.ratio, "low": row.time.low, "high": row.time.high,
                             "p": row.time.p_value})
         if not verdicts:

@@ -336,3 +336,17 @@ def test_files_that_are_not_results_are_named_with_the_line(tmp_path, capsys, co
     err = capsys.readouterr().err
     assert "Traceback" not in err and str(path) in err
     assert re.search(message, err), err
+
+
+def test_a_new_command_is_one_module_in_ptybench_commands(tmp_path, monkeypatch, capsys):
+    """No list to edit: a module with add_parser() beside the others is a sub-command, listed after them."""
+    import ptybench.commands
+
+    (tmp_path / "hello.py").write_text(
+        "def add_parser(subparsers):\n"
+        "    parser = subparsers.add_parser('hello', help='say hello')\n"
+        "    parser.set_defaults(func=lambda args: print('hello from a plug-in command') or 0)\n")
+    monkeypatch.setattr(ptybench.commands, "__path__", [*ptybench.commands.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "ptybench.commands.hello", raising=False)
+    assert main(["hello"]) == 0
+    assert "hello from a plug-in command" in capsys.readouterr().out
