@@ -57,4 +57,9 @@ def faulty_engine():
     sys.path.insert(0, str(Path(__file__).parent))
     import faulty_engine
 
-    return faulty_engine.environment
+    from ptybench.engines.registry import unregister
+
+    yield faulty_engine.environment
+    unregister("Faulty")  # registered in this process by the import: later tests see only the built-in engines
+    sys.modules.pop("faulty_engine", None)
+    sys.path.remove(str(Path(__file__).parent))
