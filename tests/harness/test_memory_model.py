@@ -97,3 +97,20 @@ def test_parse_bytes(text, expected):
 def test_model_input_errors_name_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_devices_needed_is_exact_and_none_only_when_the_object_alone_does_not_fit(capsys):
+    """No capped guess (it used to print '>4096'): the exact count, or none with the reason."""
+    from ptybench.cli import main
+
+    big = Geometry(n_frames=16384, frame_shape=(2048, 2048), object_shape=(30018, 29992))
+    capacity = parse_bytes("24GB")
+    ranks = ranks_needed(big, "ePIE", "numpy", capacity)
+    fits = [predict_memory(big, "ePIE", "numpy", None, k, residency="resident", available_bytes=capacity).total_bytes
+            <= capacity for k in (ranks - 1, ranks)]
+    assert fits == [False, True] and ranks > 64  # between the old batch-system steps
+    assert ranks_needed(big, "DM", "numpy", capacity) is None  # 3.5 object copies of 7.2 GB exceed 24 GB
+    assert main(["plan", "--dataset", "farfield-2048-16384", "--backends", "numpy", "--device-memory", "24GB",
+                 "--engines", "DM,ePIE"]) == 0
+    text = capsys.readouterr().out
+    assert ">4096" not in text and "the object must be tiled" in text and "7.20 GB per copy" in text
