@@ -90,6 +90,10 @@ def samples_from_records(records: Iterable[Record | Mapping[str, Any]]) -> dict[
             samples.failures.append(f"{record.status}: {first_line}")
             continue
         seconds = record.iteration_seconds or ([record.seconds_per_iteration] if record.seconds_per_iteration else [])
+        bad = [value for value in seconds if not isinstance(value, int | float) or not 0 < value < float("inf")]
+        if bad:
+            raise InputError(f"results: {benchmark_label(record)} repeat {record.repeat}: iteration_seconds holds "
+                             f"{bad[0]!r}, expected positive seconds")
         if seconds and record.noisy:
             samples.disturbed += 1
         elif seconds:

@@ -75,8 +75,9 @@ def _asv_samples(base: str, head: str, bench: str, rounds: int) -> tuple[dict, d
     # asv's own verdict is not used (its factor is set out of the way); ptybench's statistics read its samples.
     subprocess.run([asv, "continuous", "--record-samples", "--interleave-rounds", "-a", f"rounds={rounds}",
                     "--factor", "1000", "--no-only-changed", "--bench", bench, base_hash, head_hash], check=False)
-    config = json.loads("\n".join(line for line in Path("asv.conf.json").read_text().splitlines()
-                                  if not line.lstrip().startswith("//")))
+    from asv.util import load_json
+
+    config = load_json("asv.conf.json", js_comments=True)  # asv's own reader of its commented JSON
     machine = platform.node()
     results_dir = config.get("results_dir", ".asv/results")
     return (samples_from_asv(results_dir, machine, base_hash), samples_from_asv(results_dir, machine, head_hash))

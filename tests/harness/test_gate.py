@@ -137,3 +137,15 @@ def test_asv_results_with_recorded_samples_are_read_as_samples(tmp_path):
     dm, ml = found["QuickEngineIteration(DM, numpy)"], found["QuickEngineIteration(ML, numpy)"]
     assert dm.seconds == [pytest.approx(samples[0])] and dm.memory == [1e8]
     assert ml.seconds == [pytest.approx(samples[1])] and ml.failures
+
+
+def test_a_results_file_with_a_broken_timing_is_one_line_naming_the_benchmark(tmp_path, capsys):
+    rng = np.random.default_rng(8)
+    base = _write(tmp_path / "base.jsonl", _records(rng))
+    broken = _records(rng)
+    broken[1]["iteration_seconds"][3] = None  # a null where a number belongs (NaN is stored as null)
+    head = _write(tmp_path / "head.jsonl", broken)
+    assert main(["compare", base, head]) == 2
+    err = capsys.readouterr().err
+    assert "farfield-64-256 DM numpy 2 thr repeat 1: iteration_seconds holds None" in err
+    assert "Traceback" not in err

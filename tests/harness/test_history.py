@@ -54,3 +54,13 @@ def test_history_changes_exits_1_on_a_slowdown_and_writes_the_dated_log(tmp_path
     assert re.search(r"▲ 1\.[34]\d×", text)
     assert main(["history", str(path)]) == 0
     assert "farfield-64-256 DM numpy" in capsys.readouterr().out
+
+
+def test_bad_history_options_and_an_empty_log_are_one_line(tmp_path, capsys):
+    path = _nightly(tmp_path, [1.0] * 3)
+    assert main(["history", str(path), "--penalty", "nan"]) == 2
+    assert "--penalty" in capsys.readouterr().err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["history", str(empty), "--markdown", str(tmp_path / "log.md")]) == 2
+    assert "no records" in capsys.readouterr().err and not (tmp_path / "log.md").exists()

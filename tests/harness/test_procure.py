@@ -278,3 +278,14 @@ def test_a_bundle_that_cannot_be_verified_is_refused(tmp_path, manifest, message
     (tmp_path / "manifest.json").write_text(manifest)
     with pytest.raises(ValueError, match=message):
         verify_bundle(tmp_path)
+
+
+@pytest.mark.parametrize("frames", ["[0]", "[16.5]", "\"16\"", "[true]"])
+def test_bad_target_frames_in_a_workload_are_refused_naming_the_key(tmp_path, frames):
+    from ptybench.workload import DEFAULT_WORKLOAD
+
+    text = DEFAULT_WORKLOAD.read_text().replace("target_frames = [16, 48]", f"target_frames = {frames}")
+    path = tmp_path / "w.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"profiles\.quick\.target_frames: expected a list of whole numbers"):
+        Workload.load(path)

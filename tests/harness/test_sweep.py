@@ -246,3 +246,18 @@ def test_the_sweep_reads_each_stored_byte_about_once_however_long_it_runs(tmp_pa
     size = (tmp_path / "r.jsonl").stat().st_size
     assert sum(read) <= size  # every byte read once (quadratic re-reading would be ~300x the size)
     assert pending(points, tmp_path / "r.jsonl") == []
+
+
+@pytest.mark.parametrize("repeats", [0, -1, True, 1.5])
+def test_repeats_must_be_a_whole_number_of_processes(repeats):
+    from ptybench.sweep import SweepConfig
+
+    with pytest.raises(ValueError, match="repeats: expected a whole number >= 1"):
+        SweepConfig(datasets=["farfield-64-256"], engines=["DM"], repeats=repeats)
+
+
+def test_repeats_are_outermost_so_points_interleave():
+    from ptybench.sweep import SweepConfig
+
+    points = SweepConfig(datasets=["farfield-64-256"], engines=["DM", "ML"], repeats=2).measurements()
+    assert [(p.repeat, p.engine) for p in points] == [(0, "DM"), (0, "ML"), (1, "DM"), (1, "ML")]
