@@ -116,7 +116,7 @@ class LoadWatch:
                 "after": {"load_average": list(os.getloadavg())}}
 
 
-def noisy_reasons(load: dict[str, Any] | None, record: dict[str, Any] | None = None) -> list[str]:
+def noisy_reasons(load: dict[str, Any] | None) -> list[str]:
     """What disturbed this run from outside (empty: nothing seen). Its own spread is judged against the machine's
     normal when records are summarised (``MachineJitter``)."""
     reasons = []
@@ -155,7 +155,7 @@ def repeat_spread(seconds: list[float]) -> float | None:
 
 def with_load(record: dict[str, Any], load: dict[str, Any]) -> dict[str, Any]:
     """``record`` with its ``load`` and ``noisy`` fields set."""
-    return {**record, "load": load, "noisy": noisy_reasons(load, record)}
+    return {**record, "load": load, "noisy": noisy_reasons(load)}
 
 
 @dataclass(frozen=True)
