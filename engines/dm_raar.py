@@ -146,6 +146,10 @@ class ProjectionEngine:
             problem.probe = (inertia * problem.probe + numerator) / (inertia + denominator)
         self._illumination = None
 
+    def frames_moved(self) -> None:
+        """Position refinement moved frames: the illumination map is of the old places."""
+        self._illumination = None
+
     def _overlap_projection(self, iteration: int, numerator: Any) -> None:
         """Alternate object and probe updates ``overlap_updates`` times; probe fixed before its start."""
         update_probe = iteration >= self.options.probe_update_start

@@ -186,6 +186,12 @@ class MaximumLikelihoodEngine:
                 self.previous_gradient = (first, mix(second))
         self._forward_waves = None
 
+    def frames_moved(self) -> None:
+        """Position refinement moved frames: the likelihood changed under the search, so conjugate gradients
+        restart, and the kept D(P·O) and object power are of the old places."""
+        self.direction = self.previous_gradient = None
+        self._forward_waves = None
+
     def _preconditioned_descent(self, gradient_object: Any, gradient_probe: Any,
                                 blocks: list[tuple[int, int]] | None) -> tuple[Any, Any]:
         """−M⁻¹g, M = diag(Σ|P|² + δ_O, Σ|O|² + δ_P), δ = ``preconditioner`` × the maximum: the gradient times a

@@ -93,6 +93,13 @@ class RunOptions:
         "after the last; 0 = after the last only. The evaluation is one forward propagation of every frame "
         "(and, when the frames are streamed to a device, one more pass of them over the link), timed apart "
         "from the iteration", _integer(0), "an integer >= 0")
+    position_refinement_start: int | None = option(
+        None, "refine every frame's position from this (global) iteration on, after each iteration's update "
+        "(engines/positions.py); None: the positions as given. Measured scans' positions are often off by a "
+        "pixel or more", _optional(_integer(0)), "an integer >= 0 or None")
+    position_refinement_every: int = option(
+        1, "refine positions every this many iterations (each refinement costs about one evaluation: a forward "
+        "and a backward propagation of every frame)", _integer(1), "an integer >= 1")
     stage_timings: bool | str = option(
         "auto", "time stages (a device sync per stage on GPUs); 'auto': on, except on a GPU for the engines "
         "that work one frame or one small batch at a time (ePIE, rPIE and their batched forms), where five "

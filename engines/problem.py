@@ -118,10 +118,11 @@ class Problem:
         self.n_frames_total = n_frames_total or shape.n_frames
         self.propagator = make_propagator(self.backend, run.propagation, self.frame_shape, run.fresnel_number)
 
-        corners = frame_corners(scan_positions)
-        self.corners = corners
-        self.rows = self.backend.index_array(corners[:, 0])
-        self.cols = self.backend.index_array(corners[:, 1])
+        #: Sub-pixel positions (top-left corners, object pixels) and the whole-pixel corners frames sit at.
+        self.positions = np.asarray(scan_positions, dtype=np.float64).copy()
+        self.corners = frame_corners(self.positions)
+        self.rows = self.backend.index_array(self.corners[:, 0])
+        self.cols = self.backend.index_array(self.corners[:, 1])
 
         internal_mask = self.propagator.to_internal(np.asarray(mask, dtype=bool))
         self.mask = self.backend.asarray(internal_mask)
@@ -286,6 +287,22 @@ class Problem:
         """A per-frame array, resident or streamed in this problem's blocks."""
         return FrameStore(self.backend, host_array, shape, dtype, resident=not self.streaming,
                           blocks=list(self.blocks()))
+
+    def move_frames(self, positions: np.ndarray) -> bool:
+        """Place this rank's frames at ``positions`` (sub-pixel, kept); True when a frame changed pixel."""
+        self.positions = np.asarray(positions, dtype=np.float64)
+        corners = frame_corners(self.positions)
+        moved = bool(np.any(corners != self.corners))
+        if moved:
+            self.corners = corners
+            self.rows = self.backend.index_array(corners[:, 0])
+            self.cols = self.backend.index_array(corners[:, 1])
+        return moved
+
+    @property
+    def position_limits(self) -> np.ndarray:
+        """The largest top-left corner (row, col) that keeps a frame inside the object."""
+        return np.array(self.shape.object_shape) - np.array(self.frame_shape)
 
     def blocks(self) -> Iterator[tuple[int, int]]:
         for start in range(0, self.n_frames, self.frames_per_block):

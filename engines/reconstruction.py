@@ -18,6 +18,7 @@ from .errors import InputError
 from .metrics import ObjectErrorMetric, illuminated_region
 from .modes import mix_modes, orthogonalising_matrix
 from .options import Plan, parse_parameters
+from .positions import refine
 from .problem import Problem
 from .registry import engine_class
 from .validation import validate_inputs
@@ -52,9 +53,13 @@ class IterationRecord:
 
 @dataclass
 class ReconstructionResult:
+    """``positions``: this rank's frame positions at the end (refined when ``position_refinement_start`` is
+    set, else as given)."""
+
     object: np.ndarray
     probe: np.ndarray
     history: list[IterationRecord] = field(default_factory=list)
+    positions: np.ndarray | None = None
 
     @property
     def final(self) -> IterationRecord | None:
@@ -122,7 +127,7 @@ class Reconstruction:
         with self.problem.backend.thread_limit(self.plan.run.threads):
             while self.step() is not None:
                 pass
-        return ReconstructionResult(self.object, self.probe, list(self.history))
+        return ReconstructionResult(self.object, self.probe, list(self.history), self.positions)
 
     def step(self) -> IterationRecord | None:
         """One iteration of the current stage (starting the next stage when one is done); None when
@@ -156,6 +161,21 @@ class Reconstruction:
         if hasattr(engine, "mix_probe_modes"):
             engine.mix_probe_modes(mix)
 
+    def _refine_positions_after(self, iteration: int) -> bool:
+        start, every = self.plan.run.position_refinement_start, self.plan.run.position_refinement_every
+        return start is not None and iteration >= start and (iteration - start) % every == 0
+
+    def _refine_positions(self, engine: Any) -> None:
+        """Every frame moved towards where its pattern puts it (engines/positions.py); an engine that keeps
+        state tied to the frames' places (cached illumination, a search direction) is told."""
+        if refine(self.problem) and hasattr(engine, "frames_moved"):
+            engine.frames_moved()
+
+    @property
+    def positions(self) -> np.ndarray:
+        """This rank's frame positions (sub-pixel), float32 like the input."""
+        return self.problem.positions.astype(np.float32)
+
     def _evaluate_after(self, iteration: int) -> bool:
         """Every ``evaluate_every`` iterations (1-based) and always after the last one of the plan."""
         every = self.plan.run.evaluate_every
@@ -171,6 +191,9 @@ class Reconstruction:
         errors = engine.iterate(iteration)
         if self.plan.run.orthogonal_modes:
             self._orthogonalise_modes(engine)
+        if self._refine_positions_after(iteration):
+            with problem.timer("position_refinement"):
+                self._refine_positions(engine)
         with problem.timer("communication"):
             squared, absolute = problem.comm.allreduce_scalars([errors.squared, errors.absolute])
         problem.backend.sync()

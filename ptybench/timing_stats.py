@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from ptybench.engines.errors import InputError
 
@@ -107,6 +106,8 @@ def compare_samples(base: Sequence[Sequence[float]], head: Sequence[Sequence[flo
     base_groups, head_groups = fastest_processes(base_all), fastest_processes(head_all)
     a, b = np.concatenate(base_groups), np.concatenate(head_groups)
     ratio = float(np.median(b) / np.median(a))
+    from scipy import stats  # here, not at import: scipy.stats costs every command's start-up 0.4 s
+
     p_value = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue) if len(a) > 1 and len(b) > 1 else 1.0
     low, high = ratio_interval(base_groups, head_groups, seed=seed)
     band_low, band_high = 1.0 / (1.0 + min_effect), 1.0 + min_effect
