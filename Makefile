@@ -37,8 +37,12 @@ install-gpu: $(VENV)/.installed  ## on a CUDA machine: CuPy with its toolkit and
 demo: install  ## reconstruct the embedded default dataset: table + plot in reports/demo
 	$(BIN)/ptybench demo
 
-test: install-dev  ## run the test suite
-	$(BIN)/python -m pytest -q
+# The suite in two passes: every test but the few that measure the machine itself, on TEST_WORKERS processes
+# (pytest-xdist; each pinned to one core by tests/conftest.py), then those few alone.
+TEST_WORKERS ?= auto
+test: install-dev  ## run the test suite (parallel pass, then the machine-measuring tests alone)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not exclusive"
+	$(BIN)/python -m pytest -q -m exclusive
 
 test-fast: install-dev  ## the suite without slow tests
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -34,6 +34,28 @@ class DatasetGeometry:
     object_pixel_m: float
 
 
+class FrameSource:
+    """Frames start..stop of a dataset as an array-like that reads on slicing: ``shape``, ``dtype`` and
+    ``source[a:b]`` (a block of frames, made or read then). The engines read their input block by block, so
+    a run given a FrameSource never holds the stored frames beside its own float32 copy: the 6 GB seed
+    workload then needs 6 GB of frames, not 12."""
+
+    def __init__(self, dataset: Dataset, start: int, stop: int) -> None:
+        self.dataset, self.start, self.stop = dataset, start, stop
+        self.shape = (stop - start, *(int(v) for v in dataset.frame_shape))
+        self.dtype = dataset.frames(start, min(start + 1, stop)).dtype
+        self.ndim = 3
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError(f"FrameSource: expected a contiguous slice of frames, got {index!r}")
+        first, last, _ = index.indices(self.shape[0])
+        return self.dataset.frames(self.start + first, self.start + max(first, last))
+
+
 @dataclass(frozen=True)
 class GroundTruth:
     object: np.ndarray
@@ -112,12 +134,13 @@ class Dataset(ABC):
         return int(self.spec.object_modes) if self.spec is not None else int(self.initial_object().shape[0])
 
     def arrays(self, probe_modes: int | None = None, object_modes: int | None = None,
-               start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+               start: int = 0, stop: int | None = None, lazy: bool = False) -> dict[str, Any]:
         """The seed API's five arguments for frames start..stop (all by default), from the default
-        initial guesses. Materialises those frames."""
+        initial guesses. Materialises those frames, or with ``lazy`` gives a FrameSource that reads them
+        when the engines do."""
         stop = self.n_frames if stop is None else stop
         return {
-            "diffraction_data": self.frames(start, stop),
+            "diffraction_data": FrameSource(self, start, stop) if lazy else self.frames(start, stop),
             "initial_object": self.initial_object(object_modes),
             "initial_probe": self.initial_probe(probe_modes),
             "scan_positions": self.positions[start:stop],

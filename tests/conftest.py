@@ -7,6 +7,14 @@ import shutil
 
 import pytest
 
+# Under pytest -n (make test) each worker runs on one core of its own, one thread, so workers do not fight
+# over cores and a test's children (measuring processes, MPI ranks) stay on the worker's core. Tests that
+# measure the machine itself are marked `exclusive` and run apart, unpinned.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ...
+if _WORKER:
+    _cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {_cores[int(_WORKER[2:]) % len(_cores)]})
+    os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Without a GPU, numba runs the CuPy backend's CUDA kernels in its simulator, so they are tested here
 # too (tests/engines/test_cuda_kernels.py). Set before anything imports numba.

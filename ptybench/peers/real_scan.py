@@ -33,7 +33,8 @@ from ptybench.engines.validation import frame_corners
 from ptybench.peers.compare import run_peer_script
 
 #: (label, engine, probe modes, extra parameters): each engine at its defaults, and the variants that the
-#: real-scan study found to matter (more probe modes; DM with α = 0.5, which does not wander on P25).
+#: real-scan study found to matter (more probe modes; DM with α = 0.5, which does not wander on P25; refined
+#: positions).
 VARIANTS = (
     ("DM", "DM", 1, {}),
     ("DM α=0.5", "DM", 1, {"alpha": 0.5}),
@@ -43,6 +44,12 @@ VARIANTS = (
     ("rPIE", "rPIE", 1, {}),
     ("ML", "ML", 1, {}),
     ("ML, 3 modes", "ML", 3, {}),
+    # Position refinement from iteration 10 (engines/positions.py): P25's positions are off by about a pixel.
+    ("DM, positions refined", "DM", 1, {"position_refinement_start": 10}),
+    ("RAAR, positions refined", "RAAR", 1, {"position_refinement_start": 10}),
+    ("ePIE, positions refined", "ePIE", 1, {"position_refinement_start": 10}),
+    ("ML, positions refined", "ML", 1, {"position_refinement_start": 10}),
+    ("ML, 3 modes, positions refined", "ML", 3, {"position_refinement_start": 10}),
 )
 CDTOOLS_SCRIPT = Path(__file__).with_name("run_cdtools.py")
 CDTOOLS_ENV = "PTYBENCH_CDTOOLS_PYTHON"

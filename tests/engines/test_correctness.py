@@ -21,6 +21,10 @@ NEARFIELD_BARS = {"DM": 0.10, "ePIE": 0.10}
 LOWCOUNT_FARFIELD_BARS = {"DM": 0.06, "RAAR": 0.075, "ePIE": 0.08, "rPIE": 0.05, "ML": 0.06,
                           "ePIE-batched": 0.045, "rPIE-batched": 0.055}  # measured 0.035, 0.044
 LOWCOUNT_ITERATIONS = 30
+#: The PIE family meets the same bars in fewer iterations (measured 2026-12-07: ePIE 0.045 and ePIE-batched
+#: 0.038 at 15, rPIE 0.043 and rPIE-batched 0.050 at 20), so the suite stops them there: a stricter test, and
+#: the slowest engines per iteration on this set cost half the time.
+LOWCOUNT_ITERATIONS_OF = {"ePIE": 15, "ePIE-batched": 15, "rPIE": 20, "rPIE-batched": 20}
 #: Low-count near field (nearfield-64-64-lowcount: 1e5 photons/frame), 100 iterations.
 LOWCOUNT_NEARFIELD_BARS = {"DM": 0.14, "RAAR": 0.15, "ePIE": 0.09, "rPIE": 0.12, "ML": 0.10}
 #: Data scaled by these factors (probe by the square root) must reconstruct as well as the counts.
@@ -83,7 +87,8 @@ def lowcount_nearfield():
 def test_photon_starved_farfield_engines_reach_their_bar(lowcount_farfield, engine):
     data, arrays = lowcount_farfield
     assert (arrays["diffraction_data"] == 0).mean() > 0.5          # the regime: most pixels see no photon
-    error = reconstruct(data, arrays, {"engine": engine, "iterations": LOWCOUNT_ITERATIONS}).final.object_error
+    iterations = LOWCOUNT_ITERATIONS_OF.get(engine, LOWCOUNT_ITERATIONS)
+    error = reconstruct(data, arrays, {"engine": engine, "iterations": iterations}).final.object_error
     assert error <= LOWCOUNT_FARFIELD_BARS[engine], f"{engine}: object error {error:.4f}"
 
 

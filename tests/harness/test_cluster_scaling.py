@@ -274,6 +274,7 @@ def network_runs(tmp_path_factory):
 @pytest.mark.mpi
 @pytest.mark.slow
 @needs_network
+@pytest.mark.exclusive
 def test_the_measured_bandwidth_matches_the_shaped_link(network_runs):
     benchmark, *_ = network_runs
     assert benchmark["bandwidth_bytes_per_s"] == pytest.approx(SHAPED_BYTES_PER_S, rel=0.25)
@@ -282,6 +283,7 @@ def test_the_measured_bandwidth_matches_the_shaped_link(network_runs):
 @pytest.mark.mpi
 @pytest.mark.slow
 @needs_network
+@pytest.mark.exclusive
 def test_the_model_predicts_communication_over_the_network_and_results_equal_serial(network_runs):
     import numpy as np
 
@@ -299,6 +301,7 @@ def test_the_model_predicts_communication_over_the_network_and_results_equal_ser
 @pytest.mark.mpi
 @pytest.mark.slow
 @needs_network
+@pytest.mark.exclusive
 def test_a_rank_killed_on_the_network_ends_the_job_with_a_record_naming_it(network_runs):
     *_, killed = network_runs
     assert killed["status"] == "error"
