@@ -52,6 +52,8 @@ VARIANTS = (
     ("ML, 3 modes, positions refined", "ML", 3, {"position_refinement_start": 10}),
 )
 CDTOOLS_SCRIPT = Path(__file__).with_name("run_cdtools.py")
+#: Object images per row of the figure.
+IMAGES_PER_ROW = 7
 CDTOOLS_ENV = "PTYBENCH_CDTOOLS_PYTHON"
 
 
@@ -147,10 +149,12 @@ def figures(runs: list[tuple[ScanRun, np.ndarray | None]], dataset: str, out_dir
     axes.legend(fontsize=8, ncol=2)
     curves.supxlabel(f"Data: {credit}", fontsize=5)
     shown = [(run, obj) for run, obj in runs if obj is not None]
-    images = Figure(figsize=(2.4 * len(shown), 2.9), layout="constrained")
+    columns = min(len(shown), IMAGES_PER_ROW)
+    lines = max(1, -(-len(shown) // columns))
+    images = Figure(figsize=(2.4 * columns, 2.9 * lines), layout="constrained")
     rows, cols = scanned_region(dataset)
     for index, (run, obj) in enumerate(shown):
-        ax = images.add_subplot(1, len(shown), index + 1)
+        ax = images.add_subplot(lines, columns, index + 1)
         view = obj[0][rows, cols]  # cdtools' object was cropped to ptybench's grid (_crop_cdtools)
         phase = np.angle(view * np.exp(-1j * np.angle(np.mean(view))))
         ax.imshow(phase, cmap="gray", vmin=np.percentile(phase, 1), vmax=np.percentile(phase, 99))

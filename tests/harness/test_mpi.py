@@ -78,6 +78,20 @@ def test_two_ranks_equal_serial_after_five_iterations(engine, tmp_path):
 
 @needs_mpi
 @pytest.mark.mpi
+def test_position_refinement_on_two_ranks_equals_serial(tmp_path):
+    """Each rank refines its own frames (engines/positions.py needs no communication): the same moves, the same
+    object as one process."""
+    parameters = {"position_refinement_start": 1}
+    _, obj, probe = distributed("DM", 2, tmp_path, parameters=parameters, **HIGH_DOSE)
+    data = load(get_spec("farfield-64-256").with_changes(**HIGH_DOSE))
+    serial_object, serial_probe = ptychography(**data.arrays(), parameters={"engine": "DM", "iterations": 5,
+                                                                            "threads": 1, **parameters})
+    assert relative_difference(serial_object, obj) < 1e-5
+    assert relative_difference(serial_probe, probe) < 1e-5
+
+
+@needs_mpi
+@pytest.mark.mpi
 @pytest.mark.slow
 def test_two_rank_epie_reaches_the_epie_bar(tmp_path):
     record, _, _ = distributed("ePIE", 2, tmp_path, iterations=100)
