@@ -72,8 +72,15 @@ class RunOptions:
         "auto", "frames computed at once (temporaries grow with it); 'auto' (or None): from the engines' memory "
         "terms and the free memory", lambda v: v in ("auto", None) or _integer(1)(v), "'auto' or an integer >= 1")
     residency: str = option("auto", "per-frame data on the device ('resident') or streamed from pinned host "
-                            "memory ('streamed'); 'auto': resident when they fit",
-                            _one_of("auto", "resident", "streamed"), "'auto', 'resident' or 'streamed'")
+                            "memory ('streamed'); on the host, 'disk' keeps DM/RAAR's exit waves in a scratch "
+                            "file read and written block by block; 'auto': resident when they fit, else streamed "
+                            "(device) or disk (host)",
+                            _one_of("auto", "resident", "streamed", "disk"),
+                            "'auto', 'resident', 'streamed' or 'disk'")
+    scratch_directory: str | None = option(
+        None, "where residency 'disk' puts its scratch file (unlinked at once, so nothing is left behind); None: "
+        "$PTYBENCH_SCRATCH, else the system's temporary directory", _optional(lambda v: isinstance(v, str)),
+        "a directory path or None")
     threads: int | None = option(None, "CPU threads (FFT workers, BLAS, numba); None = all available",
                                  _optional(_integer(1)), "an integer >= 1 or None")
     photons_per_unit: float | None = option(

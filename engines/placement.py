@@ -2,7 +2,8 @@
 
 Residency: the per-frame arrays (intensities, and DM/RAAR exit waves) are *resident* in the memory
 the engine computes in when they fit, and *streamed* from pinned host memory block by block when they
-do not (device backends only). Compute block B: frames processed at once, whatever the residency, so
+do not (device backends only). On the host, exit waves that do not fit the free memory go to a scratch
+file on *disk* (engines/scratch.py). Compute block B: frames processed at once, whatever the residency, so
 the temporaries are O(B), not O(N). Both are chosen from the engines' registered memory terms and
 the memory free on the device (or host) with a safety margin, unless the user states them.
 """
@@ -21,7 +22,7 @@ SAFETY = 0.85
 DEVICE_TEMPORARY_SHARE = 0.1
 #: On a host the block is kept near this size so its temporaries stay in cache between steps.
 HOST_BLOCK_BYTES = 4 * 2**20
-RESIDENCIES = ("auto", "resident", "streamed")
+RESIDENCIES = ("auto", "resident", "streamed", "disk")
 
 
 @dataclass(frozen=True)
@@ -33,17 +34,22 @@ class FrameCosts:
     temporaries: int
     fixed: int
     wave: int
+    kept_waves: int = 0  # of ``data``: the engine's own per-frame arrays (exit waves), which may go to disk
 
 
 @dataclass(frozen=True)
 class Placement:
+    """``disk``: the engine's own per-frame arrays (DM/RAAR exit waves) live in a scratch file (engines/scratch.py)
+    while the intensities stay in memory."""
+
     frames_per_block: int
     streaming: bool
     reason: str
+    disk: bool = False
 
     @property
     def residency(self) -> str:
-        return "streamed" if self.streaming else "resident"
+        return "disk" if self.disk else "streamed" if self.streaming else "resident"
 
 
 def choose_placement(n_frames: int, costs: FrameCosts, on_device: bool, available_bytes: int | None,
@@ -58,8 +64,17 @@ def choose_placement(n_frames: int, costs: FrameCosts, on_device: bool, availabl
     else:
         n_frames_useful = n_frames
     if not on_device:
-        block = requested_block or max(1, HOST_BLOCK_BYTES // max(costs.wave, 1))
-        return Placement(min(block, n_frames_useful), False, "host memory: resident, cache-sized blocks")
+        block = min(requested_block or max(1, HOST_BLOCK_BYTES // max(costs.wave, 1)), n_frames_useful)
+        kept = costs.kept_waves
+        if requested_residency == "disk" or (requested_residency == "auto" and kept and available_bytes is not None
+                                             and n_frames * costs.data + costs.fixed > SAFETY * available_bytes):
+            why = "as requested" if requested_residency == "disk" else "they do not fit the host's free memory"
+            return Placement(block, False, f"host memory, exit waves in a scratch file ({why}); cache-sized blocks",
+                             disk=bool(kept))
+        return Placement(block, False, "host memory: resident, cache-sized blocks")
+    if requested_residency == "disk":
+        raise InputError("residency: 'disk' is for host backends (numpy, torch on the CPU); a device streams from "
+                         "host memory ('streamed')")
     usable = math.inf if available_bytes is None else SAFETY * available_bytes
     resident_bytes = n_frames * costs.data + costs.fixed
     if requested_residency == "auto":
@@ -97,4 +112,5 @@ def frame_costs(frame_shape: tuple[int, int], object_shape: tuple[int, int], pro
     object_bytes = 8 * object_modes * object_shape[0] * object_shape[1]
     buffers = max(spec.memory.object_buffers for spec in specs)
     fixed = int((1 + buffers) * object_bytes) + 4 * 8 * probe_modes * pixels + pixels
-    return FrameCosts(data=data, temporaries=temporaries, fixed=fixed, wave=wave)
+    kept = wave if any(spec.keeps_exit_waves for spec in specs) else 0
+    return FrameCosts(data=data, temporaries=temporaries, fixed=fixed, wave=wave, kept_waves=kept)

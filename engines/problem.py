@@ -24,6 +24,7 @@ from .photons import PhotonScale, noise_floor_sum, photon_scale
 from .placement import Placement, choose_placement, frame_costs
 from .propagation import make_propagator
 from .registry import engine_spec
+from .scratch import ScratchFrameStore, scratch_directory
 from .timing import StageTimer
 from .validation import ProblemShape, frame_corners
 
@@ -42,6 +43,20 @@ def evaluation_step(frames_per_block: int, modes: int, frame_shape: tuple[int, i
     """Frames per step of the model evaluation: EVALUATION_STEP_BYTES of exit waves, within one block."""
     wave_bytes = 8 * modes * frame_shape[0] * frame_shape[1]
     return max(1, min(frames_per_block, EVALUATION_STEP_BYTES // wave_bytes))
+
+
+def host_available_bytes() -> int:
+    """Memory arrays can still take on the host: the available memory, or less under an address-space limit
+    (RLIMIT_AS, which batch systems and ``--memory-limit`` set) than the process already maps."""
+    import resource
+
+    import psutil
+
+    available = int(psutil.virtual_memory().available)
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit != resource.RLIM_INFINITY:
+        available = min(available, max(0, limit - psutil.Process().memory_info().vms))
+    return available
 
 
 class FrameStore:
@@ -166,7 +181,8 @@ class Problem:
         costs = frame_costs(self.frame_shape, self.shape.object_shape, self.shape.probe_modes,
                             self.shape.object_modes, specs, descriptor.fused_kernels(self.run.device))
         requested = None if self.run.frames_per_block in (None, "auto") else int(self.run.frames_per_block)
-        available = self.backend.available_memory_bytes() if self.backend.is_device_memory else None
+        available = self.backend.available_memory_bytes() if self.backend.is_device_memory else \
+            host_available_bytes()
         limits = [engine_spec(stage.engine).largest_useful_block(stage.options) for stage in stages]
         limit = None if not limits or None in limits else max(limits)
         return choose_placement(self.n_frames, costs, self.backend.is_device_memory, available, requested,
@@ -283,8 +299,12 @@ class Problem:
         self.zero_fraction = all_zeros / max(1, self.n_frames_total * self.valid_pixels)
         return total / max(1, self.n_frames_total * self.valid_pixels)
 
-    def frame_store(self, host_array: np.ndarray | None, shape: tuple[int, ...], dtype: Any) -> FrameStore:
-        """A per-frame array, resident or streamed in this problem's blocks."""
+    def frame_store(self, host_array: np.ndarray | None, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A per-frame array, resident or streamed in this problem's blocks; an engine's own (``host_array``
+        None: exit waves) in a scratch file when the placement says disk."""
+        if host_array is None and self.placement.disk:
+            return ScratchFrameStore(self.backend, shape, dtype, scratch_directory(self.run.scratch_directory),
+                                     list(self.blocks()), self.timer)
         return FrameStore(self.backend, host_array, shape, dtype, resident=not self.streaming,
                           blocks=list(self.blocks()))
 

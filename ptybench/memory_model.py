@@ -113,6 +113,8 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
         per_frame["exit_waves"] = frame_waves
     frames_held = 2 * block if streaming else n_local  # in use + being uploaded
     terms = {name: size * frames_held for name, size in per_frame.items()}
+    if placement.disk:  # exit waves in a scratch file: a block in use and one read ahead in memory
+        terms["exit_waves"] = 2 * block * frame_waves
     host_terms = {f"pinned_{name}": size * n_local for name, size in per_frame.items()} if streaming else {}
 
     wave_blocks, view_blocks = spec.memory.fused if descriptor.fused_kernels(device) else spec.memory.reference

@@ -1,0 +1,115 @@
+"""Residency 'disk' (engines/scratch.py): DM/RAAR exit waves in a scratch file give the same reconstruction as in
+memory, are chosen when they do not fit, leave nothing behind however the run ends, and a full disk is a clear
+error before any iteration."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptybench.engines import Reconstruction
+from ptybench.engines.placement import FrameCosts, choose_placement
+from ptybench.engines.scratch import ScratchSpaceError
+
+
+@pytest.mark.parametrize("engine", ["DM", "RAAR"])
+def test_exit_waves_on_disk_reconstruct_exactly_as_in_memory(tiny_arrays, engine, tmp_path):
+    parameters = {"engine": engine, "iterations": 4, "probe_update_start": 0, "scratch_directory": str(tmp_path)}
+    in_memory = Reconstruction(**tiny_arrays, parameters=parameters)
+    on_disk = Reconstruction(**tiny_arrays, parameters={**parameters, "residency": "disk"})
+    assert (in_memory.problem.placement.residency, on_disk.problem.placement.residency) == ("resident", "disk")
+    results = in_memory.run(), on_disk.run()
+    np.testing.assert_array_equal(results[0].object, results[1].object)
+    np.testing.assert_array_equal(results[0].probe, results[1].probe)
+    store = on_disk._engine.exit_waves if on_disk._engine is not None else None
+    stages = results[1].history[-1].stage_seconds
+    assert "disk_write" in stages and "disk_read" in stages
+    assert store is None or store.bytes_written > 0
+    assert list(tmp_path.iterdir()) == []  # unlinked at creation
+
+
+def test_exit_waves_that_do_not_fit_the_host_go_to_disk_automatically():
+    costs = FrameCosts(data=3 * 2**20, temporaries=2**20, fixed=10 * 2**20, wave=2 * 2**20, kept_waves=2 * 2**20)
+    assert choose_placement(1000, costs, on_device=False, available_bytes=10 * 2**30).residency == "resident"
+    assert choose_placement(1000, costs, on_device=False, available_bytes=2**30).residency == "disk"
+    no_waves = FrameCosts(data=2**20, temporaries=2**20, fixed=10 * 2**20, wave=2 * 2**20)
+    assert choose_placement(10**5, no_waves, on_device=False, available_bytes=2**30).residency == "resident"
+    assert choose_placement(10, costs, on_device=False, available_bytes=None, requested_residency="disk").disk
+
+
+def test_a_memory_limit_below_the_exit_waves_runs_from_disk_with_the_same_result():
+    """The measuring process under --memory-limit: 537 MB of exit waves do not fit 900 MB beside 268 MB of stored
+    frames and their float32 copy, so they go to disk, and the object error equals the unlimited run's
+    (measured: disk from 800 to 1100 MB, resident from 1300 MB)."""
+    from ptybench.measurement import Measurement
+    from ptybench.runner import run_isolated
+
+    common = dict(dataset="farfield-128-4096", engine="DM", iterations=1, warmup=0, threads=1, fft_floor=False)
+    limited = run_isolated(Measurement(**common, memory_limit_bytes=900 * 10**6))
+    free = run_isolated(Measurement(**common))
+    assert (limited["status"], free["status"]) == ("ok", "ok"), (limited.get("message"), free.get("message"))
+    assert (limited["residency"], free["residency"]) == ("disk", "resident")
+    assert limited["object_error"] == pytest.approx(free["object_error"], rel=1e-6)
+
+
+def test_a_killed_run_leaves_no_scratch_file(tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    script = textwrap.dedent(f"""
+        from ptybench.datasets import load
+        from ptybench.engines import Reconstruction
+        data = load("farfield-64-256")
+        Reconstruction(**data.arrays(), parameters={{"engine": "DM", "iterations": 100000, "residency": "disk",
+                                                     "scratch_directory": {str(scratch)!r}}}).run()
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        held = []
+        for _ in range(600):  # until the child holds its scratch file open
+            fds = Path(f"/proc/{child.pid}/fd")
+            held = [os.readlink(fd) for fd in fds.iterdir()] if fds.exists() else []
+            if any(str(scratch) in link for link in held) or child.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert any(str(scratch) in link and "(deleted)" in link for link in held), held
+        assert list(scratch.iterdir()) == []
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_full_disk_is_a_clear_error_before_any_iteration(tiny_arrays, tmp_path, monkeypatch):
+    import errno
+
+    def no_space(descriptor, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    reconstruction = Reconstruction(**tiny_arrays, parameters={"engine": "DM", "iterations": 2, "residency": "disk",
+                                                               "scratch_directory": str(tmp_path)})
+    with pytest.raises(ScratchSpaceError, match=r"scratch_directory: expected room for .* GB free \(No space"):
+        reconstruction.run()
+    assert reconstruction.history == [] and list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_scratch_directory_is_named(tiny_arrays):
+    with pytest.raises(ScratchSpaceError, match="expected an existing directory"):
+        Reconstruction(**tiny_arrays, parameters={"engine": "DM", "iterations": 1, "residency": "disk",
+                                                  "scratch_directory": "/no/such/place"}).run()
+
+
+def test_disk_residency_is_refused_on_a_device():
+    from ptybench.engines.errors import InputError
+
+    costs = FrameCosts(data=2**20, temporaries=2**20, fixed=2**20, wave=2**20, kept_waves=2**20)
+    with pytest.raises(InputError, match="residency: 'disk' is for host backends"):
+        choose_placement(10, costs, on_device=True, available_bytes=2**30, requested_residency="disk")
