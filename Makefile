@@ -41,7 +41,7 @@ demo: install  ## reconstruct the embedded default dataset: table + plot in repo
 # (pytest-xdist; each pinned to one core by tests/conftest.py), then those few alone.
 TEST_WORKERS ?= auto
 test: install-dev  ## run the test suite (parallel pass, then the machine-measuring tests alone)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not exclusive"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not exclusive"
 	$(BIN)/python -m pytest -q -m exclusive
 
 test-fast: install-dev  ## the suite without slow tests

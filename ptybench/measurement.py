@@ -316,7 +316,7 @@ def _beat(path: Path, iterations_done: int) -> None:
 #: Stored frames larger than this share of the free host memory are not materialised: the run reads them block
 #: by block while it makes its float32 copy (datasets.base.FrameSource), so they are not held twice. Smaller
 #: ones are loaded first, as a user's script would, and counted in the baseline.
-LAZY_LOAD_SHARE = 0.25
+LAZY_LOAD_SHARE = 0.1
 
 
 def _load_arrays(data: Any, start: int, stop: int) -> tuple[dict[str, Any], dict[str, Any], str, str]:
