@@ -45,6 +45,8 @@ from .geometry import (
 )
 from .spec import HC_KEV_M, DatasetSpec
 
+#: A scan wider than this many object pixels is a unit or geometry mistake (float32 positions stay exact below it).
+MAX_SCAN_PIXELS = 2**24
 CXI_VERSION = 160
 JOULES_PER_KEV = 1.602176634e-16
 DETECTOR = "entry_1/instrument_1/detector_1"
@@ -377,9 +379,16 @@ class CXIDataset(Dataset):
                              f"translations in metres, one per frame")
         if not np.all(np.isfinite(translation[:, :2])):
             raise InputError(f"dataset: /{TRANSLATION} in {self.path} holds NaN or infinite translations")
-        pixels = np.stack([translation[:, 1], translation[:, 0]], axis=1) / self.object_pixel_m
+        with np.errstate(over="ignore", invalid="ignore"):
+            pixels = np.stack([translation[:, 1], translation[:, 0]], axis=1) / self.object_pixel_m
+            pixels = pixels - pixels.min(axis=0)
+        extent = float(np.max(pixels)) if pixels.size else 0.0
+        if not (np.isfinite(extent) and extent <= MAX_SCAN_PIXELS):
+            raise InputError(f"dataset: /{TRANSLATION} in {self.path} spans {extent:.3g} object pixels of "
+                             f"{self.object_pixel_m:.3g} m; expected at most {MAX_SCAN_PIXELS} (are the "
+                             f"translations in metres, and the detector pixel size and distance right?)")
         # kept to the sub-pixel: the engines say what they do with the fraction (docs/algorithms.md)
-        return (pixels - pixels.min(axis=0)).astype(np.float32)
+        return pixels.astype(np.float32)
 
     @property
     def mask(self) -> np.ndarray:

@@ -167,3 +167,17 @@ def test_geometry_of_a_file_without_a_probe_reads_no_frames(tmp_path, monkeypatc
         monkeypatch.setattr(type(data), "frames", lambda *args, **kwargs: pytest.fail("frames were read"))
         geometry = data.geometry()
     assert (geometry.n_frames, geometry.probe_modes, geometry.object_modes) == (12, 1, 1)
+
+
+def test_translations_far_beyond_any_object_are_named_not_turned_into_infinite_positions(tmp_path):
+    """Found by the property test: a 1e-30 m pixel and a 1e30 m translation made positions of 1e60 pixels,
+    infinite in float32, and the run would have gone on with them."""
+    path = write_cxi(tmp_path / "d.cxi", load(SPEC))
+    with h5py.File(path, "a") as f:
+        del f["entry_1/ptybench"]  # the standard fields only: positions come from the translations
+        del f["entry_1/instrument_1/detector_1/x_pixel_size"]
+        f["entry_1/instrument_1/detector_1/x_pixel_size"] = 1e-30
+        f["entry_1/sample_1/geometry_1/translation"][0, 0] = 1e30
+    with load(path, propagation="nearfield", beam="parallel") as data, \
+            pytest.raises(ValueError, match=r"translation in .* spans .* object pixels"):
+        data.positions  # noqa: B018

@@ -86,8 +86,10 @@ def test_position_refinement_on_two_ranks_equals_serial(tmp_path):
     data = load(get_spec("farfield-64-256").with_changes(**HIGH_DOSE))
     serial_object, serial_probe = ptychography(**data.arrays(), parameters={"engine": "DM", "iterations": 5,
                                                                             "threads": 1, **parameters})
-    assert relative_difference(serial_object, obj) < 1e-5
-    assert relative_difference(serial_probe, probe) < 1e-5
+    # float rounding only (measured 0.6-1.02e-5, thread counts differing): a frame placed differently by one rank
+    # would differ by about 1e-2
+    assert relative_difference(serial_object, obj) < 1e-4
+    assert relative_difference(serial_probe, probe) < 1e-4
 
 
 @needs_mpi
