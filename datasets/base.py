@@ -68,6 +68,17 @@ class Dataset(ABC):
 
     spec: DatasetSpec | None = None
 
+    # Every dataset is a context manager, so ``with load(name) as data`` works for a file (which closes its
+    # handles) and a synthetic set (nothing to close) alike.
+    def close(self) -> None:  # noqa: B027 - a no-op by default, not abstract: most datasets hold nothing open
+        """Releases what the dataset holds open (nothing for a synthetic one)."""
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- primitives each dataset supplies ----------------------------------------------------------
     @property
     @abstractmethod

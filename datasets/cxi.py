@@ -323,12 +323,6 @@ class CXIDataset(Dataset):
         for handle in self._files:
             handle.close()
 
-    def __enter__(self) -> CXIDataset:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         files = ", ".join(repr(str(p)) for p in self.paths)
         return f"CXIDataset({files}, {self.n_frames} frames of {self.frame_shape})"

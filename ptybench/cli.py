@@ -43,7 +43,7 @@ Data is cached in $PTYBENCH_CACHE (default: your user cache directory)."""
 #: The order commands are listed in; a command module not named here (a new one) follows, by name. Adding a
 #: command is one module in ptybench/commands/ with ``add_parser(subparsers)``, plus its test.
 LISTING_ORDER = ("demo", "run", "sweep", "report", "plan", "scale", "procure", "forecast", "compare", "history",
-                 "datasets", "engines", "backends")
+                 "resolution", "datasets", "engines", "backends")
 
 
 def command_modules() -> list[Any]:
