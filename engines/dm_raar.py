@@ -146,6 +146,12 @@ class ProjectionEngine:
             problem.probe = (inertia * problem.probe + numerator) / (inertia + denominator)
         self._illumination = None
 
+    def release(self) -> None:
+        """The stage is over: free the exit waves now (a scratch file's space with them)."""
+        close = getattr(self.exit_waves, "close", None)
+        if close is not None:
+            close()
+
     def frames_moved(self) -> None:
         """Position refinement moved frames: the illumination map is of the old places."""
         self._illumination = None

@@ -66,11 +66,14 @@ def choose_placement(n_frames: int, costs: FrameCosts, on_device: bool, availabl
     if not on_device:
         block = min(requested_block or max(1, HOST_BLOCK_BYTES // max(costs.wave, 1)), n_frames_useful)
         kept = costs.kept_waves
+        if requested_residency == "disk" and not kept:
+            return Placement(block, False, "host memory: resident (residency 'disk' asked for, but the engines keep "
+                                           "no exit waves to put there); cache-sized blocks")
         if requested_residency == "disk" or (requested_residency == "auto" and kept and available_bytes is not None
                                              and n_frames * costs.data + costs.fixed > SAFETY * available_bytes):
             why = "as requested" if requested_residency == "disk" else "they do not fit the host's free memory"
             return Placement(block, False, f"host memory, exit waves in a scratch file ({why}); cache-sized blocks",
-                             disk=bool(kept))
+                             disk=True)
         return Placement(block, False, "host memory: resident, cache-sized blocks")
     if requested_residency == "disk":
         raise InputError("residency: 'disk' is for host backends (numpy, torch on the CPU); a device streams from "

@@ -78,10 +78,12 @@ def _solve(sums: np.ndarray) -> np.ndarray:
     """δ from the per-frame normal equations, regularised by a millionth of the largest diagonal (a frame over
     a flat region, with no gradient under its probe, gets δ = 0)."""
     rr, rc, cc, r_chi, c_chi = sums.T
-    ridge = 1e-6 * max(float(np.max(rr, initial=0.0)), float(np.max(cc, initial=0.0)), np.finfo(float).tiny)
+    ridge = 1e-6 * max(float(np.max(rr, initial=0.0)), float(np.max(cc, initial=0.0)), 1e-30)
     rr, cc = rr + ridge, cc + ridge
     determinant = rr * cc - rc * rc
-    return np.stack([(cc * r_chi - rc * c_chi) / determinant, (rr * c_chi - rc * r_chi) / determinant], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shifts = np.stack([(cc * r_chi - rc * c_chi) / determinant, (rr * c_chi - rc * r_chi) / determinant], axis=1)
+    return np.nan_to_num(shifts, nan=0.0, posinf=0.0, neginf=0.0)  # no gradient anywhere: no move
 
 
 def proposed_corners(corners: np.ndarray, shifts: np.ndarray, limits: np.ndarray) -> np.ndarray:

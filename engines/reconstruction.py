@@ -133,6 +133,8 @@ class Reconstruction:
         """One iteration of the current stage (starting the next stage when one is done); None when
         every stage is done. ``run`` is a loop over it; benchmarks time it one iteration at a time."""
         while self._engine is None or self._stage_done >= self.plan.stages[self._stage_index].options.iterations:
+            if hasattr(self._engine, "release"):
+                self._engine.release()
             self._engine = None  # the finished stage's buffers go before the next stage allocates
             self.problem.release_block_buffers()
             self._stage_index += 1
@@ -140,6 +142,7 @@ class Reconstruction:
                 return None
             stage = self.plan.stages[self._stage_index]
             self._engine = engine_class(stage.engine)(self.problem, stage.options)
+            self.problem.timer.take()  # setting up (a scratch file's first write) is not the first iteration
             self._stage_done = 0
             self.stage_constants.append({"engine": stage.engine, **self._engine.constants()})
         name = self.plan.stages[self._stage_index].engine

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -32,8 +34,25 @@ class ScratchSpaceError(InputError):
 
 def scratch_directory(requested: str | None) -> str:
     """Where scratch files go: the run's ``scratch_directory``, else $PTYBENCH_SCRATCH, else the system's
-    temporary directory."""
-    return requested or os.environ.get("PTYBENCH_SCRATCH") or tempfile.gettempdir()
+    temporary directory; a warning when that is in memory (tmpfs), which is the memory the file was to spare."""
+    directory = requested or os.environ.get("PTYBENCH_SCRATCH") or tempfile.gettempdir()
+    if _filesystem_type(directory) in ("tmpfs", "ramfs"):
+        warnings.warn(f"scratch_directory: {directory} is in memory ({_filesystem_type(directory)}); exit waves "
+                      f"put there use the memory residency 'disk' was to spare. Set parameters"
+                      f"['scratch_directory'] or $PTYBENCH_SCRATCH to a directory on disk", stacklevel=3)
+    return directory
+
+
+def _filesystem_type(directory: str) -> str | None:
+    """The type of the file system holding ``directory`` (Linux /proc/mounts; None elsewhere)."""
+    try:
+        mounts = [line.split()[1:3] for line in open("/proc/mounts", encoding="utf-8")]
+    except OSError:
+        return None
+    path = os.path.realpath(directory)
+    best = max((m for m in mounts if len(m) == 2 and (path == m[0] or path.startswith(m[0].rstrip("/") + "/"))),
+               key=lambda m: len(m[0]), default=None)
+    return best[1] if best else None
 
 
 class ScratchFrameStore:
@@ -58,7 +77,11 @@ class ScratchFrameStore:
     def _open(directory: str, size: int) -> int:
         if not os.path.isdir(directory):
             raise ScratchSpaceError(f"scratch_directory: expected an existing directory, got {directory!r}")
-        descriptor, path = tempfile.mkstemp(prefix="ptybench-scratch-", suffix=".bin", dir=directory)
+        try:
+            descriptor, path = tempfile.mkstemp(prefix="ptybench-scratch-", suffix=".bin", dir=directory)
+        except OSError as error:
+            raise ScratchSpaceError(f"scratch_directory: expected a directory this process can write, got "
+                                    f"{directory!r} ({error.strerror})") from None
         os.unlink(path)  # the open descriptor keeps the space; nothing is left once it closes
         try:
             os.posix_fallocate(descriptor, 0, size)
@@ -112,11 +135,17 @@ class ScratchFrameStore:
         return self.backend.asarray(np.concatenate([self._read_frames(int(j), int(j) + 1) for j in frames]))
 
     def close(self) -> None:
-        """Frees the scratch space (also done when the store is collected)."""
-        if self._fd is not None:
-            self._reader.shutdown(wait=True)
-            os.close(self._fd)
-            self._fd = None
+        """Frees the scratch space (the engine's ``release`` calls it; also done when the store is collected).
+        Never joins the reader from the reader's own thread (collection can happen there)."""
+        if getattr(self, "_fd", None) is None:
+            return
+        descriptor, self._fd = self._fd, None
+        try:
+            own_thread = threading.current_thread().name.startswith("ptybench-scratch")
+            self._pending.clear()
+            self._reader.shutdown(wait=not own_thread, cancel_futures=True)
+        finally:
+            os.close(descriptor)
 
     def __del__(self) -> None:
         try:

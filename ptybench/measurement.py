@@ -324,6 +324,8 @@ def _load_arrays(data: Any, start: int, stop: int) -> tuple[dict[str, Any], dict
     import psutil
 
     height, width = data.geometry().frame_shape
+    # against the machine's free memory, not --memory-limit's cap: under a cap the stored frames are loaded
+    # first, as a user's script would, and a run that cannot hold them is an out-of-memory result while loading
     lazy = 4 * (stop - start) * height * width > LAZY_LOAD_SHARE * psutil.virtual_memory().available
     try:
         arrays = data.arrays(start=start, stop=stop, lazy=lazy)

@@ -18,6 +18,7 @@ usual, conservative reading.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,7 @@ class RingCorrelation:
     """FRC per ring: ``frequency`` in cycles per object pixel (ring centres, up to Nyquist 0.5), ``frc``,
     ``threshold`` (½-bit) and ``pixels`` per ring; ``resolution_pixels``: the period of the ring after the last
     one at or above the threshold (None when that is the last ring: the resolution is Nyquist's 2 pixels or
-    finer)."""
+    finer; infinite when no ring but the zero frequency reaches it: the halves do not agree)."""
 
     frequency: np.ndarray
     frc: np.ndarray
@@ -71,10 +72,12 @@ def fourier_ring_correlation(first: np.ndarray, second: np.ndarray) -> RingCorre
     frc = np.divide(cross, power, out=np.zeros(rings), where=power > 0)
     threshold = half_bit_threshold(pixels)
     frequency = np.arange(rings) / size
-    smoothed = np.convolve(frc, np.ones(3) / 3, mode="same")
-    above = np.flatnonzero(smoothed >= threshold)
-    last = int(above[-1]) if len(above) else 0
-    resolution = 1.0 / frequency[last + 1] if last + 1 < rings else None
+    smoothed = np.convolve(np.pad(frc, 1, mode="edge"), np.ones(3) / 3, mode="valid")
+    above = np.flatnonzero((smoothed >= threshold) & (np.arange(rings) > 0))
+    if not len(above):
+        resolution = math.inf  # the halves agree at no frequency: nothing is resolved
+    else:
+        resolution = 1.0 / frequency[above[-1] + 1] if above[-1] + 1 < rings else None
     return RingCorrelation(frequency, frc, threshold, pixels, resolution)
 
 
@@ -103,7 +106,8 @@ def half_scan_resolution(arrays: Mapping[str, Any], parameters: Mapping[str, Any
     for first_frame in (0, 1):
         half = {**arrays, "diffraction_data": np.asarray(arrays["diffraction_data"])[first_frame::2],
                 "scan_positions": np.asarray(arrays["scan_positions"])[first_frame::2]}
-        objects.append(Reconstruction(**half, parameters=dict(parameters)).run().object[0])
-        halves.append(half["scan_positions"])
+        result = Reconstruction(**half, parameters=dict(parameters)).run()
+        objects.append(result.object[0])
+        halves.append(result.positions)  # refined, when the parameters refine them
     rows, cols = common_region(arrays["initial_probe"], halves, objects[0].shape)
     return compare_halves(objects[0][rows, cols], objects[1][rows, cols])

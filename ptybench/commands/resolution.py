@@ -41,7 +41,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"dataset: expected at least 4 frames to split into two halves, got "
                          f"{arrays['scan_positions'].shape[0]}")
     result = half_scan_resolution(arrays, parameters)
-    if result.resolution_pixels is None:
+    if result.resolution_pixels == float("inf"):
+        print(f"{args.dataset} {args.engine}, {args.iterations} iterations per half: the two half-scan "
+              f"reconstructions agree at no spatial frequency (FRC below the 1/2-bit threshold everywhere): "
+              f"nothing is resolved; more iterations, or another engine")
+    elif result.resolution_pixels is None:
         print(f"{args.dataset} {args.engine}, {args.iterations} iterations per half: the FRC stays above the "
               f"1/2-bit threshold up to Nyquist (2 pixels, {2 * pixel_m * 1e9:.4g} nm): resolution 2 pixels or finer")
     else:

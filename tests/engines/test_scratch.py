@@ -113,3 +113,47 @@ def test_disk_residency_is_refused_on_a_device():
     costs = FrameCosts(data=2**20, temporaries=2**20, fixed=2**20, wave=2**20, kept_waves=2**20)
     with pytest.raises(InputError, match="residency: 'disk' is for host backends"):
         choose_placement(10, costs, on_device=True, available_bytes=2**30, requested_residency="disk")
+
+
+def test_the_scratch_file_is_closed_when_the_stage_ends(tiny_arrays, tmp_path):
+    """Not left to the garbage collector: a DM stage followed by ML frees its exit waves' file at the switch."""
+    reconstruction = Reconstruction(**tiny_arrays, parameters={
+        "residency": "disk", "scratch_directory": str(tmp_path),
+        "engine": [{"engine": "DM", "iterations": 2}, {"engine": "ML", "iterations": 1}]})
+    reconstruction.step()
+    store = reconstruction._engine.exit_waves
+
+    def open_scratch() -> list[str]:
+        return [link for link in (os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.exists())
+                if str(tmp_path) in link]
+
+    assert open_scratch()
+    reconstruction.run()
+    assert store._fd is None and not open_scratch()
+
+
+def test_a_scratch_directory_in_memory_is_warned_about(tmp_path):
+    from ptybench.engines.scratch import scratch_directory
+
+    target = tmp_path / "ram"
+    target.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        with pytest.warns(UserWarning, match="is in memory"):
+            scratch_directory(str(target))
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+def test_an_unwritable_scratch_directory_is_named(tiny_arrays, tmp_path, monkeypatch):
+    import tempfile as tempfile_module
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile_module, "mkstemp", refuse)
+    with pytest.raises(ScratchSpaceError, match="expected a directory this process can write"):
+        Reconstruction(**tiny_arrays, parameters={"engine": "DM", "iterations": 1, "residency": "disk",
+                                                  "scratch_directory": str(tmp_path)}).run()

@@ -61,3 +61,10 @@ def test_the_command_reports_a_resolution_for_two_half_scans_of_a_synthetic_set(
     assert figure.axes[0].get_xlabel().startswith("spatial frequency")
     frc = figure.axes[0].lines[0].get_ydata()
     assert np.all(frc[1:6] > 0.9)  # bright data: the halves agree at low frequencies
+
+
+def test_halves_that_agree_at_no_frequency_resolve_nothing():
+    """Two independent images: not a resolution of the crop's size, but none (infinite)."""
+    rng = np.random.default_rng(3)
+    result = fourier_ring_correlation(rng.standard_normal((64, 96)), rng.standard_normal((64, 96)))
+    assert result.resolution_pixels == np.inf
