@@ -277,7 +277,9 @@ def network_runs(tmp_path_factory):
 @pytest.mark.exclusive
 def test_the_measured_bandwidth_matches_the_shaped_link(network_runs):
     benchmark, *_ = network_runs
-    assert benchmark["bandwidth_bytes_per_s"] == pytest.approx(SHAPED_BYTES_PER_S, rel=0.25)
+    # The shaped link, not loopback (several GB/s): TCP and MPI framing and this VM's noise take up to a third
+    # off the line rate (93.7 MB/s measured in one clean-clone CI run, 2026-12-07); nothing adds to it.
+    assert 0.65 * SHAPED_BYTES_PER_S <= benchmark["bandwidth_bytes_per_s"] <= 1.25 * SHAPED_BYTES_PER_S
 
 
 @pytest.mark.mpi
