@@ -40,10 +40,13 @@ def object_gradients(xp: Any, obj: Any) -> tuple[Any, Any]:
     return rows, cols
 
 
-def _steps(problem: Any) -> Any:
-    """(start, stop, intensities of start..stop) over this rank's frames, STEP_FRAMES at a time."""
+def _steps(problem: Any, frames: np.ndarray | None = None) -> Any:
+    """(start, stop, intensities of start..stop) over this rank's frames, STEP_FRAMES at a time; with ``frames``,
+    only the blocks holding one of them are read (streamed intensities cross the link only where needed)."""
     step = max(1, min(problem.frames_per_block, STEP_FRAMES))
     for block_start, block_stop in problem.blocks():
+        if frames is not None and not np.any((frames >= block_start) & (frames < block_stop)):
+            continue
         intensities = problem.intensities.read(block_start, block_stop)
         for start in range(block_start, block_stop, step):
             stop = min(start + step, block_stop)
@@ -96,7 +99,7 @@ def errors_at(problem: Any, corners: np.ndarray, frames: np.ndarray) -> np.ndarr
     """Fourier error Σ M (|D(P·O)| − √I)² of ``frames`` (indices, ascending) placed at ``corners`` of them."""
     backend, kernels = problem.backend, problem.backend.kernels
     errors = np.full(len(frames), np.inf)
-    for start, stop, intensities in _steps(problem):
+    for start, stop, intensities in _steps(problem, frames):
         picked = np.flatnonzero((frames >= start) & (frames < stop))
         if not len(picked):
             continue
