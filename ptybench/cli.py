@@ -38,7 +38,8 @@ examples:
   ptybench datasets info 'scan.cxi?propagation=farfield'   # your file, with the regime it does not store
   ptybench --debug run ...                       # a user's mistake with its full traceback
 
-Data is cached in $PTYBENCH_CACHE (default: your user cache directory)."""
+Data is cached in $PTYBENCH_CACHE (default: your user cache directory); generated frames of datasets up to
+$PTYBENCH_FRAME_CACHE_BYTES (default 512 MB; 0: never) are kept there in frames/."""
 
 #: The order commands are listed in; a command module not named here (a new one) follows, by name. Adding a
 #: command is one module in ptybench/commands/ with ``add_parser(subparsers)``, plus its test.

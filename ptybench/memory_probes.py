@@ -4,6 +4,7 @@ Kept apart from the measurement so each probe is tested on its own."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -33,6 +34,15 @@ def limit_address_space(extra_bytes: int | None) -> tuple[int, int] | None:
         return None
     import resource
 
+    import numpy as np
+
+    # OpenBLAS reserves its buffer pool at the first BLAS call and exits the process (status 1) when it
+    # cannot: made here, the pool is the process's, not a cost charged to the run under the limit.
+    # (Small products use a stack buffer; these sizes take the pool's path for gemv and gemm.)
+    square = np.ones((512, 512))
+    square @ square[0]
+    square @ square
+
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     wanted = (process_status_bytes("VmSize") or 0) + extra_bytes
     if hard != resource.RLIM_INFINITY:
@@ -54,6 +64,19 @@ def is_out_of_memory(error: BaseException) -> bool:
         return True
     text = f"{type(error).__name__}: {error}".lower()
     return "outofmemory" in text.replace(" ", "").replace("_", "") or "out of memory" in text
+
+
+#: What native libraries print before they exit on a failed allocation (OpenBLAS, C++ runtimes, glibc, CUDA).
+ALLOCATION_FAILURES = re.compile(r"memory allocation (still )?failed|std::bad_alloc|cannot allocate memory|"
+                                 r"out of memory|memoryerror", re.IGNORECASE)
+
+
+def allocation_failure(stderr: str) -> str | None:
+    """The line where a child that died said it could not allocate memory, or None. A library may exit on
+    its own (OpenBLAS exits with status 1) before Python raises MemoryError: under a memory limit that is
+    the run's out-of-memory, and must read as one, not as a crash."""
+    lines = [line.strip() for line in stderr.splitlines() if ALLOCATION_FAILURES.search(line)]
+    return lines[-1] if lines else None
 
 
 def return_free_memory() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from ptybench.isolation import SAFE_PATH, child_environment, death_by_oom_killer, oom_kill_count, run_child
 from ptybench.machine_load import LoadWatch, with_load
 from ptybench.measurement import DEFAULT_TARGET_ERROR, PROGRESS_VARIABLE, Measurement, measure, time_to_quality
+from ptybench.memory_probes import allocation_failure
 from ptybench.record import Record
 
 __all__ = ["DEFAULT_TARGET_ERROR", "Measurement", "main", "run_isolated", "time_to_quality"]
@@ -60,6 +61,8 @@ def _run_child_record(measurement: Measurement, progress: Callable[[int, int], N
         if result_path.exists():
             return json.loads(result_path.read_text())
         oom = death_by_oom_killer(outcome.returncode, oom_before, oom_kill_count())
+        if oom is None and outcome.returncode:
+            oom = allocation_failure(outcome.stderr)
         if oom is not None:
             return Record.failure(measurement, "oom", oom, outcome.seconds).to_dict()
         return Record.failure(measurement, "error", outcome.why(), outcome.seconds).to_dict()

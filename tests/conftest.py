@@ -24,8 +24,11 @@ if not (shutil.which("nvidia-smi") or os.path.exists("/dev/nvidiactl")):
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    # Tests never write to the user's cache.
-    os.environ["PTYBENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    # Tests never write to the user's cache. The workers of one `pytest -n` run share theirs, so a dataset's
+    # frames are generated once per run (datasets/frame_cache.py), not once per worker.
+    shared = tmp_path_factory.getbasetemp().parent / "cache" if _WORKER else tmp_path_factory.mktemp("cache")
+    shared.mkdir(exist_ok=True)
+    os.environ["PTYBENCH_CACHE"] = str(shared)
 
 
 @pytest.fixture(scope="session")

@@ -121,13 +121,19 @@ def test_parameters_that_the_measurement_sets_are_refused(clash):
         Measurement(dataset="farfield-64-256", engine="DM", iterations=1, parameters=clash)
 
 
+def _default_sigint() -> None:
+    """A pytest started in the background (``make test &``) ignores SIGINT, and its children inherit that;
+    the sweep under test must see Ctrl-C as a terminal user's process does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_an_interrupted_sweep_says_one_line_exits_128_plus_signal_and_releases_its_claim(tmp_path, signum, code):
     out = tmp_path / "r.jsonl"
     sweep = subprocess.Popen([sys.executable, "-m", "ptybench", "sweep", "--datasets", "farfield-64-1024",
                               "--engines", "DM", "--iterations", "400", "--warmup", "0", "--threads", "1",
                               "--out", str(out), "--no-progress"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     claims = tmp_path / "r.jsonl.claims"
     for _ in range(600):  # until the point is claimed (the child is measuring), at most a minute
         if claims.is_dir() and any(claims.iterdir()):

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ptybench.memory_probes import is_out_of_memory, process_status_bytes
+from ptybench.memory_probes import allocation_failure, is_out_of_memory, process_status_bytes
 from ptybench.record import Record
 from ptybench.record_assembly import add_distributed, add_timing, time_to_quality
 
@@ -73,3 +73,11 @@ def test_memory_probes_read_this_process_and_recognise_every_backends_out_of_mem
     assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert is_out_of_memory(type("OutOfMemoryError", (Exception,), {})("cupy"))
     assert not is_out_of_memory(ValueError("shape mismatch"))
+
+
+def test_a_library_that_exits_on_a_failed_allocation_is_read_as_out_of_memory():
+    """OpenBLAS exits with status 1 after printing this, before Python could raise MemoryError."""
+    stderr = "some warning\nOpenBLAS error: Memory allocation still failed after 10 retries, giving up.\n"
+    assert allocation_failure(stderr) == "OpenBLAS error: Memory allocation still failed after 10 retries, giving up."
+    assert allocation_failure("terminate called after throwing an instance of 'std::bad_alloc'") is not None
+    assert allocation_failure("Traceback ...\nValueError: shape mismatch") is None
