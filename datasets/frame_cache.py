@@ -88,14 +88,25 @@ def fits(n_bytes: int) -> bool:
 
 def read(path: Path, start: int, stop: int, shape: tuple[int, ...]) -> np.ndarray | None:
     """Frames start..stop from a kept file of the given whole ``shape``, or None when there is none (or it
-    cannot be read, or holds something else)."""
+    cannot be read, or holds something else). Only those frames are read: no map of the whole file, which
+    would count against an address-space limit (``--memory-limit``) and defeat reading block by block."""
     try:
-        kept = np.load(path, mmap_mode="r")
+        with open(path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in readers:
+                return None
+            kept_shape, fortran_order, dtype = readers[version](file)
+            frame_values = int(np.prod(shape[1:]))
+            offset = file.tell()
+            whole = offset + int(np.prod(shape)) * dtype.itemsize
+            if kept_shape != shape or fortran_order or dtype != np.uint32 or os.fstat(file.fileno()).st_size != whole:
+                return None
+            file.seek(offset + start * frame_values * dtype.itemsize)
+            frames = np.fromfile(file, dtype=dtype, count=(stop - start) * frame_values)
     except (OSError, ValueError):
         return None
-    if kept.shape != shape or kept.dtype != np.uint32:
-        return None
-    return np.array(kept[start:stop])
+    return frames.reshape((stop - start, *shape[1:]))
 
 
 def write(path: Path, frames: np.ndarray) -> None:

@@ -53,12 +53,17 @@ class PIEEngine:
         errors = FourierErrorSums()
         order = self.frame_order()
         with problem.timer("transfer"):
-            block_intensities = problem.intensities.read(0, problem.n_frames) if not problem.streaming else None
+            block_intensities = problem.intensities.read(0, problem.n_frames) if problem.intensities.resident else None
         squared_total = absolute_total = 0.0
-        for frame in order.tolist():
+        frames = order.tolist()
+        for index, frame in enumerate(frames):
             with problem.timer("transfer"):
-                intensity = (block_intensities[frame:frame + 1] if block_intensities is not None
-                             else problem.intensities.read(frame, frame + 1))
+                if block_intensities is not None:
+                    intensity = block_intensities[frame:frame + 1]
+                else:  # streamed or on disk: the next frame of the order comes in while this one computes
+                    if index + 1 < len(frames):
+                        problem.intensities.read_ahead(frames[index + 1], frames[index + 1] + 1)
+                    intensity = problem.intensities.read(frame, frame + 1)
             squared, absolute = self._update_frame(frame, intensity, update_probe)
             # Summed where they are: reading a device scalar per frame would stall the GPU each frame.
             squared_total, absolute_total = squared_total + squared, absolute_total + absolute

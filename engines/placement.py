@@ -2,8 +2,10 @@
 
 Residency: the per-frame arrays (intensities, and DM/RAAR exit waves) are *resident* in the memory
 the engine computes in when they fit, and *streamed* from pinned host memory block by block when they
-do not (device backends only). On the host, exit waves that do not fit the free memory go to a scratch
-file on *disk* (engines/scratch.py). Compute block B: frames processed at once, whatever the residency, so
+do not (device backends only). On the host, per-frame arrays that do not fit the free memory go to
+scratch files on *disk* (engines/scratch.py): the exit waves first (they are rewritten every iteration
+anyway), then the intensities too when those alone do not fit, so a dataset larger than the host's
+memory runs. Compute block B: frames processed at once, whatever the residency, so
 the temporaries are O(B), not O(N). Both are chosen from the engines' registered memory terms and
 the memory free on the device (or host) with a safety margin, unless the user states them.
 """
@@ -39,17 +41,18 @@ class FrameCosts:
 
 @dataclass(frozen=True)
 class Placement:
-    """``disk``: the engine's own per-frame arrays (DM/RAAR exit waves) live in a scratch file (engines/scratch.py)
-    while the intensities stay in memory."""
+    """``disk``: the engine's own per-frame arrays (DM/RAAR exit waves) live in a scratch file (engines/scratch.py);
+    ``intensities_on_disk``: the measured intensities too."""
 
     frames_per_block: int
     streaming: bool
     reason: str
     disk: bool = False
+    intensities_on_disk: bool = False
 
     @property
     def residency(self) -> str:
-        return "disk" if self.disk else "streamed" if self.streaming else "resident"
+        return "disk" if self.disk or self.intensities_on_disk else "streamed" if self.streaming else "resident"
 
 
 def choose_placement(n_frames: int, costs: FrameCosts, on_device: bool, available_bytes: int | None,
@@ -65,16 +68,7 @@ def choose_placement(n_frames: int, costs: FrameCosts, on_device: bool, availabl
         n_frames_useful = n_frames
     if not on_device:
         block = min(requested_block or max(1, HOST_BLOCK_BYTES // max(costs.wave, 1)), n_frames_useful)
-        kept = costs.kept_waves
-        if requested_residency == "disk" and not kept:
-            return Placement(block, False, "host memory: resident (residency 'disk' asked for, but the engines keep "
-                                           "no exit waves to put there); cache-sized blocks")
-        if requested_residency == "disk" or (requested_residency == "auto" and kept and available_bytes is not None
-                                             and n_frames * costs.data + costs.fixed > SAFETY * available_bytes):
-            why = "as requested" if requested_residency == "disk" else "they do not fit the host's free memory"
-            return Placement(block, False, f"host memory, exit waves in a scratch file ({why}); cache-sized blocks",
-                             disk=True)
-        return Placement(block, False, "host memory: resident, cache-sized blocks")
+        return _host_placement(n_frames, costs, available_bytes, block, requested_residency)
     if requested_residency == "disk":
         raise InputError("residency: 'disk' is for host backends (numpy, torch on the CPU); a device streams from "
                          "host memory ('streamed')")
@@ -98,6 +92,24 @@ def choose_placement(n_frames: int, costs: FrameCosts, on_device: bool, availabl
     source = (f"the engine's batch of {block_limit}" if block == block_limit
               else f"{DEVICE_TEMPORARY_SHARE:.0%} of free memory")
     return Placement(block, streaming, f"{why}; block of {block} from {source}")
+
+
+def _host_placement(n_frames: int, costs: FrameCosts, available_bytes: int | None, block: int,
+                    requested_residency: str) -> Placement:
+    """Resident when everything fits the host's free memory; else exit waves to disk, and the intensities as well
+    when they alone do not fit (or when the engines keep no exit waves and disk was asked for)."""
+    usable = math.inf if available_bytes is None else SAFETY * available_bytes
+    kept = costs.kept_waves
+    if requested_residency != "disk" and (requested_residency != "auto"
+                                          or n_frames * costs.data + costs.fixed <= usable):
+        return Placement(block, False, "host memory: resident, cache-sized blocks")
+    why = "as requested" if requested_residency == "disk" else "they do not fit the host's free memory"
+    in_flight = 2 * block * costs.data  # a block in use and the next one read ahead, per store
+    intensities = not kept or n_frames * (costs.data - kept) + costs.fixed + in_flight > usable
+    what = ("intensities and exit waves in scratch files" if kept and intensities else
+            "exit waves in a scratch file" if kept else "intensities in a scratch file")
+    return Placement(block, False, f"host memory, {what} ({why}); cache-sized blocks", disk=bool(kept),
+                     intensities_on_disk=intensities)
 
 
 def frame_costs(frame_shape: tuple[int, int], object_shape: tuple[int, int], probe_modes: int, object_modes: int,

@@ -20,7 +20,7 @@ from .communication import SerialCommunicator
 from .errors import InputError
 from .metrics import FourierErrorSums
 from .options import RunOptions
-from .photons import PhotonScale, noise_floor_sum, photon_scale
+from .photons import QUANTUM_SAMPLE, PhotonScale, noise_floor_sum, photon_scale
 from .placement import Placement, choose_placement, frame_costs
 from .propagation import make_propagator
 from .registry import engine_spec
@@ -57,6 +57,12 @@ def host_available_bytes() -> int:
     if limit != resource.RLIM_INFINITY:
         available = min(available, max(0, limit - psutil.Process().memory_info().vms))
     return available
+
+
+def _frames_of(frames: np.ndarray | ScratchFrameStore, picked: np.ndarray) -> Iterator[np.ndarray]:
+    """The ``picked`` frames of intensities in memory or on disk, one at a time, on the host."""
+    for j in picked:
+        yield frames[j] if isinstance(frames, np.ndarray) else frames.read_host(int(j), int(j) + 1)
 
 
 class FrameStore:
@@ -98,6 +104,11 @@ class FrameStore:
         if following is not None and following not in self._pending:
             self._pending[following] = self.backend.upload_async(self._array[slice(*following)])
         return self.backend.ready(handle)
+
+    def read_ahead(self, start: int, stop: int) -> None:
+        """Start copying frames start..stop in, for a ``read`` soon (nothing to do when resident)."""
+        if not self.resident and (start, stop) not in self._pending:
+            self._pending[(start, stop)] = self.backend.upload_async(self._array[start:stop])
 
     def gather(self, frames: np.ndarray, device_frames: Any) -> Any:
         """A copy of the frames listed (host indices ``frames``, the same on the device ``device_frames``):
@@ -146,13 +157,17 @@ class Problem:
         self.frames_per_block = self.placement.frames_per_block
         self._block_buffers: dict[str, Any] = {}
         self.streaming = self.placement.streaming
-        intensities, saturated = self._load_intensities(diffraction_data, internal_mask)
+        #: Scratch files of this run (intensities, exit waves): their traffic is the run's disk I/O.
+        self.scratch_stores: list[ScratchFrameStore] = []
+        intensities = self._intensity_target()
+        saturated, sample = self._load_intensities(diffraction_data, internal_mask, intensities)
         self.saturated_pixels = self._mask_saturated(intensities, saturated, internal_mask)
-        self.photon_scale = self._to_photons(intensities, diffraction_data)
+        self.photon_scale = self._to_photons(intensities, diffraction_data, sample)
         self.noise_floor = self._noise_floor(intensities)
         picked = self._power_match_frames()
-        measured_power = float(np.sum(intensities[picked], dtype=np.float64))  # on the host: no uploads
-        self.intensities = self.frame_store(intensities, (self.n_frames, *self.frame_shape), np.float32)
+        measured_power = float(sum(np.sum(block, dtype=np.float64) for block in _frames_of(intensities, picked)))
+        self.intensities = intensities if isinstance(intensities, ScratchFrameStore) else \
+            self.frame_store(intensities, (self.n_frames, *self.frame_shape), np.float32)
         del intensities
         self.object = self.backend.asarray(np.asarray(initial_object, dtype=np.complex64))
         probe_scale = np.float32(np.sqrt(self.photon_scale.photons_per_unit))
@@ -188,26 +203,66 @@ class Problem:
         return choose_placement(self.n_frames, costs, self.backend.is_device_memory, available, requested,
                                 self.run.residency, limit)
 
-    def _load_intensities(self, diffraction_data: Any, internal_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """float32 copy in internal order with masked pixels zeroed, converted in place block by block
-        (reading a lazy or HDF5 source one step at a time; no full-size temporaries); and the (Y, X) pixels
-        that hold the integer type's largest value in some frame (saturated or overflow-flagged)."""
-        out = np.empty((self.n_frames, *self.frame_shape), dtype=np.float32)
+    def _intensity_target(self) -> np.ndarray | ScratchFrameStore:
+        """Where the float32 intensities are loaded: host memory, or a scratch file when the placement puts them
+        on disk (they do not fit the host's free memory)."""
+        shape = (self.n_frames, *self.frame_shape)
+        if not self.placement.intensities_on_disk:
+            return np.empty(shape, dtype=np.float32)
+        store = ScratchFrameStore(self.backend, shape, np.float32, scratch_directory(self.run.scratch_directory),
+                                  list(self.blocks()), self.timer)
+        self.scratch_stores.append(store)
+        return store
+
+    def _host_blocks(self, frames: np.ndarray | ScratchFrameStore, step_bytes: int
+                     ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Host blocks of the loaded intensities, in memory or on disk (in compute blocks there: what does not fit
+        memory is never held whole); see ``_put_back``."""
+        step = self._load_step(frames, step_bytes)
+        for start in range(0, self.n_frames, step):
+            stop = min(start + step, self.n_frames)
+            yield start, stop, frames[start:stop] if isinstance(frames, np.ndarray) else frames.read_host(start, stop)
+
+    def _load_step(self, frames: np.ndarray | ScratchFrameStore, step_bytes: int) -> int:
+        if not isinstance(frames, np.ndarray):
+            return self.frames_per_block
+        return max(1, step_bytes // (4 * self.frame_shape[0] * self.frame_shape[1]))
+
+    @staticmethod
+    def _put_back(frames: np.ndarray | ScratchFrameStore, start: int, stop: int, block: np.ndarray) -> None:
+        """A block changed in place: in memory it was a view (nothing to do), on disk it is written back."""
+        if not isinstance(frames, np.ndarray):
+            frames.write(start, stop, block)
+
+    def _load_intensities(self, diffraction_data: Any, internal_mask: np.ndarray,
+                          out: np.ndarray | ScratchFrameStore) -> tuple[np.ndarray, np.ndarray]:
+        """float32 intensities in internal order with masked pixels zeroed into ``out``, converted block by block
+        (reading a lazy or HDF5 source one step at a time; no full-size temporaries). Returns the (Y, X) pixels
+        that hold the integer type's largest value in some frame (saturated or overflow-flagged), and every
+        k-th value of the data (the sample the count quantum is found in, photons.count_quantum)."""
         saturated = np.zeros(self.frame_shape, dtype=bool)
         dtype = np.dtype(getattr(diffraction_data, "dtype", np.float32))
         ceiling = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else None
-        step = max(1, LOAD_STEP_BYTES // (4 * self.frame_shape[0] * self.frame_shape[1]))
+        frame_size = self.frame_shape[0] * self.frame_shape[1]
+        stride = self.n_frames * frame_size // QUANTUM_SAMPLE + 1 if self.n_frames * frame_size > QUANTUM_SAMPLE \
+            else 1
+        sample = []
+        step = self._load_step(out, LOAD_STEP_BYTES)
         for start in range(0, self.n_frames, step):
             stop = min(start + step, self.n_frames)
-            block = out[start:stop]
+            block = out[start:stop] if isinstance(out, np.ndarray) else \
+                np.empty((stop - start, *self.frame_shape), dtype=np.float32)
             source = np.asarray(diffraction_data[start:stop])
             if ceiling is not None:
                 saturated |= np.any(source == ceiling, axis=0)
             self.propagator.to_internal_into(source, block)
             np.multiply(block, internal_mask, out=block)
-        return out, self.propagator.to_internal(saturated)
+            sample.append(block.reshape(-1)[(-start * frame_size) % stride::stride].copy())
+            self._put_back(out, start, stop, block)
+        return self.propagator.to_internal(saturated), np.concatenate(sample)
 
-    def _mask_saturated(self, intensities: np.ndarray, saturated: np.ndarray, internal_mask: np.ndarray) -> int:
+    def _mask_saturated(self, intensities: np.ndarray | ScratchFrameStore, saturated: np.ndarray,
+                        internal_mask: np.ndarray) -> int:
         """Pixels at the integer type's ceiling are not counts: they leave the mask (all ranks agree), with a
         warning naming how many, rather than feed 4·10⁹ photons to every engine."""
         saturated &= internal_mask
@@ -215,7 +270,9 @@ class Problem:
             saturated = self.comm.allreduce_sum(saturated.astype(np.float32)) > 0
         count = int(saturated.sum())
         if count:
-            intensities[:, saturated] = 0.0
+            for start, stop, block in self._host_blocks(intensities, LOAD_STEP_BYTES):
+                block[:, saturated] = 0.0
+                self._put_back(intensities, start, stop, block)
             internal_mask &= ~saturated
             self.mask = self.backend.asarray(internal_mask)
             self.valid_pixels = int(internal_mask.sum())
@@ -226,18 +283,18 @@ class Problem:
                           f"(saturated or flagged) in some frame; they are masked", stacklevel=4)
         return count
 
-    def _to_photons(self, intensities: np.ndarray, diffraction_data: Any) -> PhotonScale:
+    def _to_photons(self, intensities: np.ndarray | ScratchFrameStore, diffraction_data: Any,
+                    sample: np.ndarray) -> PhotonScale:
         """Scale the loaded data to photons in place; every rank uses the mean of the ranks' factors."""
         is_integer = np.issubdtype(np.dtype(getattr(diffraction_data, "dtype", np.float32)), np.integer)
-        scale = photon_scale(intensities, is_integer, self.run.photons_per_unit)
+        scale = photon_scale(sample, is_integer, self.run.photons_per_unit)
         if self.comm.size > 1:
             factor = self.comm.allreduce_scalars([scale.photons_per_unit])[0] / self.comm.size
             scale = PhotonScale(factor, scale.source)
         if scale.photons_per_unit != 1.0:
-            step = max(1, LOAD_STEP_BYTES // (4 * self.frame_shape[0] * self.frame_shape[1]))
-            for start in range(0, self.n_frames, step):
-                block = intensities[start:start + step]
+            for start, stop, block in self._host_blocks(intensities, LOAD_STEP_BYTES):
                 np.multiply(block, np.float32(scale.photons_per_unit), out=block)
+                self._put_back(intensities, start, stop, block)
         if scale.source == "assumed":
             warnings.warn("diffraction_data: float data with no count quantum; taken as photon counts. "
                           "State parameters['photons_per_unit'] if they are not.", stacklevel=4)
@@ -281,16 +338,15 @@ class Problem:
             raise InputError("initial_probe: expected detector-side power on valid pixels, got (almost) none "
                              "inside the mask: the data cannot constrain this probe")
 
-    def _noise_floor(self, intensities: np.ndarray) -> float:
+    def _noise_floor(self, intensities: np.ndarray | ScratchFrameStore) -> float:
         """Mean over valid pixels of every frame of e(k) = E[(√λ − √k)²] at the measured counts k:
         the Fourier error a perfect model would have on these data (docs/algorithms.md, "Power bound")."""
-        step = max(1, NOISE_STEP_BYTES // (4 * self.frame_shape[0] * self.frame_shape[1]))
-        local = sum(noise_floor_sum(intensities[start:start + step], self.photon_scale.quantised)
-                    for start in range(0, self.n_frames, step))
-        photons = float(np.sum(intensities, dtype=np.float64))
+        local = photons = zeros = 0.0
+        for _, _, block in self._host_blocks(intensities, NOISE_STEP_BYTES):
+            local += noise_floor_sum(block, self.photon_scale.quantised)
+            photons += float(np.sum(block, dtype=np.float64))
+            zeros += float(np.count_nonzero(block == 0))
         # masked pixels are zero too: the zeros among valid pixels are all zeros less the masked ones
-        zeros = float(sum(np.count_nonzero(intensities[start:start + step] == 0)
-                          for start in range(0, self.n_frames, step)))
         zeros -= self.n_frames * (self.frame_shape[0] * self.frame_shape[1] - self.valid_pixels)
         total, all_photons, all_zeros = self.comm.allreduce_scalars([local, photons, zeros])
         if not all_photons > 0:
@@ -303,10 +359,17 @@ class Problem:
         """A per-frame array, resident or streamed in this problem's blocks; an engine's own (``host_array``
         None: exit waves) in a scratch file when the placement says disk."""
         if host_array is None and self.placement.disk:
-            return ScratchFrameStore(self.backend, shape, dtype, scratch_directory(self.run.scratch_directory),
-                                     list(self.blocks()), self.timer)
+            store = ScratchFrameStore(self.backend, shape, dtype, scratch_directory(self.run.scratch_directory),
+                                      list(self.blocks()), self.timer)
+            self.scratch_stores.append(store)
+            return store
         return FrameStore(self.backend, host_array, shape, dtype, resident=not self.streaming,
                           blocks=list(self.blocks()))
+
+    def disk_traffic(self) -> tuple[int, int]:
+        """Bytes read from and written to this run's scratch files so far."""
+        return (sum(store.bytes_read for store in self.scratch_stores),
+                sum(store.bytes_written for store in self.scratch_stores))
 
     def move_frames(self, positions: np.ndarray) -> bool:
         """Place this rank's frames at ``positions`` (sub-pixel, kept); True when a frame changed pixel."""

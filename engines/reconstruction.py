@@ -37,7 +37,8 @@ class IterationRecord:
     """One iteration. ``err_fmag`` and ``r_factor`` are those of the object and probe after the iteration
     (what the run would return; None on iterations not evaluated, ``evaluate_every``); ``engine_err_fmag`` and
     ``engine_r_factor`` are the engine's own sums from inside the iteration, free but of another model.
-    ``seconds`` is the iteration alone; ``evaluation_seconds`` the evaluation after it."""
+    ``seconds`` is the iteration alone; ``evaluation_seconds`` the evaluation after it; ``disk_bytes_read`` and
+    ``disk_bytes_written`` its traffic to scratch files (residency "disk"), the evaluation's not counted."""
 
     iteration: int
     engine: str
@@ -49,6 +50,8 @@ class IterationRecord:
     engine_err_fmag: float = float("nan")
     engine_r_factor: float = float("nan")
     evaluation_seconds: float = 0.0
+    disk_bytes_read: int = 0
+    disk_bytes_written: int = 0
 
 
 @dataclass
@@ -191,6 +194,7 @@ class Reconstruction:
         problem = self.problem
         problem.backend.sync()
         reduced = (problem.comm.bytes_reduced, problem.comm.allreduce_calls)
+        traffic = problem.disk_traffic()
         start = time.perf_counter()
         errors = engine.iterate(iteration)
         if self.plan.run.orthogonal_modes:
@@ -205,6 +209,8 @@ class Reconstruction:
         self.reduced_calls += problem.comm.allreduce_calls - reduced[1]
         seconds = time.perf_counter() - start
         stage_seconds = problem.timer.take()
+        (read_now, written_now), (read_before, written_before) = problem.disk_traffic(), traffic
+        disk_read, disk_written = read_now - read_before, written_now - written_before
         self._check_finite(name, iteration, squared)
         if self._amplitude_sum is None:
             self._amplitude_sum = problem.measured_amplitude_sum()
@@ -228,7 +234,8 @@ class Reconstruction:
             iteration=iteration, engine=name, err_fmag=err_fmag, r_factor=r_factor,
             object_error=self._object_error(problem.object) if self._object_error else None,
             seconds=seconds, stage_seconds=stage_seconds, engine_err_fmag=engine_err_fmag,
-            engine_r_factor=engine_r_factor, evaluation_seconds=evaluation_seconds)
+            engine_r_factor=engine_r_factor, evaluation_seconds=evaluation_seconds, disk_bytes_read=disk_read,
+            disk_bytes_written=disk_written)
         self.history.append(record)
         if self.callback is not None:
             self.callback(record)

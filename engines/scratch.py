@@ -2,8 +2,10 @@
 
 DM and RAAR keep one exit wave per frame, twice the intensities' bytes: 12 GB for the 6 GB seed workload, which
 then needs 20 GB of host memory. With residency "disk" the exit waves live in a scratch file instead, and an
-iteration reads and writes each block once (positioned I/O, no memory map: a map would count against an
-address-space limit like the one the batch system or ``--memory-limit`` sets). Reading block i starts the read
+iteration reads and writes each block once; intensities that do not fit the host's memory either go to a
+scratch file of their own, written once while loading and read every iteration (positioned I/O, no memory
+map: a map would count against an address-space limit like the one the batch system or ``--memory-limit``
+sets). Reading block i starts the read
 of block i + 1 on a helper thread, so the disk works while the engine computes; the time the engine then waits
 is the stage ``disk_read`` (near zero when the reads are hidden), writes are ``disk_write``.
 
@@ -94,6 +96,10 @@ class ScratchFrameStore:
                 f"parameters['scratch_directory'] (or $PTYBENCH_SCRATCH) to a larger disk") from None
         return descriptor
 
+    def read_host(self, start: int, stop: int) -> np.ndarray:
+        """Frames start..stop as a host array (loading and statistics on the host, whatever the backend)."""
+        return self._read_frames(start, stop)
+
     def _read_frames(self, start: int, stop: int) -> np.ndarray:
         block = np.empty((stop - start, *self.shape[1:]), dtype=self.dtype)
         view = memoryview(block).cast("B")
@@ -111,6 +117,11 @@ class ScratchFrameStore:
 
         return self.timer(name) if self.timer is not None else nullcontext()
 
+    def read_ahead(self, start: int, stop: int) -> None:
+        """Start reading frames start..stop on the helper thread (the next frame of a PIE engine's random order)."""
+        if (start, stop) not in self._pending:
+            self._pending[(start, stop)] = self._reader.submit(self._read_frames, start, stop)
+
     def read(self, start: int, stop: int) -> Any:
         key = (start, stop)
         pending = self._pending.pop(key, None)
@@ -123,7 +134,8 @@ class ScratchFrameStore:
 
     def write(self, start: int, stop: int, block: Any) -> None:
         self._pending.pop((start, stop), None)  # a read-ahead copy of this range is stale now
-        host = np.ascontiguousarray(self.backend.to_numpy(block), dtype=self.dtype)
+        host = np.ascontiguousarray(block if isinstance(block, np.ndarray) else self.backend.to_numpy(block),
+                                    dtype=self.dtype)
         view = memoryview(host).cast("B")
         with self._stage("disk_write"):
             offset, done = start * self.frame_bytes, 0

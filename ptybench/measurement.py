@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ptybench.engines.errors import InputError, InputTypeError
+from ptybench.engines.scratch import scratch_directory
 from ptybench.memory_probes import (
     is_out_of_memory,
     limit_address_space,
@@ -35,7 +36,7 @@ from ptybench.memory_probes import (
     return_free_memory,
 )
 from ptybench.record import Record
-from ptybench.record_assembly import add_distributed, add_memory, add_timing, mean_stages, time_to_quality
+from ptybench.record_assembly import add_distributed, add_memory, add_timing, disk_summary, mean_stages, time_to_quality
 
 #: Default margin over the Poisson noise floor for time-to-quality on any data (docs/algorithms.md, "Error metrics").
 DEFAULT_NOISE_MARGIN = 0.5
@@ -252,7 +253,8 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
     placement = reconstruction.problem.placement if reconstruction is not None else None
     prediction = predict_memory(geometry, measurement.engine, measurement.backend,
                                 placement.frames_per_block if placement else measurement.frames_per_block,
-                                comm.size, device, residency=placement.residency if placement else "auto")
+                                comm.size, device, residency=placement.residency if placement else "auto",
+                                placement=placement)
     record = Record.of(measurement, ranks=comm.size, status=status, message=message,
                        target_error=measurement.target_error, dataset_info=data.describe(measurement.dataset),
                        backend_info={**backend.describe(), "kernels": type(backend.kernels).__name__})
@@ -265,6 +267,11 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
         record.streaming = bool(reconstruction.problem.streaming)
         record.residency = reconstruction.problem.placement.residency
         record.placement_reason = reconstruction.problem.placement.reason
+        if reconstruction.problem.scratch_stores:
+            from ptybench.disk_bandwidth import cached
+
+            bandwidth = cached(scratch_directory(measurement.engine_parameters().get("scratch_directory")))
+            record.disk = disk_summary(timed, bandwidth.read_bytes_per_second)
         record.calibration = reconstruction.calibration()
         if measurement.noise_margin is not None and history:
             record.noise_target = (1.0 + measurement.noise_margin) * reconstruction.problem.noise_floor
@@ -321,12 +328,13 @@ LAZY_LOAD_SHARE = 0.1
 
 def _load_arrays(data: Any, start: int, stop: int) -> tuple[dict[str, Any], dict[str, Any], str, str]:
     """This rank's arrays and ground truth; a dataset that does not fit is an out-of-memory result."""
-    import psutil
+    from ptybench.engines.problem import host_available_bytes
 
     height, width = data.geometry().frame_shape
-    # against the machine's free memory, not --memory-limit's cap: under a cap the stored frames are loaded
-    # first, as a user's script would, and a run that cannot hold them is an out-of-memory result while loading
-    lazy = 4 * (stop - start) * height * width > LAZY_LOAD_SHARE * psutil.virtual_memory().available
+    # against the memory this process may still use (free memory, or what --memory-limit or a batch system's
+    # address-space limit leaves): a dataset larger than a share of it is read block by block as the engines
+    # need it, so the run streams from disk as it would on a machine of that size
+    lazy = 4 * (stop - start) * height * width > LAZY_LOAD_SHARE * host_available_bytes()
     try:
         arrays = data.arrays(start=start, stop=stop, lazy=lazy)
         truth = data.ground_truth()

@@ -20,7 +20,7 @@ from typing import Any
 
 from ptybench.engines.backends import backend_descriptor
 from ptybench.engines.errors import InputError, InputTypeError
-from ptybench.engines.placement import choose_placement, frame_costs
+from ptybench.engines.placement import Placement, choose_placement, frame_costs
 from ptybench.engines.problem import evaluation_step
 from ptybench.engines.registry import engine_spec
 
@@ -77,13 +77,13 @@ class MemoryPrediction:
 
 def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per_block: int | None = None,
                    ranks: int = 1, device: str | None = None, residency: str = "auto",
-                   available_bytes: int | None = None) -> MemoryPrediction:
+                   available_bytes: int | None = None, placement: Placement | None = None) -> MemoryPrediction:
     """Predicted peak footprint of one rank running ``engine`` on ``dataset``.
 
     ``backend`` is a registered backend name; whether ``device`` is device memory is the backend
     descriptor's call. Residency and block follow the engines' own choice (engines/placement.py) for
     ``available_bytes`` of free memory (None: unlimited), unless ``frames_per_block`` / ``residency``
-    state them.
+    state them. ``placement``: the one a run chose (a record's prediction uses what the run did).
     """
     spec = engine_spec(engine)
     descriptor = backend_descriptor(backend)
@@ -96,8 +96,9 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
         raise InputError(f"frames_per_block: expected a positive integer, got {frames_per_block!r}")
     costs = frame_costs(geometry.frame_shape, geometry.object_shape, geometry.probe_modes, geometry.object_modes,
                         [spec], descriptor.fused_kernels(device))
-    placement = choose_placement(n_local, costs, on_device, available_bytes, frames_per_block, residency,
-                                 spec.largest_useful_block())  # with the engine's default options
+    if placement is None:
+        placement = choose_placement(n_local, costs, on_device, available_bytes, frames_per_block, residency,
+                                     spec.largest_useful_block())  # with the engine's default options
     block, streaming = placement.frames_per_block, placement.streaming
 
     height, width = geometry.frame_shape
@@ -115,6 +116,8 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
     terms = {name: size * frames_held for name, size in per_frame.items()}
     if placement.disk:  # exit waves in a scratch file: a block in use and one read ahead in memory
         terms["exit_waves"] = 2 * block * frame_waves
+    if placement.intensities_on_disk:  # likewise the intensities, when they alone do not fit
+        terms["intensities"] = 2 * block * frame_intensity
     host_terms = {f"pinned_{name}": size * n_local for name, size in per_frame.items()} if streaming else {}
 
     wave_blocks, view_blocks = spec.memory.fused if descriptor.fused_kernels(device) else spec.memory.reference

@@ -76,6 +76,10 @@ class Record:
     streaming: bool | None = None
     residency: str | None = None
     placement_reason: str | None = None
+    #: Residency "disk": scratch-file bytes read and written per timed iteration, the seconds the engine waited for
+    #: reads and spent writing, and (with the disk's bandwidth, ptybench/disk_bandwidth.py) how much of the
+    #: reads' disk time it did not wait for (record_assembly.disk_summary). None when nothing went to disk.
+    disk: dict[str, Any] | None = None
     oom_size: dict[str, Any] | None = None
     # --- ranks (one entry for a serial run) -----------------------------------------------------------------
     compute_seconds: float | None = None

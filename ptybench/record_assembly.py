@@ -46,6 +46,27 @@ def add_timing(record: Record, history: list[Any], measurement: Any) -> None:
         record.err_fmag_history = [r.err_fmag for r in history]
 
 
+def disk_summary(timed: list[Any], read_bytes_per_second: float | None = None) -> dict[str, Any] | None:
+    """Scratch-file traffic of the timed iterations (means); None when they read and wrote nothing.
+    ``read_hidden_share``: 1 − wait / (bytes / bandwidth), the share of the reads' time at the disk's measured
+    bandwidth that the engine did not wait for (read ahead during compute, or served from the page cache)."""
+    if not timed:
+        return None
+    read = float(np.mean([r.disk_bytes_read for r in timed]))
+    written = float(np.mean([r.disk_bytes_written for r in timed]))
+    if read == 0 and written == 0:
+        return None
+    stages = mean_stages(timed)
+    summary: dict[str, Any] = {"read_bytes_per_iteration": read, "written_bytes_per_iteration": written,
+                               "read_wait_seconds": stages.get("disk_read", 0.0),
+                               "write_seconds": stages.get("disk_write", 0.0)}
+    if read_bytes_per_second and read > 0:
+        at_disk_speed = read / read_bytes_per_second
+        summary["read_seconds_at_disk_speed"] = at_disk_speed
+        summary["read_hidden_share"] = max(0.0, 1.0 - summary["read_wait_seconds"] / at_disk_speed)
+    return summary
+
+
 def mean_stages(timed: list[Any]) -> dict[str, float]:
     stages: dict[str, float] = {}
     for iteration in timed:

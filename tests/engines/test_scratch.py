@@ -1,6 +1,6 @@
-"""Residency 'disk' (engines/scratch.py): DM/RAAR exit waves in a scratch file give the same reconstruction as in
-memory, are chosen when they do not fit, leave nothing behind however the run ends, and a full disk is a clear
-error before any iteration."""
+"""Residency 'disk' (engines/scratch.py): DM/RAAR exit waves, and intensities that do not fit the host, in scratch
+files give the same reconstruction as in memory for every engine, are chosen when they do not fit, leave nothing
+behind however the run ends, and a full disk is a clear error before any iteration."""
 
 from __future__ import annotations
 
@@ -40,24 +40,55 @@ def test_exit_waves_that_do_not_fit_the_host_go_to_disk_automatically():
     costs = FrameCosts(data=3 * 2**20, temporaries=2**20, fixed=10 * 2**20, wave=2 * 2**20, kept_waves=2 * 2**20)
     assert choose_placement(1000, costs, on_device=False, available_bytes=10 * 2**30).residency == "resident"
     assert choose_placement(1000, costs, on_device=False, available_bytes=2**30).residency == "disk"
+    waves_only = choose_placement(1000, costs, on_device=False, available_bytes=2 * 2**30)  # 3 GB > 1.7 usable
+    assert waves_only.disk and not waves_only.intensities_on_disk
+    both = choose_placement(1000, costs, on_device=False, available_bytes=2**29)  # 1 GB of intensities alone
+    assert both.disk and both.intensities_on_disk and "intensities and exit waves" in both.reason
     no_waves = FrameCosts(data=2**20, temporaries=2**20, fixed=10 * 2**20, wave=2 * 2**20)
-    assert choose_placement(10**5, no_waves, on_device=False, available_bytes=2**30).residency == "resident"
+    assert choose_placement(500, no_waves, on_device=False, available_bytes=2**30).residency == "resident"
+    streamed = choose_placement(10**5, no_waves, on_device=False, available_bytes=2**30)
+    assert (streamed.residency, streamed.intensities_on_disk, streamed.disk) == ("disk", True, False)
     assert choose_placement(10, costs, on_device=False, available_bytes=None, requested_residency="disk").disk
 
 
-def test_a_memory_limit_below_the_exit_waves_runs_from_disk_with_the_same_result():
-    """The measuring process under --memory-limit: 537 MB of exit waves do not fit 900 MB beside 268 MB of stored
-    frames and their float32 copy, so they go to disk, and the object error equals the unlimited run's
-    (measured: disk from 800 to 1100 MB, resident from 1300 MB)."""
+@pytest.mark.parametrize("engine", ["ePIE", "rPIE-batched", "ML", "DM"])
+def test_intensities_on_disk_reconstruct_exactly_as_in_memory(tiny_arrays, engine, tmp_path, monkeypatch):
+    """ePIE reads one frame at a time in random order, the batched engine gathers, ML reads twice per iteration;
+    DM with a host too small even for the intensities puts both its stores on disk."""
+    from ptybench.engines import problem as problem_module
+
+    parameters = {"engine": engine, "iterations": 3, "probe_update_start": 0, "scratch_directory": str(tmp_path)}
+    in_memory = Reconstruction(**tiny_arrays, parameters=parameters).run()
+    monkeypatch.setattr(problem_module, "host_available_bytes", lambda: 2**16)
+    reconstruction = Reconstruction(**tiny_arrays, parameters={**parameters, "residency": "disk"})
+    placement = reconstruction.problem.placement
+    assert placement.intensities_on_disk and placement.disk == (engine == "DM")
+    on_disk = reconstruction.run()
+    np.testing.assert_array_equal(in_memory.object, on_disk.object)
+    np.testing.assert_array_equal(in_memory.probe, on_disk.probe)
+    frame_bytes = 4 * tiny_arrays["diffraction_data"][0].size
+    assert on_disk.history[-1].disk_bytes_read >= len(tiny_arrays["diffraction_data"]) * frame_bytes
+    assert in_memory.history[-1].disk_bytes_read == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("engine", ["ePIE", "ML", "DM"])
+def test_a_memory_limit_below_the_dataset_streams_it_from_disk_with_the_same_result(engine):
+    """The measuring process under --memory-limit 70 MB: 67 MB of stored frames (201 MB with their float32 copy and
+    DM's exit waves) are read block by block and kept in scratch files, and the object error equals the
+    unlimited run's; the record says how many bytes went through the disk."""
     from ptybench.measurement import Measurement
     from ptybench.runner import run_isolated
 
-    common = dict(dataset="farfield-128-4096", engine="DM", iterations=1, warmup=0, threads=1, fft_floor=False)
-    limited = run_isolated(Measurement(**common, memory_limit_bytes=900 * 10**6))
+    common = dict(dataset="farfield-128-1024", engine=engine, iterations=1, warmup=0, threads=1, fft_floor=False)
+    limited = run_isolated(Measurement(**common, memory_limit_bytes=70 * 10**6))
     free = run_isolated(Measurement(**common))
     assert (limited["status"], free["status"]) == ("ok", "ok"), (limited.get("message"), free.get("message"))
     assert (limited["residency"], free["residency"]) == ("disk", "resident")
+    assert "intensities" in limited["placement_reason"] and free["disk"] is None
     assert limited["object_error"] == pytest.approx(free["object_error"], rel=1e-6)
+    assert limited["disk"]["read_bytes_per_iteration"] >= 1024 * 128 * 128 * 4
+    assert (limited["disk"]["written_bytes_per_iteration"] > 0) == (engine == "DM")
 
 
 def test_a_killed_run_leaves_no_scratch_file(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from ptybench.memory_probes import allocation_failure, is_out_of_memory, process_status_bytes
 from ptybench.record import Record
-from ptybench.record_assembly import add_distributed, add_timing, time_to_quality
+from ptybench.record_assembly import add_distributed, add_timing, disk_summary, time_to_quality
 
 
 def blank() -> Record:
@@ -81,3 +81,17 @@ def test_a_library_that_exits_on_a_failed_allocation_is_read_as_out_of_memory():
     assert allocation_failure(stderr) == "OpenBLAS error: Memory allocation still failed after 10 retries, giving up."
     assert allocation_failure("terminate called after throwing an instance of 'std::bad_alloc'") is not None
     assert allocation_failure("Traceback ...\nValueError: shape mismatch") is None
+
+
+def test_disk_traffic_is_the_mean_of_the_timed_iterations_and_the_hidden_share_uses_the_bandwidth():
+    def iteration(read, written, wait):
+        return SimpleNamespace(disk_bytes_read=read, disk_bytes_written=written,
+                               stage_seconds={"disk_read": wait, "disk_write": 0.5})
+
+    timed = [iteration(1e9, 2e9, 0.2), iteration(3e9, 2e9, 0.6)]
+    summary = disk_summary(timed, read_bytes_per_second=1e9)
+    assert summary["read_bytes_per_iteration"] == 2e9 and summary["written_bytes_per_iteration"] == 2e9
+    assert summary["read_wait_seconds"] == pytest.approx(0.4) and summary["write_seconds"] == pytest.approx(0.5)
+    assert summary["read_seconds_at_disk_speed"] == 2.0 and summary["read_hidden_share"] == pytest.approx(0.8)
+    assert "read_hidden_share" not in disk_summary(timed)
+    assert disk_summary([iteration(0, 0, 0.0)]) is None and disk_summary([]) is None
