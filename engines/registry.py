@@ -59,6 +59,9 @@ class EngineSpec:
     #: The most frames one compute block can use, from the stage's options (a batched engine computes no
     #: more than a batch at once; None: no limit). The placement caps an automatic block with it.
     block_limit: Callable[[Any], int] | None = None
+    #: Passes over the intensities per iteration (ML: the gradient and the line search), the disk reads of
+    #: residency "disk" the plan prices.
+    intensity_reads_per_iteration: int = 1
 
     def largest_useful_block(self, options: Any = None) -> int | None:
         """``block_limit`` of ``options`` (default: the engine's default options), None when unlimited."""
@@ -77,7 +80,8 @@ _loaded = False
 
 def register(name: str, *, options: type, memory: MemoryTerms, propagations_per_frame: int,
              keeps_exit_waves: bool, distributed: str, frames_per_fft_batch: int | None = None,
-             block_limit: Callable[[Any], int] | None = None) -> Callable[[type], type]:
+             block_limit: Callable[[Any], int] | None = None,
+             intensity_reads_per_iteration: int = 1) -> Callable[[type], type]:
     """Class decorator: ``@register("DM", options=DMOptions, ...)``. A class may register several names."""
     if distributed not in DISTRIBUTED_FORMS:
         raise InputError(f"distributed: expected one of {list(DISTRIBUTED_FORMS)}, got {distributed!r}")
@@ -87,7 +91,8 @@ def register(name: str, *, options: type, memory: MemoryTerms, propagations_per_
             raise InputError(f"engine {name!r} is registered twice ({_REGISTRY[name].engine_class.__qualname__} "
                              f"and {engine_class.__qualname__})")
         _REGISTRY[name] = EngineSpec(name, engine_class, options, memory, propagations_per_frame,
-                                     frames_per_fft_batch, keeps_exit_waves, distributed, block_limit)
+                                     frames_per_fft_batch, keeps_exit_waves, distributed, block_limit,
+                                     intensity_reads_per_iteration)
         return engine_class
 
     return decorate

@@ -90,10 +90,20 @@ def cached(directory: str, measure_if_missing: bool = True) -> DiskBandwidth | N
             pass
     if not measure_if_missing:
         return None
-    bandwidth = measure(directory)
-    kept = kept if isinstance(kept, dict) else {}
-    kept[_key(directory)] = asdict(bandwidth)
+    return remeasure(directory)
+
+
+def remeasure(directory: str) -> DiskBandwidth:
+    """Measure ``directory``'s file system now and keep the result in place of the old one."""
     from ptybench.results import write_json_atomically
 
+    bandwidth = measure(directory)
+    path = _cache_file()
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        kept = {}
+    kept = kept if isinstance(kept, dict) else {}
+    kept[_key(directory)] = asdict(bandwidth)
     write_json_atomically(path, kept)
     return bandwidth

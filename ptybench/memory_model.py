@@ -63,6 +63,11 @@ class MemoryPrediction:
     streaming: bool
     terms: dict[str, int] = field(default_factory=dict)
     host_terms: dict[str, int] = field(default_factory=dict)
+    residency: str = "resident"
+    #: Residency "disk": scratch-file bytes one iteration reads and writes at least (every stored array once per
+    #: pass: the intensities ``intensity_reads_per_iteration`` times, DM/RAAR's exit waves read and written once).
+    disk_read_bytes: int = 0
+    disk_write_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
@@ -132,7 +137,14 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
     # the returned model's evaluation after each iteration: a step of exit waves propagated, and its intensities
     step = evaluation_step(block, modes, geometry.frame_shape)
     terms["evaluation"] = int(step * (2 * frame_waves + 3 * frame_intensity))
-    return MemoryPrediction(engine, backend, block, ranks, streaming, terms, host_terms)
+    disk_read = disk_write = 0
+    if placement.intensities_on_disk:
+        disk_read += spec.intensity_reads_per_iteration * n_local * frame_intensity
+    if placement.disk:
+        disk_read += n_local * frame_waves
+        disk_write += n_local * frame_waves
+    return MemoryPrediction(engine, backend, block, ranks, streaming, terms, host_terms, placement.residency,
+                            disk_read, disk_write)
 
 
 def largest_block_that_fits(dataset: Any, engine: str, backend: str, device_memory_bytes: int, ranks: int = 1,

@@ -76,7 +76,8 @@ def test_intensities_on_disk_reconstruct_exactly_as_in_memory(tiny_arrays, engin
 def test_a_memory_limit_below_the_dataset_streams_it_from_disk_with_the_same_result(engine):
     """The measuring process under --memory-limit 70 MB: 67 MB of stored frames (201 MB with their float32 copy and
     DM's exit waves) are read block by block and kept in scratch files, and the object error equals the
-    unlimited run's; the record says how many bytes went through the disk."""
+    unlimited run's; the record says how many bytes went through the disk. (The limit is set before the data
+    are loaded: loaded whole, they would not fit it.)"""
     from ptybench.measurement import Measurement
     from ptybench.runner import run_isolated
 

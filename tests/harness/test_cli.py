@@ -192,7 +192,8 @@ def test_plan_answers_the_seed_workload_question(capsys):
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("DM ", "ePIE "))}
     # DM: everything resident on one 80 GB card in bounded blocks (it used to say 229.5 GB and 3 GPUs).
     assert rows["DM"][2] == "resident" and 1 < int(rows["DM"][3]) < 2552 and float(rows["DM"][4]) < 30
-    assert rows["DM"][-1] == "1" and rows["ePIE"][-1] == "1"
+    assert rows["DM"][-3] == "1" and rows["ePIE"][-3] == "1"  # devices; then the disk columns, empty here
+    assert rows["DM"][-2:] == ["-", "-"]
     assert main(["plan", "--dataset", "seed-2552x768", "--device-memory", "lots"]) == 2
     assert "memory size" in capsys.readouterr().err
 

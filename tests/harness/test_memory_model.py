@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ptybench.measurement import Measurement
@@ -114,3 +116,25 @@ def test_devices_needed_is_exact_and_none_only_when_the_object_alone_does_not_fi
                  "--engines", "DM,ePIE"]) == 0
     text = capsys.readouterr().out
     assert ">4096" not in text and "the object must be tiled" in text and "7.20 GB per copy" in text
+
+
+def test_a_host_too_small_for_the_frames_streams_them_from_disk_and_the_plan_prices_the_io(monkeypatch, capsys):
+    """275 GB of intensities on a 24 GB host: ePIE keeps them on disk and fits; an iteration reads them once,
+    at least 275 GB / 1 GB/s."""
+    from ptybench import disk_bandwidth
+    from ptybench.cli import main
+
+    big = Geometry(n_frames=16384, frame_shape=(2048, 2048), object_shape=(30018, 29992))
+    chosen = predict_memory(big, "ePIE", "numpy", available_bytes=parse_bytes("24GB"))
+    intensities = 16384 * 2048 * 2048 * 4
+    assert (chosen.residency, chosen.disk_read_bytes, chosen.disk_write_bytes) == ("disk", intensities, 0)
+    assert chosen.total_bytes < 24e9
+    ml = predict_memory(big, "ML", "numpy", available_bytes=parse_bytes("24GB"))
+    assert ml.disk_read_bytes == 2 * intensities  # the gradient and the line search
+    known = disk_bandwidth.DiskBandwidth(1e9, 5e8, "/scratch", "2026-12-07 05:00")
+    monkeypatch.setattr(disk_bandwidth, "cached", lambda directory: known)
+    assert main(["plan", "--dataset", "farfield-2048-16384", "--backends", "numpy", "--device-memory", "24GB",
+                 "--engines", "ePIE", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["residency"] == "disk" and row["fits"]
+    assert row["disk_seconds_per_iteration"] == pytest.approx(intensities / 1e9)
