@@ -153,8 +153,13 @@ def require_memory_limit(measurement: Measurement) -> None:
         geometry = Geometry.of(data)
     finally:
         getattr(data, "close", lambda: None)()
+    from ptybench.engines.backends import backend_descriptor
+
+    # on a host the engines place per-frame arrays for the memory the limit leaves (on disk when they do not fit)
+    on_host = not backend_descriptor(measurement.backend).is_device_memory(measurement.device)
     prediction = predict_memory(geometry, measurement.engine, measurement.backend, measurement.frames_per_block,
-                                measurement.ranks, measurement.device)
+                                measurement.ranks, measurement.device,
+                                available_bytes=measurement.memory_limit_bytes if on_host else None)
     needed = prediction.total_bytes + sum(prediction.host_terms.values())
     if needed > measurement.memory_limit_bytes:
         raise InputError(f"--memory-limit: {measurement.memory_limit_bytes / 1e6:.1f} MB is below what the memory "
