@@ -102,7 +102,7 @@ def ladder_points(records: Iterable[Record | Mapping[str, Any]]) -> dict[tuple, 
             "iterations_to_quality": _median([r.fom["iterations_to_quality"] for r in runs]),
             "iterations_run": statistics.median(r.warmup + r.iterations for r in runs),
             "repeats": len(runs), "machine": runs[0].machine or {}, "backend": runs[0].backend,
-            "device": runs[0].device, "tier": _worst_tier(runs),
+            "device": runs[0].device, "tier": _worst_tier(runs), "disk": next((r.disk for r in runs if r.disk), None),
         } for (pixels, frames), runs in sorted(sizes.items())]
     return ladders
 
@@ -140,7 +140,7 @@ def target_points(records: Iterable[Record | Mapping[str, Any]], frame_pixels: i
         found.setdefault(setup_key(record), []).append({
             "frames": float(info["n_frames"]), "object_pixels": float(info["object_height"] * info["object_width"]),
             "seconds": float(record.seconds_per_iteration), "repeat": record.repeat, "machine": record.machine or {},
-            "device": record.device, "backend": record.backend})
+            "device": record.device, "backend": record.backend, "disk": record.disk})
     return found
 
 
@@ -264,6 +264,11 @@ def _forecast_row(setup: tuple, ladder: list[dict], own: list[dict], geometry: A
     memory = predict_memory(geometry, engine, backend_name, None, 1, device, available_bytes=capacity) \
         if capacity else None
     memory_devices = ranks_needed(geometry, engine, backend_name, capacity, device=device) if capacity else None
+    disk_seconds = _disk_seconds(memory, ladder + own)
+    if disk_seconds is not None and disk_seconds > seconds * n_target:  # the disk, not the compute, sets the pace
+        seconds = disk_seconds / n_target
+        projection = geometry.n_frames * iterations * seconds if iterations else None
+        live_rate = 1.0 / (iterations * seconds) if iterations else None
     verdicts = {}
     for rate in rates:
         if live_rate is None:
@@ -285,7 +290,21 @@ def _forecast_row(setup: tuple, ladder: list[dict], own: list[dict], geometry: A
         "tomogram_seconds": projection * projections if projection else None, "live_rate_hz": live_rate,
         "memory_bytes": memory.total_bytes if memory else None, "memory_capacity_bytes": capacity,
         "memory_devices": memory_devices, "rates": verdicts,
+        "residency": memory.residency if memory else None, "disk_seconds_per_iteration": disk_seconds,
     }
+
+
+def _disk_seconds(memory: Any, points: list[dict[str, Any]]) -> float | None:
+    """The least time an iteration's scratch traffic takes at the disk bandwidth the setup's records measured
+    (residency "disk" at the target); None when the target fits memory or no record measured the disk."""
+    if memory is None or not (memory.disk_read_bytes or memory.disk_write_bytes):
+        return None
+    disks = [point["disk"] for point in points if point.get("disk") and point["disk"].get("disk_read_bytes_per_second")]
+    if not disks:
+        return None
+    read = float(np.median([disk["disk_read_bytes_per_second"] for disk in disks]))
+    write = float(np.median([disk["disk_write_bytes_per_second"] for disk in disks]))
+    return memory.disk_read_bytes / read + memory.disk_write_bytes / write
 
 
 def _capacity(point: dict[str, Any]) -> int | None:
@@ -355,6 +374,12 @@ def format_forecast(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         name = f"{row['machine']} {row['backend']} {row['engine']}"
         lines.append(f"{name}: measured {row['measured']}; extrapolated {row['extrapolated']}")
+        if row.get("residency") == "disk":
+            lines.append("  per-frame arrays on disk at the target (they do not fit this machine's memory): "
+                         + ("no record measured the disk, so its I/O is not priced" if row["disk_seconds_per_iteration"]
+                            is None else f"at least {row['disk_seconds_per_iteration']:.3g} s of disk I/O per iteration"
+                            + (", more than the compute: the disk sets the pace" if row["disk_seconds_per_iteration"]
+                               >= row["seconds_per_iteration"] * 0.999 else ", hidden behind the compute at best")))
         check = row["hold_out"]
         if row["ladder_over_target"]:
             lines.append(f"  cross-check: the ladder's power law gives {row['ladder_seconds_per_frame_iteration']:.3g}"

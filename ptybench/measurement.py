@@ -276,7 +276,7 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
             from ptybench.disk_bandwidth import cached
 
             bandwidth = cached(scratch_directory(measurement.engine_parameters().get("scratch_directory")))
-            record.disk = disk_summary(timed, bandwidth.read_bytes_per_second)
+            record.disk = disk_summary(timed, bandwidth.read_bytes_per_second, bandwidth.write_bytes_per_second)
         record.calibration = reconstruction.calibration()
         if measurement.noise_margin is not None and history:
             record.noise_target = (1.0 + measurement.noise_margin) * reconstruction.problem.noise_floor

@@ -46,7 +46,8 @@ def add_timing(record: Record, history: list[Any], measurement: Any) -> None:
         record.err_fmag_history = [r.err_fmag for r in history]
 
 
-def disk_summary(timed: list[Any], read_bytes_per_second: float | None = None) -> dict[str, Any] | None:
+def disk_summary(timed: list[Any], read_bytes_per_second: float | None = None,
+                 write_bytes_per_second: float | None = None) -> dict[str, Any] | None:
     """Scratch-file traffic of the timed iterations (means); None when they read and wrote nothing.
     ``read_hidden_share``: 1 − wait / (bytes / bandwidth), the share of the reads' time at the disk's measured
     bandwidth that the engine did not wait for (read ahead during compute, or served from the page cache)."""
@@ -60,6 +61,9 @@ def disk_summary(timed: list[Any], read_bytes_per_second: float | None = None) -
     summary: dict[str, Any] = {"read_bytes_per_iteration": read, "written_bytes_per_iteration": written,
                                "read_wait_seconds": stages.get("disk_read", 0.0),
                                "write_seconds": stages.get("disk_write", 0.0)}
+    if read_bytes_per_second and write_bytes_per_second:  # the disk's, kept with the record for forecasts
+        summary["disk_read_bytes_per_second"] = read_bytes_per_second
+        summary["disk_write_bytes_per_second"] = write_bytes_per_second
     if read_bytes_per_second and read > 0:
         at_disk_speed = read / read_bytes_per_second
         summary["read_seconds_at_disk_speed"] = at_disk_speed

@@ -93,3 +93,27 @@ def test_runs_that_ran_slow_are_left_out_and_counted():
     (row,) = forecast(records, target, 498, [1e4])
     assert "1 slow run(s) left out" in row["measured"]
     assert row["seconds_per_iteration"] == pytest.approx(_truth(TARGET.n_frames), rel=0.02)
+
+
+@pytest.mark.parametrize("disk_speed", [1e7, None])
+def test_a_target_that_does_not_fit_memory_is_priced_at_the_disks_measured_speed(disk_speed):
+    """The seed's 6 GB of intensities on a 2 GB machine go to disk: an iteration reads them at least once, so at
+    10 MB/s the disk, not the compute (~200 s), sets the pace; without a measured disk nothing is priced."""
+    side = _object_side(TARGET.n_frames)
+    target = TARGET.__class__(TARGET.n_frames, (768, 768), (side, side))
+    records = target_size_records()
+    for record in records:
+        record["engine"] = "ePIE"
+        record["machine"] = {**record["machine"], "memory_bytes": 2 * 10**9}  # a copy: MACHINE is shared
+        record["disk"] = ({"disk_read_bytes_per_second": disk_speed, "disk_write_bytes_per_second": disk_speed}
+                          if disk_speed else None)
+    (row,) = forecast(records, target, 498, [1e4])
+    assert row["residency"] == "disk"
+    text = format_forecast([row])
+    if disk_speed is None:
+        assert row["disk_seconds_per_iteration"] is None and "its I/O is not priced" in text
+        assert row["seconds_per_iteration"] == pytest.approx(_truth(TARGET.n_frames), rel=0.10)
+    else:
+        io = TARGET.n_frames * 768 * 768 * 4 / disk_speed
+        assert row["disk_seconds_per_iteration"] == pytest.approx(io)
+        assert row["seconds_per_iteration"] == pytest.approx(io) and "the disk sets the pace" in text
