@@ -8,6 +8,7 @@ the same code every MPI rank runs (ptybench.mpi_run).
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -60,12 +61,29 @@ def _run_child_record(measurement: Measurement, progress: Callable[[int, int], N
                                   outcome.seconds).to_dict()
         if result_path.exists():
             return json.loads(result_path.read_text())
+        kept = _record_on_stdout(outcome.stdout)
+        if kept is not None:
+            return kept
         oom = death_by_oom_killer(outcome.returncode, oom_before, oom_kill_count())
         if oom is None and outcome.returncode:
             oom = allocation_failure(outcome.stderr)
         if oom is not None:
             return Record.failure(measurement, "oom", oom, outcome.seconds).to_dict()
         return Record.failure(measurement, "error", outcome.why(), outcome.seconds).to_dict()
+
+
+#: Where the child could not write its record file, it prints the record on one stdout line after this.
+RECORD_MARKER = "ptybench-record: "
+
+
+def _record_on_stdout(stdout: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(RECORD_MARKER):
+            try:
+                return json.loads(line[len(RECORD_MARKER):])
+            except ValueError:
+                return None
+    return None
 
 
 def _last_progress(path: Path) -> tuple[int, int] | None:
@@ -98,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         detail = "".join(traceback.format_exception(error)[-3:]).strip()
         record = Record.failure(measurement, "error", f"{type(error).__name__}: {error}\n{detail}",
                                 time.time() - started)
-    write_json_atomically(argv[0], record.to_dict())
+    try:
+        write_json_atomically(argv[0], record.to_dict())
+    except OSError:  # the parent's folder went (a tmp cleaner, a full disk): the measured point is not lost
+        print(RECORD_MARKER + json.dumps(record.to_dict(), default=str), flush=True)
     return 0
 
 

@@ -94,3 +94,19 @@ def test_progress_is_reported_while_the_child_measures():
     assert record["status"] == "ok"
     assert seen and seen[-1] == (7, 7) and all(total == 7 for _, total in seen)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+def test_a_record_whose_folder_vanished_comes_back_on_stdout(tmp_path, monkeypatch, capsys):
+    """A tmp cleaner removed the parent's folder while a point was measured (12 minutes lost once): the child
+    prints the record instead, and the parent reads it from there."""
+    import io
+
+    from ptybench import runner
+
+    measurement = Measurement(dataset="farfield-64-256", engine="DM", iterations=1, warmup=0, threads=1,
+                              fft_floor=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(measurement.to_json()))
+    assert runner.main([str(tmp_path / "gone" / "record.json")]) == 0
+    record = runner._record_on_stdout(capsys.readouterr().out)
+    assert record["status"] == "ok" and record["engine"] == "DM" and record["iterations_done"] == 1
+    assert runner._record_on_stdout("noise\nptybench-record: {broken") is None
