@@ -11,6 +11,7 @@ the page cache (posix_fadvise DONTNEED), the way a run larger than memory meets 
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -83,9 +84,12 @@ def cached(directory: str, measure_if_missing: bool = True) -> DiskBandwidth | N
     except (OSError, ValueError):
         kept = {}
     entry = kept.get(_key(directory)) if isinstance(kept, dict) else None
-    if isinstance(entry, dict):
+    if isinstance(entry, dict):  # a kept entry is used only when it is whole and its speeds are real numbers
         try:
-            return DiskBandwidth(**entry)
+            kept_bandwidth = DiskBandwidth(**entry)
+            if all(isinstance(speed, int | float) and 0 < speed < math.inf for speed in
+                   (kept_bandwidth.read_bytes_per_second, kept_bandwidth.write_bytes_per_second)):
+                return kept_bandwidth
         except TypeError:
             pass
     if not measure_if_missing:

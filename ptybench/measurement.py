@@ -275,8 +275,12 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
         if reconstruction.problem.scratch_stores:
             from ptybench.disk_bandwidth import cached
 
-            bandwidth = cached(scratch_directory(measurement.engine_parameters().get("scratch_directory")))
-            record.disk = disk_summary(timed, bandwidth.read_bytes_per_second, bandwidth.write_bytes_per_second)
+            try:  # measured after the run, once per machine: a full or vanished disk must not cost the record
+                bandwidth = cached(scratch_directory(measurement.engine_parameters().get("scratch_directory")))
+                speeds = (bandwidth.read_bytes_per_second, bandwidth.write_bytes_per_second)
+            except OSError:
+                speeds = (None, None)
+            record.disk = disk_summary(timed, *speeds)
         record.calibration = reconstruction.calibration()
         if measurement.noise_margin is not None and history:
             record.noise_target = (1.0 + measurement.noise_margin) * reconstruction.problem.noise_floor

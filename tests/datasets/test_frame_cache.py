@@ -47,3 +47,15 @@ def test_the_limit_turns_the_cache_off_and_a_bad_limit_names_the_variable(own_ca
     monkeypatch.setenv(frame_cache.VARIABLE, "lots")
     with pytest.raises(InputError, match=r"PTYBENCH_FRAME_CACHE_BYTES: expected a number of bytes >= 0.*'lots'"):
         load("farfield-64-256").frames()
+
+
+def test_a_full_disk_costs_only_the_kept_copy_and_leaves_no_partial_file(own_cache, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full)
+    data = load("farfield-64-256")
+    assert np.array_equal(data.frames(), data._generate(0, 256))
+    assert list(own_cache.iterdir()) == []
