@@ -26,6 +26,7 @@ from ptybench.engines.errors import InputError
 from ptybench.isolation import SAFE_PATH, child_environment, run_child
 from ptybench.launchers import Launcher, MPIUnavailable, mpiexec_path  # noqa: F401  (re-exported)
 from ptybench.measurement import HEARTBEAT_VARIABLE, Measurement
+from ptybench.rank_exits import RankExits
 from ptybench.record import Record
 
 
@@ -62,7 +63,8 @@ def _run_mpi_record(measurement: Measurement, arrays_path: str | None,
                                         {**dict(launcher.environment), HEARTBEAT_VARIABLE: scratch,
                                          **(extra_environment or {})})
         watch = StallWatch(Path(scratch), measurement.ranks)
-        outcome = run_child(command, environment, measurement.timeout_s, while_waiting=watch, poll_s=1.0)
+        with RankExits(Path(scratch)) as exits:
+            outcome = run_child(command, environment, measurement.timeout_s, while_waiting=watch, poll_s=1.0)
         if outcome.timed_out:
             why = outcome.stopped or f"no result after {measurement.timeout_s:g} s; killed"
             return Record.failure(measurement, "timeout", f"{why}; {watch.describe()}", outcome.seconds).to_dict()
@@ -71,7 +73,7 @@ def _run_mpi_record(measurement: Measurement, arrays_path: str | None,
         lines = [line for line in outcome.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if "Error" in line or "rank" in line.lower()]
         message = "\n".join((errors or lines)[-12:])
-        dead = dead_rank(outcome.stdout + outcome.stderr, Path(scratch))
+        dead = dead_rank(outcome.stdout + outcome.stderr, Path(scratch), exits.first())
         return Record.failure(measurement, "error", f"{dead or f'mpiexec exit status {outcome.returncode}'}\n"
                               f"{message}".strip(), outcome.seconds).to_dict()
 
@@ -124,21 +126,34 @@ class StallWatch:
         return None
 
 
-def dead_rank(launcher_output: str, scratch: Path) -> str | None:
+def dead_rank(launcher_output: str, scratch: Path, first_ended: list[int] | None = None) -> str | None:
     """"rank 1 (pid 123 on node7) was killed by SIGKILL": from what the launcher printed. MPICH names a PID
     (every rank wrote its PID beside the record, ptybench.mpi_run, so the PID names the rank) and a signal or
-    exit code; Open MPI's mpirun names the rank, PID, node and signal; srun names the node and task (rank)."""
+    exit code; Open MPI's mpirun names the rank, PID, node and signal; srun names the node and task (rank).
+
+    MPICH names the lowest rank that ended badly, which may be one its clean-up killed after the real
+    victim; ``first_ended`` (ptybench.rank_exits, the local ranks in the order the kernel saw them end)
+    then names the rank that went first, and a tie names every tied rank."""
     import re
 
-    ranks = {}
+    pids = {}
     for path in scratch.glob("rank-*.pid"):
-        number, _, _host = path.read_text().partition(" ")
-        ranks[number.strip()] = path.stem.removeprefix("rank-")
+        number, _, host = path.read_text().strip().partition(" ")
+        pids[path.stem.removeprefix("rank-")] = (number, host)
+    ranks = {pid: rank for rank, (pid, _host) in pids.items()}
     mpich = re.search(r"PID (\d+) RUNNING AT (\S+)", launcher_output)
     if mpich is not None:
         code = re.search(r"signal (\d+)", launcher_output) or re.search(r"EXIT CODE: (\d+)", launcher_output)
-        return (f"rank {ranks.get(mpich.group(1), '?')} (pid {mpich.group(1)} on {mpich.group(2)}) "
-                f"{_how(int(code.group(1)) if code else None)}")
+        how = _how(int(code.group(1)) if code else None)
+        if len(first_ended or []) == 1:
+            rank = str(first_ended[0])
+            pid, host = pids.get(rank, ("?", "?"))
+            return f"rank {rank} (pid {pid} on {host}) ended first, and mpiexec stopped the others; a rank {how}"
+        if first_ended:
+            tied = ", ".join(str(rank) for rank in first_ended)
+            return (f"ranks {tied} ended within 2 ms of each other; mpiexec names rank "
+                    f"{ranks.get(mpich.group(1), '?')} (pid {mpich.group(1)} on {mpich.group(2)}): {how}")
+        return f"rank {ranks.get(mpich.group(1), '?')} (pid {mpich.group(1)} on {mpich.group(2)}) {how}"
     open_mpi = re.search(r"process rank (\d+) with PID (\d+) on node (\S+) exited on signal (\d+)",
                          launcher_output)
     if open_mpi is not None:

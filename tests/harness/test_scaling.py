@@ -58,3 +58,47 @@ def test_the_dead_rank_is_named_from_every_launchers_words(tmp_path, output, exp
         assert named is None
     else:
         assert named.startswith(expected)
+
+
+MPICH_CLEANUP = ("BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES\nPID 4567 RUNNING AT node7\nEXIT CODE: 9\n"
+                 "CLEANING UP REMAINING PROCESSES")
+
+
+def test_the_rank_that_ended_first_is_named_where_mpich_names_a_rank_it_killed_in_clean_up(tmp_path):
+    pid_files(tmp_path, [4567, 4568])  # MPICH names pid 4567 (rank 0), its clean-up's victim
+    named = dead_rank(MPICH_CLEANUP, tmp_path, first_ended=[1])
+    assert named.startswith("rank 1 (pid 4568 on node7) ended first")
+    assert "rank 0" not in named
+
+
+def test_a_tie_between_ranks_names_every_tied_rank_and_what_mpich_said(tmp_path):
+    pid_files(tmp_path, [4567, 4568])
+    named = dead_rank(MPICH_CLEANUP, tmp_path, first_ended=[0, 1])
+    assert named.startswith("ranks 0, 1 ended within 2 ms of each other; mpiexec names rank 0 (pid 4567")
+
+
+def test_the_kernel_tells_which_local_rank_ended_first(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from ptybench.rank_exits import RankExits
+
+    sleepers = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(3)]
+    try:
+        with RankExits(tmp_path, poll_s=0.01) as exits:
+            for rank, sleeper in enumerate(sleepers):
+                (tmp_path / f"rank-{rank}.pid").write_text(f"{sleeper.pid} {os.uname().nodename}\n")
+            (tmp_path / "rank-3.pid").write_text("1 another-node\n")  # not local: never watched
+            time.sleep(0.3)  # the watcher opens a pidfd per file
+            for rank in (2, 0):
+                os.kill(sleepers[rank].pid, signal.SIGKILL)
+                sleepers[rank].wait()
+                time.sleep(0.2)
+        assert exits.first() == [2]
+        assert sorted(exits.ended) == [0, 2]  # rank 1 is alive, rank 3 is elsewhere
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+            sleeper.wait()
