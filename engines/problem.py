@@ -18,6 +18,7 @@ from .backends import backend_descriptor, get_backend
 from .backends.base import Backend
 from .communication import SerialCommunicator
 from .errors import InputError
+from .host_memory import host_available_bytes
 from .metrics import FourierErrorSums
 from .options import RunOptions
 from .photons import QUANTUM_SAMPLE, PhotonScale, noise_floor_sum, photon_scale
@@ -43,20 +44,6 @@ def evaluation_step(frames_per_block: int, modes: int, frame_shape: tuple[int, i
     """Frames per step of the model evaluation: EVALUATION_STEP_BYTES of exit waves, within one block."""
     wave_bytes = 8 * modes * frame_shape[0] * frame_shape[1]
     return max(1, min(frames_per_block, EVALUATION_STEP_BYTES // wave_bytes))
-
-
-def host_available_bytes() -> int:
-    """Memory arrays can still take on the host: the available memory, or less under an address-space limit
-    (RLIMIT_AS, which batch systems and ``--memory-limit`` set) than the process already maps."""
-    import resource
-
-    import psutil
-
-    available = int(psutil.virtual_memory().available)
-    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-    if limit != resource.RLIM_INFINITY:
-        available = min(available, max(0, limit - psutil.Process().memory_info().vms))
-    return available
 
 
 def _frames_of(frames: np.ndarray | ScratchFrameStore, picked: np.ndarray) -> Iterator[np.ndarray]:

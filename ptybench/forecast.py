@@ -312,7 +312,7 @@ def _capacity(point: dict[str, Any]) -> int | None:
     machine = point["machine"]
     if str(point["device"] or "").startswith("cuda") or point["backend"] == "cupy":
         return machine.get("gpu_memory_bytes")
-    return machine.get("memory_bytes")
+    return machine.get("memory_limit_bytes") or machine.get("memory_bytes")  # a cgroup's limit, where one was set
 
 
 def _rate_label(rate: float) -> str:

@@ -26,29 +26,20 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 SAFE_PATH = ("-P",)
 
 
-def oom_kill_count() -> int | None:
-    """How many processes the kernel's out-of-memory killer has killed in this process's memory cgroup
-    (cgroup v2 ``memory.events``, v1 ``memory.oom_control``); None where neither is readable."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    candidates = []
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":
-            candidates.append(Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.events")
-        elif "memory" in controllers.split(","):
-            for root in (Path("/sys/fs/cgroup/memory") / path.lstrip("/"), Path("/sys/fs/cgroup/memory")):
-                candidates.append(root / "memory.oom_control")
-    for candidate in candidates:
-        try:
-            for entry in candidate.read_text().splitlines():
-                name, _, value = entry.partition(" ")
-                if name == "oom_kill":
-                    return int(value)
-        except (OSError, ValueError):
-            continue
+def oom_kill_count(folders: list[Path] | None = None) -> int | None:
+    """How many processes the kernel's out-of-memory killer has killed in this process's memory cgroup, or in
+    ``folders`` (cgroup v2 ``memory.events``, v1 ``memory.oom_control``); None where neither is readable."""
+    from ptybench.engines.host_memory import memory_cgroup_folders
+
+    for folder in memory_cgroup_folders() if folders is None else folders:
+        for candidate in (folder / "memory.events", folder / "memory.oom_control"):
+            try:
+                for entry in candidate.read_text().splitlines():
+                    name, _, value = entry.partition(" ")
+                    if name == "oom_kill":
+                        return int(value)
+            except (OSError, ValueError):
+                continue
     return None
 
 
@@ -100,14 +91,21 @@ class ChildOutcome:
 
 def run_child(command: list[str], environment: dict[str, str], timeout_s: float,
               stdin_text: str | None = None, while_waiting: Callable[[], None] | None = None,
-              poll_s: float = 0.5) -> ChildOutcome:
+              poll_s: float = 0.5, cgroup_procs: Path | None = None) -> ChildOutcome:
     """Run ``command`` isolated; on timeout kill its whole process group. ``while_waiting`` is called
     every ``poll_s`` seconds while the child runs (progress display, stall watch); when it returns a
-    reason, the child is killed as on a timeout and the reason is kept in the outcome."""
+    reason, the child is killed as on a timeout and the reason is kept in the outcome. ``cgroup_procs``
+    (ptybench.emulated_host) puts the child in that cgroup before it starts, so all it allocates counts there."""
     started = time.time()
+
+    def before_exec() -> None:
+        _die_with_parent()
+        if cgroup_procs is not None:
+            cgroup_procs.write_text(str(os.getpid()))
+
     process = subprocess.Popen(command, stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
-                               start_new_session=True, preexec_fn=_die_with_parent)
+                               start_new_session=True, preexec_fn=before_exec)
     try:
         return _wait(process, stdin_text, started, timeout_s, while_waiting, poll_s)
     except BaseException:  # Ctrl-C, SIGTERM, an error here: the child's group never outlives the wait

@@ -79,6 +79,8 @@ def describe_machine(backend_info: dict[str, Any] | None = None) -> dict[str, An
     """Plain-JSON facts about this machine; ``backend_info`` (Backend.describe) adds the GPU."""
     import psutil
 
+    from ptybench.engines.host_memory import host_total_bytes
+
     info: dict[str, Any] = {
         "label": os.environ.get(LABEL_VARIABLE) or platform.node(),
         "hostname": platform.node(),
@@ -86,6 +88,7 @@ def describe_machine(backend_info: dict[str, Any] | None = None) -> dict[str, An
         "cores_logical": os.cpu_count(),
         "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "memory_bytes": psutil.virtual_memory().total,
+        "memory_limit_bytes": host_total_bytes(),
         "platform": platform.platform(),
         "python_executable": sys.executable,
         "versions": library_versions(),

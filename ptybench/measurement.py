@@ -72,6 +72,8 @@ class Measurement:
     #: Time to quality without ground truth: until err_fmag ≤ (1 + noise_margin) × the data's Poisson noise floor.
     noise_margin: float | None = DEFAULT_NOISE_MARGIN
     memory_limit_bytes: int | None = None
+    #: An emulated host of this much memory (a memory cgroup: page cache counted; ptybench.emulated_host).
+    host_memory_bytes: int | None = None
     timeout_s: float = 600.0
     fft_floor: bool = True
     ranks: int = 1
@@ -90,7 +92,7 @@ class Measurement:
             value = getattr(self, name)
             if not isinstance(value, int) or value < (1 if name == "iterations" else 0):
                 raise InputError(f"{name}: expected an integer ≥ {1 if name == 'iterations' else 0}, got {value!r}")
-        for name in ("threads", "frames_per_block", "memory_limit_bytes"):
+        for name in ("threads", "frames_per_block", "memory_limit_bytes", "host_memory_bytes"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InputError(f"{name}: expected a positive integer or None, got {value!r}")
@@ -117,7 +119,8 @@ class Measurement:
         return {"dataset": self.dataset, "engine": self.engine, "backend": self.backend, "device": self.device,
                 "ranks": self.ranks, "threads": self.threads, "frames_per_block": self.frames_per_block,
                 "iterations": self.iterations, "warmup": self.warmup, "parameters": dict(self.parameters),
-                "dataset_changes": dict(self.dataset_changes), "repeat": self.repeat, "launcher": self.launcher}
+                "dataset_changes": dict(self.dataset_changes), "repeat": self.repeat, "launcher": self.launcher,
+                "host_memory_bytes": self.host_memory_bytes}
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -138,6 +141,20 @@ def require_dataset(name: str) -> None:
     close = getattr(data, "close", None)
     if close is not None:
         close()
+
+
+def require_emulated_host(measurement: Measurement) -> None:
+    """An emulated host (``--host-memory``) this machine cannot make is refused before anything runs."""
+    if measurement.host_memory_bytes is None:
+        return
+    from ptybench.emulated_host import problem
+
+    if measurement.ranks != 1:
+        raise InputError(f"--host-memory: expected a single-process run, got {measurement.ranks} ranks "
+                         f"(an emulated host holds one measuring process)")
+    why = problem()
+    if why is not None:
+        raise InputError(why)
 
 
 def require_memory_limit(measurement: Measurement) -> None:
@@ -337,7 +354,7 @@ LAZY_LOAD_SHARE = 0.1
 
 def _load_arrays(data: Any, start: int, stop: int) -> tuple[dict[str, Any], dict[str, Any], str, str]:
     """This rank's arrays and ground truth; a dataset that does not fit is an out-of-memory result."""
-    from ptybench.engines.problem import host_available_bytes
+    from ptybench.engines.host_memory import host_available_bytes
 
     height, width = data.geometry().frame_shape
     # against the memory this process may still use (free memory, or what --memory-limit or a batch system's

@@ -36,6 +36,8 @@ class Record:
     dataset_changes: dict[str, Any]
     repeat: int = 0
     launcher: str | None = None
+    #: Run on an emulated host of this much memory (a memory cgroup, ptybench.emulated_host), else None.
+    host_memory_bytes: int | None = None
     # --- how it went ----------------------------------------------------------------------------------
     status: str = "ok"
     message: str = ""

@@ -26,9 +26,9 @@ from ptybench.record import SCHEMA_VERSION, STATUSES
 
 #: Fields that identify a measurement: a sweep skips a configuration whose key is already stored.
 KEY_FIELDS = ("dataset", "dataset_changes", "engine", "backend", "device", "ranks", "threads", "frames_per_block",
-              "iterations", "warmup", "parameters", "repeat", "launcher")
+              "iterations", "warmup", "parameters", "repeat", "launcher", "host_memory_bytes")
 #: Key fields that enter the hash only when set, so records written before they existed keep their keys.
-_KEY_FIELDS_WHEN_SET = ("repeat", "launcher")
+_KEY_FIELDS_WHEN_SET = ("repeat", "launcher", "host_memory_bytes")
 
 
 def measurement_key(record: Mapping[str, Any]) -> str:

@@ -8,6 +8,7 @@ the same code every MPI rank runs (ptybench.mpi_run).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ptybench.emulated_host import emulated_host
 from ptybench.isolation import SAFE_PATH, child_environment, death_by_oom_killer, oom_kill_count, run_child
 from ptybench.machine_load import LoadWatch, with_load
 from ptybench.measurement import DEFAULT_TARGET_ERROR, PROGRESS_VARIABLE, Measurement, measure, time_to_quality
@@ -50,10 +52,15 @@ def _run_child_record(measurement: Measurement, progress: Callable[[int, int], N
             if done is not None:
                 progress(*done)
 
-        oom_before = oom_kill_count()
-        outcome = run_child([sys.executable, *SAFE_PATH, "-m", "ptybench.runner", str(result_path)], environment,
-                            measurement.timeout_s, stdin_text=measurement.to_json(),
-                            while_waiting=report if progress is not None else None)
+        with contextlib.ExitStack() as stack:
+            host = (stack.enter_context(emulated_host(measurement.host_memory_bytes))
+                    if measurement.host_memory_bytes is not None else None)
+            oom_before = host.oom_kills() if host else oom_kill_count()
+            outcome = run_child([sys.executable, *SAFE_PATH, "-m", "ptybench.runner", str(result_path)],
+                                environment, measurement.timeout_s, stdin_text=measurement.to_json(),
+                                while_waiting=report if progress is not None else None,
+                                cgroup_procs=host.procs if host else None)
+            oom_after = host.oom_kills() if host else oom_kill_count()
         if progress is not None:
             report()
         if outcome.timed_out:
@@ -64,7 +71,7 @@ def _run_child_record(measurement: Measurement, progress: Callable[[int, int], N
         kept = _record_on_stdout(outcome.stdout)
         if kept is not None:
             return kept
-        oom = death_by_oom_killer(outcome.returncode, oom_before, oom_kill_count())
+        oom = death_by_oom_killer(outcome.returncode, oom_before, oom_after)
         if oom is None and outcome.returncode:
             oom = allocation_failure(outcome.stderr)
         if oom is not None:

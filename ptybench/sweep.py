@@ -32,7 +32,8 @@ from ptybench.runner import run_isolated
 
 #: Keys a sweep TOML file may hold (see `ptybench sweep --help`).
 CONFIG_KEYS = ("datasets", "engines", "backends", "frames_per_block", "iterations", "warmup", "threads",
-               "timeout_s", "target_error", "noise_margin", "memory_limit", "parameters", "out", "repeats")
+               "timeout_s", "target_error", "noise_margin", "memory_limit", "host_memory", "parameters", "out",
+               "repeats")
 
 
 @dataclass
@@ -48,6 +49,8 @@ class SweepConfig:
     target_error: float | None = DEFAULT_TARGET_ERROR
     noise_margin: float | None = DEFAULT_NOISE_MARGIN
     memory_limit: str | int | None = None
+    #: An emulated host of this much memory for every point (ptybench.emulated_host).
+    host_memory: str | int | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     out: str = "reports/sweep/results.jsonl"
     #: Runs of every point, each a fresh process; repeats are outermost, so the points interleave (a slow spell of
@@ -128,6 +131,7 @@ class SweepConfig:
 
     def measurements(self) -> list[Measurement]:
         limit = parse_bytes(self.memory_limit) if self.memory_limit is not None else None
+        host = parse_bytes(self.host_memory) if self.host_memory is not None else None
         points = []
         for repeat, dataset, engine, backend, block, threads in itertools.product(
                 range(self.repeats), self.datasets, self.engines, self.backends, self.frames_per_block, self.threads):
@@ -136,7 +140,7 @@ class SweepConfig:
                                       iterations=self.iterations, warmup=self.warmup, threads=threads,
                                       frames_per_block=block, parameters=self.engine_parameters(engine),
                                       target_error=self.target_error, noise_margin=self.noise_margin,
-                                      memory_limit_bytes=limit,
+                                      memory_limit_bytes=limit, host_memory_bytes=host,
                                       timeout_s=self.timeout_s))
         return points
 

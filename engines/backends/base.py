@@ -185,10 +185,11 @@ class Backend:
         return contextlib.nullcontext()
 
     def available_memory_bytes(self) -> int:
-        """Free memory arrays can take: the host's available memory (device backends override)."""
-        import psutil
+        """Free memory arrays can take: the host's available memory, within its memory cgroup's and address-space
+        limits (device backends override)."""
+        from ..host_memory import host_available_bytes
 
-        return int(psutil.virtual_memory().available)
+        return host_available_bytes()
 
     def device_count(self) -> int:
         """Devices of this backend's kind on this node (one rank per device under MPI)."""

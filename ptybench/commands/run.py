@@ -14,6 +14,7 @@ from ptybench.measurement import (
     DEFAULT_TARGET_ERROR,
     Measurement,
     require_dataset,
+    require_emulated_host,
     require_memory_limit,
 )
 from ptybench.memory_model import parse_bytes
@@ -46,6 +47,10 @@ def add_measurement_options(parser: argparse.ArgumentParser, grid: bool = False)
                              f"within (1 + MARGIN) x the data's Poisson noise floor (default: {DEFAULT_NOISE_MARGIN})")
     parser.add_argument("--memory-limit", default=None,
                         help="cap on the run's own memory, e.g. 2GB; exceeding it is recorded as 'oom'")
+    parser.add_argument("--host-memory", default=None,
+                        help="run on an emulated host of this much memory, e.g. 2GB: a memory cgroup that counts "
+                             "the page cache too, so data larger than it are read from disk as on that host "
+                             "(needs root on cgroup v1 or a delegated cgroup v2 subtree)")
     parser.add_argument("--parameters", default=None, type=json.loads,
                         help='extra engine parameters as JSON, e.g. \'{"pbound": null}\'')
 
@@ -81,8 +86,10 @@ def run_one(args: argparse.Namespace) -> int:
                               frames_per_block=args.frames_per_block, parameters=args.parameters or {},
                               target_error=args.target_error, noise_margin=args.noise_margin,
                               timeout_s=args.timeout_s,
-                              memory_limit_bytes=parse_bytes(args.memory_limit) if args.memory_limit else None)
+                              memory_limit_bytes=parse_bytes(args.memory_limit) if args.memory_limit else None,
+                              host_memory_bytes=parse_bytes(args.host_memory) if args.host_memory else None)
     require_memory_limit(measurement)
+    require_emulated_host(measurement)
     from tqdm import tqdm
 
     # A bar on a terminal (iteration, s/iteration so far, ETA); nothing in a pipe or a log.

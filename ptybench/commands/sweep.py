@@ -30,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                "  iterations = 10\n  warmup = 2\n  threads = [1, 2]                      # one or several\n"
                "  timeout_s = 600\n"
                '  memory_limit = "8GB"                   # optional\n'
+               '  host_memory = "2GB"                    # optional: an emulated host (memory cgroup)\n'
                '  out = "reports/sweep/results.jsonl"\n'
                "  repeats = 3                            # fresh processes per point, interleaved\n"
                "  [parameters]                           # optional; keys go to the engines that take them\n"
@@ -64,6 +65,7 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
                  "threads": args.threads,
                  "timeout_s": args.timeout_s, "target_error": args.target_error,
                  "noise_margin": args.noise_margin, "memory_limit": args.memory_limit,
+                 "host_memory": args.host_memory,
                  "parameters": args.parameters, "out": args.out, "repeats": args.repeats}
     if args.config:
         return SweepConfig.from_toml(args.config, **overrides)
@@ -74,7 +76,7 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from ptybench.measurement import require_memory_limit
+    from ptybench.measurement import require_emulated_host, require_memory_limit
     from ptybench.report import format_table
     from ptybench.results import require_writable
     from ptybench.sweep import pending, run_sweep, sweep_results
@@ -83,6 +85,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     require_writable(config.out)
     for measurement in config.measurements():
         require_memory_limit(measurement)
+        require_emulated_host(measurement)
     total = len(config.measurements())
     todo = len(pending(config.measurements(), config.out, args.retry_failed))
     print(f"sweep: {total} points, {total - todo} already in {config.out}, {todo} to measure")
