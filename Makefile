@@ -38,11 +38,13 @@ demo: install  ## reconstruct the embedded default dataset: table + plot in repo
 	$(BIN)/ptybench demo
 
 # The suite in two passes: every test but the few that measure the machine itself, on TEST_WORKERS processes
-# (pytest-xdist; each pinned to one core by tests/conftest.py), then those few alone.
+# (pytest-xdist; each pinned to one core by tests/conftest.py; an idle worker takes tests queued for a busy one,
+# so the pass does not end on one worker's tail), then those few alone (collected from the files that mark any).
 TEST_WORKERS ?= auto
+EXCLUSIVE_FILES = $(shell grep -rl --include='test_*.py' 'mark.exclusive' tests)
 test: install-dev  ## run the test suite (parallel pass, then the machine-measuring tests alone)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not exclusive"
-	$(BIN)/python -m pytest -q -m exclusive
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not exclusive"
+	$(BIN)/python -m pytest -q -m exclusive $(EXCLUSIVE_FILES)
 
 test-fast: install-dev  ## the suite without slow tests
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -23,7 +23,10 @@ from .registry import MemoryTerms, register
 #: FFT workspace (fitted: docs/design.md, "Memory model"); reference kernels allocate every intermediate
 #: (amplitudes, masks, products) and a P·O_j scratch block. Object buffers: numerator, new object, illumination.
 _MEMORY = MemoryTerms(fused=(1, 1), reference=(16.5, 1), object_buffers=2.5)
-_FORM = dict(memory=_MEMORY, propagations_per_frame=2, keeps_exit_waves=True, distributed="exact")
+#: Exit waves are read twice per iteration once the probe is refined (probe_update_start, default 2): the update
+#: reads and writes them, and the probe's update reads them again with the new object (overlap_updates = 1).
+_FORM = dict(memory=_MEMORY, propagations_per_frame=2, keeps_exit_waves=True, distributed="exact",
+             wave_reads_per_iteration=2)
 
 
 @register("RAAR", options=RAAROptions, **_FORM)

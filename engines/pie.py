@@ -55,18 +55,23 @@ class PIEEngine:
         with problem.timer("transfer"):
             block_intensities = problem.intensities.read(0, problem.n_frames) if problem.intensities.resident else None
         squared_total = absolute_total = 0.0
-        frames = order.tolist()
-        for index, frame in enumerate(frames):
-            with problem.timer("transfer"):
-                if block_intensities is not None:
-                    intensity = block_intensities[frame:frame + 1]
-                else:  # streamed or on disk: the next frame of the order comes in while this one computes
-                    if index + 1 < len(frames):
-                        problem.intensities.read_ahead(frames[index + 1], frames[index + 1] + 1)
-                    intensity = problem.intensities.read(frame, frame + 1)
-            squared, absolute = self._update_frame(frame, intensity, update_probe)
-            # Summed where they are: reading a device scalar per frame would stall the GPU each frame.
-            squared_total, absolute_total = squared_total + squared, absolute_total + absolute
+        # Streamed or on disk, the order's frames come in a block of frames_per_block at a time, the next block
+        # while this one computes: one hand-over per block, not per frame (the memory model's 2 blocks).
+        chunk = len(order) if block_intensities is not None else max(1, problem.frames_per_block)
+        for chunk_start in range(0, len(order), chunk):
+            frames = order[chunk_start:chunk_start + chunk]
+            if block_intensities is None:
+                with problem.timer("transfer"):
+                    following = order[chunk_start + chunk:chunk_start + 2 * chunk]
+                    if len(following):
+                        problem.intensities.gather_ahead(following)
+                    chunk_intensities = problem.intensities.gather(frames, None)
+            for index, frame in enumerate(frames.tolist()):
+                intensity = (block_intensities[frame:frame + 1] if block_intensities is not None
+                             else chunk_intensities[index:index + 1])
+                squared, absolute = self._update_frame(frame, intensity, update_probe)
+                # Summed where they are: reading a device scalar per frame would stall the GPU each frame.
+                squared_total, absolute_total = squared_total + squared, absolute_total + absolute
         errors.add(squared_total, absolute_total)
         if problem.comm.size > 1:
             with problem.timer("communication"):

@@ -52,6 +52,11 @@ def _frames_of(frames: np.ndarray | ScratchFrameStore, picked: np.ndarray) -> It
         yield frames[j] if isinstance(frames, np.ndarray) else frames.read_host(int(j), int(j) + 1)
 
 
+def _frames_key(frames: np.ndarray) -> tuple[str, tuple[int, ...]]:
+    """A pending gather's key: apart from the (start, stop) keys of block reads."""
+    return "frames", tuple(int(j) for j in frames)
+
+
 class FrameStore:
     """Per-frame arrays on the device (resident) or on the host, copied in and out per block.
 
@@ -92,17 +97,20 @@ class FrameStore:
             self._pending[following] = self.backend.upload_async(self._array[slice(*following)])
         return self.backend.ready(handle)
 
-    def read_ahead(self, start: int, stop: int) -> None:
-        """Start copying frames start..stop in, for a ``read`` soon (nothing to do when resident)."""
-        if not self.resident and (start, stop) not in self._pending:
-            self._pending[(start, stop)] = self.backend.upload_async(self._array[start:stop])
-
     def gather(self, frames: np.ndarray, device_frames: Any) -> Any:
         """A copy of the frames listed (host indices ``frames``, the same on the device ``device_frames``):
-        batches drawn from anywhere in the scan. Streamed, they are gathered on the host and copied in one go."""
+        batches drawn from anywhere in the scan. Streamed, they are gathered on the host and copied in one go
+        (or were, by ``gather_ahead``)."""
         if self.resident:
             return self._array[device_frames]
-        return self.backend.asarray(self._array[frames])
+        handle = self._pending.pop(_frames_key(frames), None)
+        return self.backend.ready(handle) if handle is not None else self.backend.asarray(self._array[frames])
+
+    def gather_ahead(self, frames: np.ndarray) -> None:
+        """Start copying the frames listed in, for a ``gather`` of the same list soon (nothing to do when resident)."""
+        key = _frames_key(frames)
+        if not self.resident and key not in self._pending:
+            self._pending[key] = self.backend.upload_async(self._array[frames])
 
     def write(self, start: int, stop: int, block: Any) -> None:
         if self.resident:

@@ -62,6 +62,9 @@ class EngineSpec:
     #: Passes over the intensities per iteration (ML: the gradient and the line search), the disk reads of
     #: residency "disk" the plan prices.
     intensity_reads_per_iteration: int = 1
+    #: Passes over the exit waves per iteration (DM/RAAR: the exit-wave update, and the probe update's pass once
+    #: the probe is refined), the disk reads of residency "disk" the plan prices; each wave is written once.
+    wave_reads_per_iteration: int = 1
 
     def largest_useful_block(self, options: Any = None) -> int | None:
         """``block_limit`` of ``options`` (default: the engine's default options), None when unlimited."""
@@ -81,7 +84,7 @@ _loaded = False
 def register(name: str, *, options: type, memory: MemoryTerms, propagations_per_frame: int,
              keeps_exit_waves: bool, distributed: str, frames_per_fft_batch: int | None = None,
              block_limit: Callable[[Any], int] | None = None,
-             intensity_reads_per_iteration: int = 1) -> Callable[[type], type]:
+             intensity_reads_per_iteration: int = 1, wave_reads_per_iteration: int = 1) -> Callable[[type], type]:
     """Class decorator: ``@register("DM", options=DMOptions, ...)``. A class may register several names."""
     if distributed not in DISTRIBUTED_FORMS:
         raise InputError(f"distributed: expected one of {list(DISTRIBUTED_FORMS)}, got {distributed!r}")
@@ -92,7 +95,7 @@ def register(name: str, *, options: type, memory: MemoryTerms, propagations_per_
                              f"and {engine_class.__qualname__})")
         _REGISTRY[name] = EngineSpec(name, engine_class, options, memory, propagations_per_frame,
                                      frames_per_fft_batch, keeps_exit_waves, distributed, block_limit,
-                                     intensity_reads_per_iteration)
+                                     intensity_reads_per_iteration, wave_reads_per_iteration)
         return engine_class
 
     return decorate

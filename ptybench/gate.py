@@ -72,6 +72,10 @@ def benchmark_label(record: Record) -> str:
         parts.append(",".join(f"{k}={v}" for k, v in sorted(record.parameters.items())))
     if record.dataset_changes:
         parts.append(",".join(f"{k}={v}" for k, v in sorted(record.dataset_changes.items())))
+    if record.launcher:
+        parts.append(f"via {record.launcher}")
+    if record.host_memory_bytes:  # an emulated host streams from disk: another measurement, never pooled
+        parts.append(f"on a {record.host_memory_bytes / 1e9:.3g} GB host")
     return " ".join(str(part) for part in parts)
 
 

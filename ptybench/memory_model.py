@@ -65,7 +65,8 @@ class MemoryPrediction:
     host_terms: dict[str, int] = field(default_factory=dict)
     residency: str = "resident"
     #: Residency "disk": scratch-file bytes one iteration reads and writes at least (every stored array once per
-    #: pass: the intensities ``intensity_reads_per_iteration`` times, DM/RAAR's exit waves read and written once).
+    #: pass: the intensities ``intensity_reads_per_iteration`` times, DM/RAAR's exit waves
+    #: ``wave_reads_per_iteration`` times and written once).
     disk_read_bytes: int = 0
     disk_write_bytes: int = 0
 
@@ -141,7 +142,7 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
     if placement.intensities_on_disk:
         disk_read += spec.intensity_reads_per_iteration * n_local * frame_intensity
     if placement.disk:
-        disk_read += n_local * frame_waves
+        disk_read += spec.wave_reads_per_iteration * n_local * frame_waves
         disk_write += n_local * frame_waves
     return MemoryPrediction(engine, backend, block, ranks, streaming, terms, host_terms, placement.residency,
                             disk_read, disk_write)

@@ -72,6 +72,30 @@ def test_intensities_on_disk_reconstruct_exactly_as_in_memory(tiny_arrays, engin
     assert list(tmp_path.iterdir()) == []
 
 
+def test_epie_on_disk_reads_its_random_order_a_block_at_a_time_on_the_helper_thread(tiny_arrays, tmp_path,
+                                                                                    monkeypatch):
+    """One hand-over to the reader per block of the order, not per frame: every frame read once per iteration,
+    in blocks of frames_per_block, all but each iteration's first gathered ahead."""
+    from ptybench.engines import problem as problem_module
+    from ptybench.engines.scratch import ScratchFrameStore
+
+    gathered, ahead = [], []
+    gather_frames, gather_ahead = ScratchFrameStore._gather_frames, ScratchFrameStore.gather_ahead
+    monkeypatch.setattr(ScratchFrameStore, "_gather_frames",
+                        lambda self, frames: gathered.append(frames) or gather_frames(self, frames))
+    monkeypatch.setattr(ScratchFrameStore, "gather_ahead",
+                        lambda self, frames: ahead.append(len(frames)) or gather_ahead(self, frames))
+    monkeypatch.setattr(problem_module, "host_available_bytes", lambda: 2**16)
+    n, block, iterations = len(tiny_arrays["diffraction_data"]), 8, 3
+    Reconstruction(**tiny_arrays, parameters={"engine": "ePIE", "iterations": iterations, "frames_per_block": block,
+                                              "residency": "disk", "scratch_directory": str(tmp_path)}).run()
+    blocks = -(-n // block)
+    assert len(gathered) == iterations * blocks and max(map(len, gathered)) == block
+    assert all(sorted(j for frames in gathered[k * blocks:(k + 1) * blocks] for j in frames) == list(range(n))
+               for k in range(iterations))
+    assert len(ahead) == iterations * (blocks - 1)
+
+
 @pytest.mark.parametrize("engine", ["ePIE", "ML", "DM"])
 def test_a_memory_limit_below_the_dataset_streams_it_from_disk_with_the_same_result(engine):
     """The measuring process under --memory-limit 70 MB: 67 MB of stored frames (201 MB with their float32 copy and
@@ -189,3 +213,43 @@ def test_an_unwritable_scratch_directory_is_named(tiny_arrays, tmp_path, monkeyp
     with pytest.raises(ScratchSpaceError, match="expected a directory this process can write"):
         Reconstruction(**tiny_arrays, parameters={"engine": "DM", "iterations": 1, "residency": "disk",
                                                   "scratch_directory": str(tmp_path)}).run()
+
+
+def _refuses_direct_io(directory) -> bool:
+    probe = os.path.join(directory, "direct-probe")
+    with open(probe, "wb"):
+        pass
+    try:
+        os.close(os.open(probe, os.O_RDONLY | os.O_DIRECT))
+        return False
+    except (OSError, AttributeError):
+        return True
+    finally:
+        os.unlink(probe)
+
+
+@pytest.mark.parametrize(("frame_shape", "direct"), [((32, 32), True), ((30, 30), False)])
+def test_scratch_reads_bypass_the_page_cache_when_frames_are_whole_pages(tmp_path, frame_shape, direct):
+    """32² float32 frames are one 4 KiB page: read with O_DIRECT; 30² are not, so buffered. Both return what was
+    written, block reads and gathers alike, even straight after a (buffered) write."""
+    from ptybench.engines.backends import get_backend
+    from ptybench.engines.scratch import DIRECT_ALIGNMENT, ScratchFrameStore
+
+    if direct and _refuses_direct_io(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT")
+    frames = np.random.default_rng(0).random((12, *frame_shape), dtype=np.float32)
+    store = ScratchFrameStore(get_backend("numpy"), frames.shape, np.float32, str(tmp_path), blocks=[(0, 6), (6, 12)])
+    try:
+        assert (store._direct_fd is not None) == direct
+        store.write(0, 12, frames)
+        np.testing.assert_array_equal(store.read(0, 6), frames[:6])
+        store.write(6, 12, frames[6:] + 1)
+        np.testing.assert_array_equal(store.read(6, 12), frames[6:] + 1)
+        store.gather_ahead(np.array([11, 2, 7]))
+        gathered = store.gather(np.array([11, 2, 7]), None)
+        np.testing.assert_array_equal(gathered, np.stack([frames[11] + 1, frames[2], frames[7] + 1]))
+        if direct:
+            assert gathered.ctypes.data % DIRECT_ALIGNMENT == 0
+    finally:
+        store.close()
+    assert list(tmp_path.iterdir()) == []

@@ -317,21 +317,31 @@ def test_a_link_cut_mid_run_ends_the_job_with_a_record_naming_the_ranks(monkeypa
     import subprocess as sp
     import threading
 
+    from ptybench import scaling
     from ptybench.emulated_network import Shaping, emulated_network
     from ptybench.measurement import Measurement
     from ptybench.scaling import run_mpi
 
-    monkeypatch.setenv("PTYBENCH_STALL_S", "8")
+    monkeypatch.setenv("PTYBENCH_STALL_S", "6")
     measurement = Measurement(dataset="farfield-64-256", engine="DM", iterations=5000, warmup=0, threads=1,
                               fft_floor=False, timeout_s=240, ranks=2)
     with emulated_network(Shaping(1e9)) as launcher:
         namespace, interface = launcher.namespaces[1]
-        cut = threading.Timer(12.0, lambda: sp.run(["ip", "-n", namespace, "link", "set", interface, "down"]))
-        cut.start()
+        cut = threading.Timer(1.0, lambda: sp.run(["ip", "-n", namespace, "link", "set", interface, "down"]))
+        watch = scaling.StallWatch.__call__
+
+        def cut_once_every_rank_iterates(self):  # mid-run, not during set-up: as soon as the watch starts
+            if len(self.beats()) == self.ranks and not getattr(cut, "started", False):
+                cut.started = True
+                cut.start()
+            return watch(self)
+
+        monkeypatch.setattr(scaling.StallWatch, "__call__", cut_once_every_rank_iterates)
         try:
             record = run_mpi(measurement, launcher=launcher)
         finally:
             cut.cancel()
+    assert getattr(cut, "started", False)
     assert record["status"] in ("timeout", "error")
     assert "rank 0" in record["message"] and "rank 1" in record["message"]
     assert record["wall_seconds"] < 200  # the stall watch, not the 240 s timeout, ended it

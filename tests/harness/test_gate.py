@@ -149,3 +149,17 @@ def test_a_results_file_with_a_broken_timing_is_one_line_naming_the_benchmark(tm
     err = capsys.readouterr().err
     assert "farfield-64-256 DM numpy 2 thr repeat 1: iteration_seconds holds None" in err
     assert "Traceback" not in err
+
+
+def test_a_run_on_an_emulated_host_or_over_another_launcher_is_its_own_benchmark():
+    """A point streamed from disk on a 2 GB host is not a sample of the same point in memory: neither the gate nor the
+    measurement log pools them."""
+    from ptybench.history import series
+    from ptybench.record import as_record
+
+    in_memory = synthetic_record(128, 1024)
+    small_host = {**in_memory, "host_memory_bytes": 2_000_000_000, "seconds_per_iteration": 9.0}
+    networked = {**in_memory, "launcher": "netns:1e9"}
+    labels = {gate.benchmark_label(as_record(r)) for r in (in_memory, small_host, networked)}
+    assert len(labels) == 3 and any(label.endswith("on a 2 GB host") for label in labels)
+    assert sorted(len(entries) for entries in series([in_memory, small_host, networked]).values()) == [1, 1, 1]

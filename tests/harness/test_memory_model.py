@@ -131,6 +131,10 @@ def test_a_host_too_small_for_the_frames_streams_them_from_disk_and_the_plan_pri
     assert chosen.total_bytes < 24e9
     ml = predict_memory(big, "ML", "numpy", available_bytes=parse_bytes("24GB"))
     assert ml.disk_read_bytes == 2 * intensities  # the gradient and the line search
+    dm = predict_memory(big, "DM", "numpy", available_bytes=parse_bytes("24GB"))
+    waves = 2 * intensities  # complex64 per frame
+    # the exit waves: read by the update and again by the probe's update, written once; the intensities read once
+    assert (dm.disk_read_bytes, dm.disk_write_bytes) == (intensities + 2 * waves, waves)
     known = disk_bandwidth.DiskBandwidth(1e9, 5e8, "/scratch", "2026-12-07 05:00")
     monkeypatch.setattr(disk_bandwidth, "cached", lambda directory: known)
     assert main(["plan", "--dataset", "farfield-2048-16384", "--backends", "numpy", "--device-memory", "24GB",
