@@ -25,7 +25,7 @@ from .photons import QUANTUM_SAMPLE, PhotonScale, noise_floor_sum, photon_scale
 from .placement import Placement, choose_placement, frame_costs
 from .propagation import make_propagator
 from .registry import engine_spec
-from .scratch import ScratchFrameStore, scratch_directory
+from .scratch import BlockReadAhead, ScratchFrameStore, scratch_directory
 from .timing import StageTimer
 from .validation import ProblemShape, frame_corners
 
@@ -64,8 +64,9 @@ class FrameStore:
 
     ``read`` returns a device array the engine may modify in place; ``write`` stores it back
     (nothing to do when resident: the block was a view of the stored array). When streaming,
-    reading block i of ``blocks`` starts the upload of block i + 1 (wrapping to the first, for
-    the next sweep), so transfers overlap compute; any other range is copied on demand.
+    reading a block of ``blocks`` starts the upload of the one the engine will read next, as
+    ``BlockReadAhead`` guesses it (the next in a sweep, the next of a mini-batch), so transfers
+    overlap compute; any other range is copied on demand.
     """
 
     def __init__(self, backend: Backend, host_array: np.ndarray | None, shape: tuple[int, ...], dtype: Any,
@@ -73,9 +74,7 @@ class FrameStore:
         self.backend = backend
         self.resident = resident
         self.shape = shape
-        self._next_block = {}
-        if blocks and len(blocks) > 1:
-            self._next_block = {block: blocks[(i + 1) % len(blocks)] for i, block in enumerate(blocks)}
+        self._read_ahead = BlockReadAhead(blocks)
         self._pending: dict[tuple[int, int], Any] = {}
         if resident:
             self._array = backend.adopt(host_array) if host_array is not None else backend.zeros(
@@ -89,10 +88,13 @@ class FrameStore:
         if self.resident:
             return self._array[start:stop]
         key = (start, stop)
+        guessed = self._read_ahead.guess
         handle = self._pending.pop(key, None)
+        if guessed is not None and guessed != key:
+            self._pending.pop(guessed, None)  # the engine went elsewhere: drop the guess
         if handle is None:
             handle = self.backend.upload_async(self._array[start:stop])
-        following = self._next_block.get(key)
+        following = self._read_ahead.after(key)
         if following is not None and following not in self._pending:
             self._pending[following] = self.backend.upload_async(self._array[slice(*following)])
         return self.backend.ready(handle)

@@ -5,9 +5,9 @@ then needs 20 GB of host memory. With residency "disk" the exit waves live in a 
 iteration reads and writes each block once; intensities that do not fit the host's memory either go to a
 scratch file of their own, written once while loading and read every iteration (positioned I/O, no memory
 map: a map would count against an address-space limit like the one the batch system or ``--memory-limit``
-sets). Reading block i starts the read
-of block i + 1 on a helper thread, so the disk works while the engine computes; the time the engine then waits
-is the stage ``disk_read`` (near zero when the reads are hidden), writes are ``disk_write``.
+sets). Reading a block starts the read of the one the engine reads next (``BlockReadAhead``) on a helper
+thread, so the disk works while the engine computes; the time the engine then waits is the stage ``disk_read``
+(near zero when the reads are hidden), writes are ``disk_write``.
 
 Reads bypass the page cache (``O_DIRECT``) where the file system and the frame size allow it (frames a whole
 number of 4 KiB pages, into page-aligned buffers): data larger than memory would only churn the cache, and on a
@@ -63,6 +63,29 @@ def _filesystem_type(directory: str) -> str | None:
     return best[1] if best else None
 
 
+class BlockReadAhead:
+    """Which block to fetch while the engine computes on the one it just read: the next in the stride of its last
+    two reads, wrapping around (1 for a sweep, K for ML's mini-batches of every K-th block). One read ahead is in
+    flight at a time: a guess the engine did not take (a batch's first block) is dropped, not kept in memory."""
+
+    def __init__(self, blocks: list[tuple[int, int]] | None) -> None:
+        self.blocks = list(blocks or [])
+        self._index = {block: i for i, block in enumerate(self.blocks)}
+        self._last: int | None = None
+        self.guess: tuple[int, int] | None = None
+
+    def after(self, block: tuple[int, int]) -> tuple[int, int] | None:
+        """The block to fetch now that ``block`` is being read (None: unknown block, or fewer than two)."""
+        index = self._index.get(block)
+        count = len(self.blocks)
+        if index is None or count < 2:
+            return None
+        stride = 1 if self._last is None else (index - self._last) % count or 1
+        self._last = index
+        self.guess = self.blocks[(index + stride) % count]
+        return self.guess
+
+
 #: O_DIRECT transfers must start at, and cover, whole logical blocks; a page is safe on every file system.
 DIRECT_ALIGNMENT = 4096
 
@@ -88,8 +111,7 @@ class ScratchFrameStore:
         self.frame_bytes = int(np.prod(shape[1:])) * self.dtype.itemsize
         self.timer = timer
         self.bytes_read = self.bytes_written = 0
-        self._next_block = {block: blocks[(i + 1) % len(blocks)] for i, block in enumerate(blocks or [])
-                            if len(blocks) > 1}
+        self._read_ahead = BlockReadAhead(blocks)
         self._pending: dict[tuple[int, int], Future] = {}
         self._fd, self._direct_fd = self._open(directory, shape[0] * self.frame_bytes,
                                                direct=self.frame_bytes % DIRECT_ALIGNMENT == 0)
@@ -167,8 +189,11 @@ class ScratchFrameStore:
 
     def read(self, start: int, stop: int) -> Any:
         key = (start, stop)
+        guessed = self._read_ahead.guess
         pending = self._pending.pop(key, None)
-        following = self._next_block.get(key)
+        if guessed is not None and guessed != key:
+            self._pending.pop(guessed, None)  # the engine went elsewhere: drop the guess (it may still be read)
+        following = self._read_ahead.after(key)
         if following is not None and following not in self._pending:
             self._pending[following] = self._reader.submit(self._read_frames, *following)
         with self._stage("disk_read"):

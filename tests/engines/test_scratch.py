@@ -253,3 +253,29 @@ def test_scratch_reads_bypass_the_page_cache_when_frames_are_whole_pages(tmp_pat
     finally:
         store.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_read_ahead_follows_the_stride_of_the_engines_reads():
+    """A sweep reads the next block; ML's mini-batches (every K-th block) the block K on; both wrap around."""
+    from ptybench.engines.scratch import BlockReadAhead
+
+    blocks = [(8 * i, 8 * i + 8) for i in range(6)]
+    sweep = BlockReadAhead(blocks)
+    assert [sweep.after(block) for block in blocks] == blocks[1:] + blocks[:1]
+    batches = BlockReadAhead(blocks)
+    assert [batches.after(blocks[i]) for i in (0, 3)] == [blocks[1], blocks[0]]  # stride 3, wrapping
+    assert batches.after(blocks[1]) is not None and batches.after(blocks[4]) == blocks[1]
+    assert BlockReadAhead([blocks[0]]).after(blocks[0]) is None and sweep.after((1, 2)) is None
+
+
+def test_ml_mini_batches_on_disk_reconstruct_exactly_as_in_memory(tiny_arrays, tmp_path, monkeypatch):
+    from ptybench.engines import problem as problem_module
+
+    parameters = {"engine": "ML", "iterations": 3, "batch_frames": 16, "frames_per_block": 4,
+                  "scratch_directory": str(tmp_path)}
+    in_memory = Reconstruction(**tiny_arrays, parameters=parameters).run()
+    monkeypatch.setattr(problem_module, "host_available_bytes", lambda: 2**16)
+    on_disk = Reconstruction(**tiny_arrays, parameters={**parameters, "residency": "disk"}).run()
+    np.testing.assert_array_equal(in_memory.object, on_disk.object)
+    np.testing.assert_array_equal(in_memory.probe, on_disk.probe)
+    assert list(tmp_path.iterdir()) == []
