@@ -42,27 +42,51 @@ def illuminated_region(probe: np.ndarray, corners: np.ndarray, object_shape: tup
     return illumination > ILLUMINATED_FRACTION * illumination.max()
 
 
+#: Rows of the object per step of an object-wide computation (the object error, DM's object update): its
+#: temporaries stay a few MB, not object-sized.
+OBJECT_STEP_ROWS = 256
+
+
 class ObjectErrorMetric:
-    """‖c·O − O_true‖ / ‖O_true‖ on the illuminated region, computed on the backend's device."""
+    """‖c·O − O_true‖ / ‖O_true‖ on the illuminated region, computed on the backend's device.
+
+    Holds one copy of the truth, cropped to the region's bounding box (and the region's mask), and sums over
+    OBJECT_STEP_ROWS rows at a time: a 30 000² object's truth is 7 GB, and object-sized temporaries beside it
+    would be the evaluation's, not the engine's, memory. Before, its three object-sized copies and temporaries
+    were 1.6x the memory model's prediction for ePIE streamed at 256²x16384 (575 MB measured against 354); now 340.
+    """
 
     def __init__(self, backend: Any, true_object: np.ndarray, region: np.ndarray) -> None:
         primary = np.asarray(true_object)[0] if np.ndim(true_object) == 3 else np.asarray(true_object)
         self._xp = backend.xp
-        self._region = backend.asarray(region)
-        self._truth = backend.asarray(np.where(region, primary, 0).astype(np.complex64))
+        rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+        if rows.size == 0:
+            raise ValueError("region: expected at least one illuminated pixel, got none")
+        self._box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+        box_region = np.ascontiguousarray(region[self._box])
+        self._region = backend.adopt(box_region)
+        self._truth = backend.adopt(np.where(box_region, primary[self._box], 0).astype(np.complex64, copy=False))
         self._truth_norm = float(np.linalg.norm(primary[region]))
+
+    def _steps(self, obj: Any) -> Any:
+        xp, rows = self._xp, self._truth.shape[0]
+        box = obj[0][self._box]
+        for start in range(0, rows, OBJECT_STEP_ROWS):
+            stop = min(start + OBJECT_STEP_ROWS, rows)
+            region = self._region[start:stop]
+            yield xp.where(region, box[start:stop], xp.zeros((), dtype=box.dtype)), self._truth[start:stop]
 
     def __call__(self, obj: Any) -> float:
         xp = self._xp
-        estimate = xp.where(self._region, obj[0], xp.zeros_like(obj[0]))
-        overlap = xp.sum(xp.conj(estimate) * self._truth)
-        power = xp.sum(xp.real(estimate) ** 2 + xp.imag(estimate) ** 2)
-        power = float(power)
+        overlap, power = 0j, 0.0
+        for estimate, truth in self._steps(obj):
+            overlap += complex(xp.sum(xp.conj(estimate) * truth))
+            power += float(xp.sum(xp.real(estimate) ** 2 + xp.imag(estimate) ** 2))
         if power == 0.0:
             return 1.0
-        factor = complex(overlap) / power
-        residual = xp.sum(xp.abs(factor * estimate - self._truth) ** 2)
-        return float(np.sqrt(float(residual))) / self._truth_norm
+        factor = overlap / power
+        residual = sum(float(xp.sum(xp.abs(factor * estimate - truth) ** 2)) for estimate, truth in self._steps(obj))
+        return float(np.sqrt(residual)) / self._truth_norm
 
 
 def object_error(estimate: np.ndarray, truth: np.ndarray, region: np.ndarray) -> float:

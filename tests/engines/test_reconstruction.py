@@ -215,3 +215,21 @@ def test_stage_timings_auto_spares_per_frame_engines_the_device_syncs(requested,
     problem = SimpleNamespace(backend=SimpleNamespace(is_device_memory=device))
     plan_stages = [SimpleNamespace(engine=name, options=None) for name in stages]
     assert Problem._stage_timings(problem, requested, plan_stages) is expected
+
+
+def test_the_object_error_summed_in_steps_over_the_region_box_equals_the_host_formula():
+    """ObjectErrorMetric keeps one cropped truth and sums OBJECT_STEP_ROWS rows at a time (no object-sized
+    temporaries): the same number as the one-shot host formula, for a region spanning several steps."""
+    from ptybench.engines.backends import get_backend
+    from ptybench.engines.metrics import OBJECT_STEP_ROWS, ObjectErrorMetric, object_error
+
+    rng = np.random.default_rng(5)
+    shape = (2 * OBJECT_STEP_ROWS + 37, 90)
+    truth = (rng.random(shape) * np.exp(1j * rng.random(shape))).astype(np.complex64)[None]
+    estimate = (0.7j * truth + 0.05 * rng.standard_normal(truth.shape)).astype(np.complex64)
+    region = np.zeros(shape, dtype=bool)
+    region[20:-15, 10:70] = True
+    metric = ObjectErrorMetric(get_backend("numpy"), truth, region)
+    assert metric._truth.shape == (shape[0] - 35, 60)  # the region's bounding box only
+    assert metric(estimate) == pytest.approx(object_error(estimate, truth, region), rel=1e-5)
+    assert metric(np.zeros_like(estimate)) == 1.0

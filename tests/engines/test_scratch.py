@@ -128,10 +128,22 @@ def test_a_killed_run_leaves_no_scratch_file(tmp_path):
     """)
     child = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
+        def links(folder: Path) -> list[str]:  # a descriptor may close between listing and reading it
+            found = []
+            try:
+                descriptors = list(folder.iterdir())
+            except FileNotFoundError:  # the child has ended
+                return found
+            for fd in descriptors:
+                try:
+                    found.append(os.readlink(fd))
+                except FileNotFoundError:
+                    continue
+            return found
+
         held = []
         for _ in range(600):  # until the child holds its scratch file open
-            fds = Path(f"/proc/{child.pid}/fd")
-            held = [os.readlink(fd) for fd in fds.iterdir()] if fds.exists() else []
+            held = links(Path(f"/proc/{child.pid}/fd"))
             if any(str(scratch) in link for link in held) or child.poll() is not None:
                 break
             time.sleep(0.05)

@@ -30,7 +30,7 @@ def test_an_ok_record_has_times_memory_floor_errors_and_machine():
 
 def test_a_memory_limit_below_the_footprint_is_recorded_as_oom():
     record = run_isolated(Measurement(dataset="farfield-64-1024", engine="DM", iterations=1, warmup=0,
-                                      memory_limit_bytes=20 * 2**20, threads=1))
+                                      memory_limit_bytes=10 * 2**20, threads=1))
     assert record["status"] == "oom", record.get("message")
     assert "MemoryError" in record["message"]
     assert record["oom_size"]["n_frames"] == 1024 and record["oom_size"]["frame_shape"] == [64, 64]
