@@ -57,7 +57,7 @@ class PIEEngine:
         squared_total = absolute_total = 0.0
         # Streamed or on disk, the order's frames come in a block of frames_per_block at a time, the next block
         # while this one computes: one hand-over per block, not per frame (the memory model's 2 blocks).
-        chunk = len(order) if block_intensities is not None else max(1, problem.frames_per_block)
+        chunk = max(1, len(order) if block_intensities is not None else problem.frames_per_block)
         for chunk_start in range(0, len(order), chunk):
             frames = order[chunk_start:chunk_start + chunk]
             if block_intensities is None:

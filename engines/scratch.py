@@ -115,6 +115,7 @@ class ScratchFrameStore:
         self._pending: dict[tuple[int, int], Future] = {}
         self._fd, self._direct_fd = self._open(directory, shape[0] * self.frame_bytes,
                                                direct=self.frame_bytes % DIRECT_ALIGNMENT == 0)
+        self._direct_refused = False
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptybench-scratch")
 
     @staticmethod
@@ -154,7 +155,8 @@ class ScratchFrameStore:
 
     def _empty(self, frames: int) -> np.ndarray:
         shape = (frames, *self.shape[1:])
-        return aligned_empty(shape, self.dtype) if self._direct_fd is not None else np.empty(shape, self.dtype)
+        direct = self._direct_fd is not None and not self._direct_refused
+        return aligned_empty(shape, self.dtype) if direct else np.empty(shape, self.dtype)
 
     def _read_frames(self, start: int, stop: int) -> np.ndarray:
         block = self._empty(stop - start)
@@ -166,16 +168,14 @@ class ScratchFrameStore:
         aligned and the file allows it."""
         view = memoryview(out).cast("B")
         offset, done = start * self.frame_bytes, 0
-        direct = self._direct_fd
-        if direct is not None and out.ctypes.data % DIRECT_ALIGNMENT:
-            direct = None
+        direct = None if self._direct_refused or out.ctypes.data % DIRECT_ALIGNMENT else self._direct_fd
         while done < len(view):  # a positioned read may return less than asked
             try:
                 count = os.preadv(self._fd if direct is None else direct, [view[done:]], offset + done)
             except OSError:
                 if direct is None:
                     raise
-                direct = self._direct_fd = None  # refused after all (EINVAL): buffered from now on
+                direct, self._direct_refused = None, True  # EINVAL after all: buffered from now on (close() frees it)
                 continue
             if count == 0:
                 raise OSError(f"scratch file ended at byte {offset + done}")

@@ -291,3 +291,32 @@ def test_ml_mini_batches_on_disk_reconstruct_exactly_as_in_memory(tiny_arrays, t
     np.testing.assert_array_equal(in_memory.object, on_disk.object)
     np.testing.assert_array_equal(in_memory.probe, on_disk.probe)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_system_that_refuses_direct_reads_midway_is_read_buffered(tmp_path, monkeypatch):
+    """O_DIRECT opened but a read refused (EINVAL, as some file systems do): that read and the rest go through the
+    page cache, with the same data."""
+    import errno
+
+    from ptybench.engines.backends import get_backend
+    from ptybench.engines.scratch import ScratchFrameStore
+
+    if _refuses_direct_io(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT at open")
+    frames = np.arange(8 * 32 * 32, dtype=np.float32).reshape(8, 32, 32)
+    store = ScratchFrameStore(get_backend("numpy"), frames.shape, np.float32, str(tmp_path))
+    preadv, direct_fd = os.preadv, store._direct_fd
+
+    def refusing(fd, buffers, offset):
+        if fd == direct_fd:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", refusing)
+    try:
+        store.write(0, 8, frames)
+        np.testing.assert_array_equal(store.read(2, 5), frames[2:5])
+        np.testing.assert_array_equal(store.read(5, 8), frames[5:8])
+        assert store._direct_refused
+    finally:
+        store.close()
