@@ -73,8 +73,8 @@ class ObjectErrorMetric:
         box = obj[0][self._box]
         for start in range(0, rows, OBJECT_STEP_ROWS):
             stop = min(start + OBJECT_STEP_ROWS, rows)
-            region = self._region[start:stop]
-            yield xp.where(region, box[start:stop], xp.zeros((), dtype=box.dtype)), self._truth[start:stop]
+            part = box[start:stop]
+            yield xp.where(self._region[start:stop], part, xp.zeros_like(part)), self._truth[start:stop]
 
     def __call__(self, obj: Any) -> float:
         xp = self._xp

@@ -25,7 +25,7 @@ from .photons import QUANTUM_SAMPLE, PhotonScale, noise_floor_sum, photon_scale
 from .placement import Placement, choose_placement, frame_costs
 from .propagation import make_propagator
 from .registry import engine_spec
-from .scratch import BlockReadAhead, ScratchFrameStore, scratch_directory
+from .scratch import BlockReadAhead, ScratchFrameStore, frames_key, scratch_directory
 from .timing import StageTimer
 from .validation import ProblemShape, frame_corners
 
@@ -50,11 +50,6 @@ def _frames_of(frames: np.ndarray | ScratchFrameStore, picked: np.ndarray) -> It
     """The ``picked`` frames of intensities in memory or on disk, one at a time, on the host."""
     for j in picked:
         yield frames[j] if isinstance(frames, np.ndarray) else frames.read_host(int(j), int(j) + 1)
-
-
-def _frames_key(frames: np.ndarray) -> tuple[str, tuple[int, ...]]:
-    """A pending gather's key: apart from the (start, stop) keys of block reads."""
-    return "frames", tuple(int(j) for j in frames)
 
 
 class FrameStore:
@@ -88,14 +83,11 @@ class FrameStore:
         if self.resident:
             return self._array[start:stop]
         key = (start, stop)
-        guessed = self._read_ahead.guess
         handle = self._pending.pop(key, None)
-        if guessed is not None and guessed != key:
-            self._pending.pop(guessed, None)  # the engine went elsewhere: drop the guess
         if handle is None:
             handle = self.backend.upload_async(self._array[start:stop])
-        following = self._read_ahead.after(key)
-        if following is not None and following not in self._pending:
+        following = self._read_ahead.advance(key, self._pending)
+        if following is not None:
             self._pending[following] = self.backend.upload_async(self._array[slice(*following)])
         return self.backend.ready(handle)
 
@@ -105,12 +97,12 @@ class FrameStore:
         (or were, by ``gather_ahead``)."""
         if self.resident:
             return self._array[device_frames]
-        handle = self._pending.pop(_frames_key(frames), None)
+        handle = self._pending.pop(frames_key(frames), None)
         return self.backend.ready(handle) if handle is not None else self.backend.asarray(self._array[frames])
 
     def gather_ahead(self, frames: np.ndarray) -> None:
         """Start copying the frames listed in, for a ``gather`` of the same list soon (nothing to do when resident)."""
-        key = _frames_key(frames)
+        key = frames_key(frames)
         if not self.resident and key not in self._pending:
             self._pending[key] = self.backend.upload_async(self._array[frames])
 

@@ -72,7 +72,7 @@ class BlockReadAhead:
         self.blocks = list(blocks or [])
         self._index = {block: i for i, block in enumerate(self.blocks)}
         self._last: int | None = None
-        self.guess: tuple[int, int] | None = None
+        self._guess: tuple[int, int] | None = None
 
     def after(self, block: tuple[int, int]) -> tuple[int, int] | None:
         """The block to fetch now that ``block`` is being read (None: unknown block, or fewer than two)."""
@@ -82,8 +82,21 @@ class BlockReadAhead:
             return None
         stride = 1 if self._last is None else (index - self._last) % count or 1
         self._last = index
-        self.guess = self.blocks[(index + stride) % count]
-        return self.guess
+        self._guess = self.blocks[(index + stride) % count]
+        return self._guess
+
+    def advance(self, block: tuple[int, int], pending: dict) -> tuple[int, int] | None:
+        """``block`` is being read: drop the last guess from ``pending`` when it was wrong, and return the block
+        to start fetching now (None when there is none, or it is already on its way)."""
+        if self._guess is not None and self._guess != block:
+            pending.pop(self._guess, None)
+        following = self.after(block)
+        return following if following is not None and following not in pending else None
+
+
+def frames_key(frames: Any) -> tuple[str, tuple[int, ...]]:
+    """A pending gather's key (a list of frames): apart from the (start, stop) keys of block reads."""
+    return "frames", tuple(int(j) for j in frames)
 
 
 #: O_DIRECT transfers must start at, and cover, whole logical blocks; a page is safe on every file system.
@@ -189,12 +202,9 @@ class ScratchFrameStore:
 
     def read(self, start: int, stop: int) -> Any:
         key = (start, stop)
-        guessed = self._read_ahead.guess
         pending = self._pending.pop(key, None)
-        if guessed is not None and guessed != key:
-            self._pending.pop(guessed, None)  # the engine went elsewhere: drop the guess (it may still be read)
-        following = self._read_ahead.after(key)
-        if following is not None and following not in self._pending:
+        following = self._read_ahead.advance(key, self._pending)
+        if following is not None:
             self._pending[following] = self._reader.submit(self._read_frames, *following)
         with self._stage("disk_read"):
             block = pending.result() if pending is not None else self._read_frames(start, stop)
@@ -220,12 +230,12 @@ class ScratchFrameStore:
     def gather_ahead(self, frames: np.ndarray) -> None:
         """Start reading the frames listed on the helper thread, for a ``gather`` of the same list soon: one
         hand-over per list, not per frame (a PIE engine's next frames in its random order)."""
-        key = ("frames", tuple(int(j) for j in frames))
+        key = frames_key(frames)
         if key not in self._pending:
             self._pending[key] = self._reader.submit(self._gather_frames, key[1])
 
     def gather(self, frames: np.ndarray, device_frames: Any) -> Any:
-        key = ("frames", tuple(int(j) for j in frames))
+        key = frames_key(frames)
         pending = self._pending.pop(key, None)
         with self._stage("disk_read"):
             block = pending.result() if pending is not None else self._gather_frames(key[1])

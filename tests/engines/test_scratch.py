@@ -278,6 +278,12 @@ def test_the_read_ahead_follows_the_stride_of_the_engines_reads():
     assert [batches.after(blocks[i]) for i in (0, 3)] == [blocks[1], blocks[0]]  # stride 3, wrapping
     assert batches.after(blocks[1]) is not None and batches.after(blocks[4]) == blocks[1]
     assert BlockReadAhead([blocks[0]]).after(blocks[0]) is None and sweep.after((1, 2)) is None
+    pending = {}
+    reader = BlockReadAhead(blocks)
+    pending[reader.advance(blocks[0], pending)] = "block 1"
+    assert reader.advance(blocks[1], pending) == blocks[2]  # the guess was taken (the store popped it itself)
+    pending = {blocks[2]: "block 2"}
+    assert reader.advance(blocks[4], pending) == blocks[1] and pending == {}  # a wrong guess is dropped
 
 
 def test_ml_mini_batches_on_disk_reconstruct_exactly_as_in_memory(tiny_arrays, tmp_path, monkeypatch):
