@@ -125,14 +125,15 @@ PEERS_REPEATS    ?= 3
 	.venv-cdtools/bin/python -m pip install -q "cdtools-py==0.3.2" "torch==2.13.0"
 	touch $@
 
-peers: install .venv-ptychi/.installed .venv-ptylab/.installed .venv-cdtools/.installed  ## ptybench vs pty-chi (DM, LSQML), PtyLab (ePIE) on synthetic data, and vs cdtools on the measured P25 scan: reports/peers/, reports/real/
+peers: install .venv-ptychi/.installed .venv-ptylab/.installed .venv-cdtools/.installed  ## ptybench vs pty-chi (DM, LSQML), PtyLab (ePIE) on synthetic data, and vs pty-chi and cdtools on the measured P25 scan: reports/peers/, reports/real/
 	PTYBENCH_PTYCHI_PYTHON=$(CURDIR)/.venv-ptychi/bin/python PTYBENCH_PTYLAB_PYTHON=$(CURDIR)/.venv-ptylab/bin/python \
 		$(BIN)/python -m ptybench.peers.compare --dataset $(PEERS_DATASET) --iterations $(PEERS_ITERATIONS) \
 		--repeats $(PEERS_REPEATS) --out reports/peers/
-	PTYBENCH_CDTOOLS_PYTHON=$(CURDIR)/.venv-cdtools/bin/python $(BIN)/python -m ptybench.peers.real_scan \
+	PTYBENCH_CDTOOLS_PYTHON=$(CURDIR)/.venv-cdtools/bin/python PTYBENCH_PTYCHI_PYTHON=$(CURDIR)/.venv-ptychi/bin/python \
+		$(BIN)/python -m ptybench.peers.real_scan \
 		--dataset p25-nearfield --iterations 50 --out reports/real/
 
-real-scans: install  ## every engine on the measured P25 scan (cdtools beside it where `make peers` built it): reports/real/
+real-scans: install  ## every engine on the measured P25 scan (pty-chi and cdtools beside it where `make peers` built them): reports/real/
 	$(BIN)/python -m ptybench.peers.real_scan --dataset p25-nearfield --iterations 50 --out reports/real/
 
 # Procurement bundle of this machine (results, forecast, HTML report, manifest) in reports/procure/LABEL.
@@ -146,8 +147,9 @@ procure: install  ## the procurement workload (PROFILE=quick|standard|full): bun
 measurement-log: install-dev  ## docs/measurement-log.md from docs/measurements/*.jsonl (with change points)
 	$(BIN)/ptybench history docs/measurements/*.jsonl --markdown docs/measurement-log.md
 
-gate-study: install  ## the gate's false-alarm and detection rates on this machine (about 25 min): reports/gate/
-	$(BIN)/python -m ptybench.studies.gate_calibration --comparisons 20 --out reports/gate
+gate-study: install  ## the gate's false-alarm and detection rates on this machine (about 50 min): reports/gate/
+	$(BIN)/python -m ptybench.studies.gate_calibration --comparisons 20 --processes 10 --first-look 5 \
+		--slowdowns 10,25 --out reports/gate
 
 browser:  ## headless Chromium for the report's browser test (Debian/Ubuntu, as root; CI runs it)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \

@@ -240,6 +240,19 @@ class Reconstruction:
         if self.callback is not None:
             self.callback(record)
 
+    def model_quality(self) -> tuple[float, float]:
+        """(err_fmag, R-factor) of the current object and probe, the sums a record's evaluation makes: how a model
+        from elsewhere (another code's, passed in as the initial guesses with ``probe_power`` 'given') is scored
+        by this forward model, with no iteration run."""
+        problem = self.problem
+        with problem.backend.thread_limit(self.plan.run.threads):
+            if self._amplitude_sum is None:
+                self._amplitude_sum = problem.measured_amplitude_sum()
+            model = problem.model_error_sums()
+            sums = problem.comm.allreduce_scalars([model.squared, model.absolute])
+        problem.timer.take()
+        return self._normalised(*sums)
+
     def _normalised(self, squared: float, absolute: float) -> tuple[float, float]:
         """(err_fmag, R-factor) from the sums: per valid pixel of every frame, and over Σ M √I."""
         problem = self.problem

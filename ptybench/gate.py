@@ -187,13 +187,23 @@ def summary(rows: list[GateRow]) -> str:
                                                    else "PASS: nothing significantly slower, bigger or less accurate."))
 
 
+def rounds_of(samples: list[float], per_round: int) -> list[list[float]]:
+    """asv's pooled samples of a timing benchmark cut back into its rounds (one fresh process each), which take
+    ``per_round`` samples apiece; one group when the count does not divide (a --quick run, older results)."""
+    if per_round > 0 and samples and len(samples) % per_round == 0:
+        return [samples[start:start + per_round] for start in range(0, len(samples), per_round)]
+    return [samples]
+
+
 def samples_from_asv(results_dir: str, machine: str, commit: str) -> dict[str, Samples]:
     """One commit's asv results as samples: ``time_*`` benchmarks give their recorded samples (``asv run
-    --record-samples``: one sample per timed call, pooled over asv's processes), ``peakmem_*`` and
-    ``track_*memory*`` the memory, ``track_object_error`` the accuracy."""
+    --record-samples``: one sample per timed call, pooled over asv's rounds, cut back into one group per round),
+    ``peakmem_*`` and ``track_*memory*`` the memory, ``track_object_error`` the accuracy."""
     import itertools
 
     from asv.results import iter_results_for_machine_and_hash
+
+    from ptybench.benchmarks.common import SAMPLES_PER_ROUND
 
     found: dict[str, Samples] = {}
     for result in iter_results_for_machine_and_hash(results_dir, machine, commit):
@@ -216,7 +226,7 @@ def samples_from_asv(results_dir: str, machine: str, commit: str) -> dict[str, S
                     side.failures.append(f"{method}: failed or skipped in asv")
                 elif role == "time":
                     recorded = samples[index] if index < len(samples) and samples[index] else [value]
-                    side.seconds.append([float(s) for s in recorded])
+                    side.seconds.extend(rounds_of([float(s) for s in recorded], SAMPLES_PER_ROUND))
                 elif role == "memory":
                     side.memory.append(float(value))
                 else:

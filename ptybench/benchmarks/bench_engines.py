@@ -12,6 +12,8 @@ from .common import (
     FULL_GPU_DATASETS,
     GPU_BACKENDS,
     QUICK_DATASETS,
+    ROUNDS,
+    SAMPLES_PER_ROUND,
     THREADS,
     dataset,
     dataset_arrays,
@@ -29,7 +31,8 @@ class _EngineIteration:
     param_names = ["engine", "backend", "dataset"]
     timeout = 600
     number = 1        # one iteration per sample: iterations change the state
-    repeat = (3, 10, 60.0)
+    repeat = SAMPLES_PER_ROUND  # a fixed count, so each round's samples can be told apart
+    rounds = ROUNDS   # fresh processes per commit (asv reads it for time_ benchmarks; peakmem_ and track_ run once)
     warmup_time = 0
 
     def setup(self, engine: str, backend: str, name: str) -> None:

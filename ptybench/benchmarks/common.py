@@ -22,6 +22,13 @@ FULL_CPU_DATASETS = ["farfield-128-1024", "farfield-256-1024"]
 FULL_GPU_DATASETS = ["farfield-128-16384", "farfield-256-4096"]
 #: Threads for every benchmark: timings are comparable only with a fixed budget.
 THREADS = int(os.environ.get("PTYBENCH_BENCH_THREADS", "2"))
+#: Rounds of each timing benchmark: asv runs one fresh process per round (interleaved between commits by
+#: ``asv continuous --interleave-rounds``). The gate needs several processes a side to tell how much a process
+#: varies (ptybench/timing_stats.py); ``ptybench compare --rounds`` sets it through this variable.
+ROUNDS = int(os.environ.get("PTYBENCH_BENCH_ROUNDS", "4"))
+#: Samples (iterations) each round of a timing benchmark takes: fixed, so the gate can cut asv's pooled samples
+#: back into one group per process (``ptybench.gate.samples_from_asv``).
+SAMPLES_PER_ROUND = 10
 
 
 @functools.cache

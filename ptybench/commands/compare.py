@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -42,7 +40,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bench", default="Quick",
                         help="git revisions only: asv benchmark selection (default: %(default)s)")
     parser.add_argument("--rounds", type=positive_int, default=4,
-                        help="git revisions only: asv rounds, interleaved between the commits (default: %(default)s)")
+                        help="git revisions only: rounds of each timing benchmark, one fresh process each, "
+                             "interleaved between the commits (default: %(default)s)")
+    parser.add_argument("--second-look", action=argparse.BooleanOptionalAction, default=True,
+                        help="git revisions only: when a benchmark's time is uncertain after the rounds, run as "
+                             "many rounds again of the timing benchmarks and judge all of them (default: on)")
     parser.add_argument("--json", action="store_true", help="one JSON object per benchmark instead of the table")
     parser.set_defaults(func=run_compare)
 
@@ -51,52 +53,23 @@ def _is_results_file(text: str) -> bool:
     return Path(text).is_file()
 
 
-def _revision(text: str) -> str:
-    done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{text}^{{commit}}"], capture_output=True,
-                          text=True, check=False)
-    if done.returncode != 0:
-        raise InputError(f"compare: {text!r} is neither a results file nor a git revision of this repository")
-    return done.stdout.strip()
-
-
-def _asv_samples(base: str, head: str, bench: str, rounds: int) -> tuple[dict, dict]:
-    """Run asv on both commits (interleaved rounds, samples recorded) and read its results back."""
-    import platform
-    import shutil
-
-    from ptybench.gate import samples_from_asv
-
-    base_hash, head_hash = _revision(base), _revision(head)
-    beside = Path(sys.executable).parent / "asv"  # the environment's own asv, even when its bin is not on PATH
-    asv = str(beside) if beside.is_file() else shutil.which("asv")
-    if asv is None:
-        raise InputError("compare: git revisions need asv (pip install 'ptybench[bench]'); or pass results files")
-    subprocess.run([asv, "machine", "--yes"], check=True, capture_output=True)
-    # asv's own verdict is not used (its factor is set out of the way); ptybench's statistics read its samples.
-    subprocess.run([asv, "continuous", "--record-samples", "--interleave-rounds", "-a", f"rounds={rounds}",
-                    "--factor", "1000", "--no-only-changed", "--bench", bench, base_hash, head_hash], check=False)
-    from asv.util import load_json
-
-    config = load_json("asv.conf.json", js_comments=True)  # asv's own reader of its commented JSON
-    machine = platform.node()
-    results_dir = config.get("results_dir", ".asv/results")
-    return (samples_from_asv(results_dir, machine, base_hash), samples_from_asv(results_dir, machine, head_hash))
-
-
 def run_compare(args: argparse.Namespace) -> int:
     from ptybench import gate
     from ptybench.results import read_records
 
     files = [_is_results_file(args.base), _is_results_file(args.head)]
-    if all(files):
-        base = gate.samples_from_records(read_records(args.base))
-        head = gate.samples_from_records(read_records(args.head))
-    elif any(files):
+    if any(files) and not all(files):
         raise InputError(f"compare: BASE and HEAD must both be results files or both git revisions, got "
                          f"{args.base!r} and {args.head!r}")
+    judge = {"min_effect": args.min_effect, "alpha": args.alpha, "memory_factor": args.memory_factor,
+             "error_tolerance": args.error_tolerance}
+    if all(files):
+        rows = gate.compare(gate.samples_from_records(read_records(args.base)),
+                            gate.samples_from_records(read_records(args.head)), **judge)
     else:
-        base, head = _asv_samples(args.base, args.head, args.bench, args.rounds)
-    rows = gate.compare(base, head, args.min_effect, args.alpha, args.memory_factor, args.error_tolerance)
+        from ptybench.asv_gate import compare_revisions
+
+        rows = compare_revisions(args.base, args.head, args.bench, args.rounds, args.second_look, **judge)
     if not rows:
         raise InputError(f"compare: no benchmarks in {args.base!r} or {args.head!r}")
     if args.json:

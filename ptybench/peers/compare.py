@@ -116,18 +116,22 @@ def median_repeat(runs: list[tuple[Run, np.ndarray | None]]) -> tuple[Run, np.nd
 
 # --- export: what a peer reads ------------------------------------------------------------------
 def export_inputs(data: Dataset, path: str | Path, arrays: dict[str, np.ndarray] | None = None,
-                  from_truth: bool = False) -> dict[str, np.ndarray]:
+                  from_truth: bool = False, probe_scale: float = 1.0) -> dict[str, np.ndarray]:
     """Write the .npz every peer script reads and return its arrays.
 
     intensities   (N, Y, X) float32 photon counts in detector order (zero frequency at Y//2, X//2),
                   as ptybench stores frames; masked pixels 0. Float data are scaled to photons the way
                   ptybench's engines do (photons_per_unit), so peers see the same flux.
     mask          (Y, X) bool, True = measured, detector order.
-    positions_px  (N, 2) float64 top-left frame corners (row, col) in object pixels: whole numbers.
+    positions_px  (N, 2) float64 top-left frame corners (row, col) in object pixels: the whole pixels
+                  ptybench's engines use (``frame_corners``), so every code fits the same model.
     initial_object (A, B) complex64, mode 0 of ptybench's initial guess.
-    initial_probe (Y, X) complex64, mode 0, on the scale of a unitary FFT: Σ|P|² = photons per frame.
+    initial_probe (Y, X) complex64, mode 0, on the scale of a unitary FFT: Σ|P|² = photons per frame
+                  (times ``probe_scale``: the factor ptybench's engines match the probe's power with).
     object_pixel_m, wavelength_m, distance_m, detector_pixel_m: the geometry (far field:
                   object pixel = λz/(X·detector pixel)), for peers that want metres.
+    fresnel_number the Fresnel number of one object pixel, Δ²/(λ z_eff), for near-field data (a cone beam's
+                  z_eff = z/M); NaN for far field.
 
     ``from_truth`` starts from the ground truth instead (a diagnostic: then every engine's object error
     must stay near its noise floor, which checks the conventions of each peer's layout). ``arrays``:
@@ -147,13 +151,14 @@ def export_inputs(data: Dataset, path: str | Path, arrays: dict[str, np.ndarray]
     exported = {
         "intensities": (frames.astype(np.float32) * np.float32(scale)),
         "mask": np.asarray(arrays["mask"], dtype=bool),
-        "positions_px": np.asarray(arrays["scan_positions"], dtype=np.float64),
+        "positions_px": frame_corners(arrays["scan_positions"]).astype(np.float64),
         "initial_object": np.asarray(initial_object[0], dtype=np.complex64),
-        "initial_probe": np.asarray(initial_probe[0], dtype=np.complex64) * np.float32(np.sqrt(scale)),
+        "initial_probe": np.asarray(initial_probe[0], dtype=np.complex64) * np.float32(np.sqrt(scale) * probe_scale),
         "object_pixel_m": np.float64(data.object_pixel_m),
         "wavelength_m": np.float64(wavelength),
         "distance_m": np.float64(data.distance_m),
         "detector_pixel_m": np.float64(data.detector_pixel_m),
+        "fresnel_number": np.float64(data.engine_parameters().get("fresnel_number") or np.nan),
     }
     np.savez(path, **exported)
     return exported

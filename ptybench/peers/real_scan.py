@@ -1,4 +1,4 @@
-"""ptybench's engines on a measured scan, beside cdtools: R-factor per iteration, images, one table.
+"""ptybench's engines on a measured scan, beside pty-chi and cdtools: R-factor per iteration, images, one table.
 
     python -m ptybench.peers.real_scan --dataset p25-nearfield --iterations 50 --out reports/real/
 
@@ -8,6 +8,9 @@ returns, Σ M | |D(P·O_j)| − √I_j | / Σ M √I_j, and by err_fmag over the
 ``PTYBENCH_CDTOOLS_PYTHON`` points elsewhere) reconstructs the same file with the settings of its own
 example for it (ptybench/peers/run_cdtools.py); its R-factor is that of its own forward model, which also
 fits a background, per-frame weights and refined positions, so it is reported beside ours, not as ours.
+pty-chi (``ptychi``, its own venv: ``make peers``, ``PTYBENCH_PTYCHI_PYTHON``) runs DM and LSQML from ptybench's
+start on the same whole-pixel positions (ptybench/peers/run_ptychi.py), and every epoch's object and probe is
+scored by ptybench's forward model, so its R-factors are ours to compare.
 
 Images show the phase of each object on the scanned region, with the data's attribution and licence.
 """
@@ -29,8 +32,9 @@ from ptybench.datasets import load
 from ptybench.datasets.measured import ENTRIES, path_of
 from ptybench.engines import Reconstruction
 from ptybench.engines.modes import expand_modes
+from ptybench.engines.photons import photon_scale
 from ptybench.engines.validation import frame_corners
-from ptybench.peers.compare import run_peer_script
+from ptybench.peers.compare import PEERS, export_inputs, peer_python, run_peer_script
 
 #: (label, engine, probe modes, extra parameters): each engine at its defaults, and the variants that the
 #: real-scan study found to matter (more probe modes; DM with α = 0.5, which does not wander on P25; refined
@@ -55,6 +59,9 @@ CDTOOLS_SCRIPT = Path(__file__).with_name("run_cdtools.py")
 #: Object images per row of the figure.
 IMAGES_PER_ROW = 7
 CDTOOLS_ENV = "PTYBENCH_CDTOOLS_PYTHON"
+#: pty-chi's engines run on the scan (``make peers`` builds its venv), near field through its angular-spectrum
+#: propagator (ptybench/peers/run_ptychi.py); each epoch's model is scored by ptybench's forward model.
+PTYCHI_ENGINES = ("DM", "LSQML")
 
 
 @dataclass
@@ -84,6 +91,56 @@ def run_ptybench(dataset: str, label: str, engine: str, modes: int, extra: dict[
     noise_ratio = result.final.err_fmag / reconstruction.problem.noise_floor
     return (ScanRun(label, "ptybench", "ok", [float(r.r_factor) for r in result.history],
                     [r.seconds for r in result.history], noise_ratio), result.object)
+
+
+def score_models(dataset: str, models: list[tuple[np.ndarray, np.ndarray]], threads: int = 1,
+                 ) -> list[tuple[float, float]]:
+    """(R-factor, err_fmag / noise floor) of each (object (A, B), probe (Y, X) in photons) through ptybench's
+    forward model: how another code's result is scored on these data (``Reconstruction.model_quality``)."""
+    with load(dataset) as data:
+        arrays = data.arrays()
+        parameters = {**data.engine_parameters(), "engine": "ePIE", "iterations": 1, "threads": threads,
+                      "probe_power": "given"}
+    frames = arrays["diffraction_data"]
+    # The export's probe is in photons; the Problem scales a given probe by √(photons per unit) itself.
+    per_unit = photon_scale(frames, np.issubdtype(frames.dtype, np.integer), None).photons_per_unit
+    scores = []
+    for obj, probe in models:
+        given = {**arrays, "initial_object": np.asarray(obj, np.complex64)[None],
+                 "initial_probe": (np.asarray(probe, np.complex64) / np.float32(np.sqrt(per_unit)))[None]}
+        scorer = Reconstruction(**given, parameters=parameters)
+        err_fmag, r_factor = scorer.model_quality()
+        scores.append((r_factor, err_fmag / scorer.problem.noise_floor))
+    return scores
+
+
+def run_ptychi(dataset: str, engine: str, iterations: int, threads: int, out_dir: Path,
+               timeout: float = 3600.0) -> tuple[ScanRun, np.ndarray | None]:
+    """pty-chi's ``engine`` on the scan from the same start as ptybench's engines (the probe's power matched to
+    the data the same way), every epoch's model scored by ptybench's forward model."""
+    label = f"pty-chi {engine}"
+    python = peer_python("pty-chi")
+    if not python.is_file():
+        return ScanRun(label, "pty-chi", "skipped",
+                       reason=f"no Python at {python} (set {PEERS['pty-chi']['env']} or run `make peers`)"), None
+    inputs = out_dir / "ptychi-inputs.npz"
+    with load(dataset) as data:
+        arrays = data.arrays()
+        start = Reconstruction(**arrays, parameters={**data.engine_parameters(), "engine": "ePIE", "iterations": 1})
+        export_inputs(data, inputs, arrays, probe_scale=start.calibration()["initial_probe_scale"])
+    tag = f"ptychi-{engine.lower()}"
+    settings_path, output = out_dir / f"{tag}.json", out_dir / f"{tag}.npz"
+    settings_path.write_text(json.dumps({"engine": engine, "iterations": iterations, "threads": threads, "seed": 0,
+                                         "keep_models": True, "batch_size": 100}))
+    failure = run_peer_script(python, PEERS["pty-chi"]["script"], [str(inputs), str(settings_path), str(output)],
+                              threads, out_dir / f"{tag}.log", output, timeout)
+    if failure is not None:
+        return ScanRun(label, "pty-chi", "failed", reason=failure), None
+    with np.load(output) as result:
+        scores = score_models(dataset, list(zip(result["objects"], result["probes"], strict=True)), threads)
+        return (ScanRun(label, f"pty-chi {result['version']}", "ok", [r for r, _ in scores],
+                        [float(s) for s in result["seconds"]], scores[-1][1],
+                        reason="scored by ptybench's forward model"), result["object"][None])
 
 
 def cdtools_python() -> Path:
@@ -143,7 +200,7 @@ def figures(runs: list[tuple[ScanRun, np.ndarray | None]], dataset: str, out_dir
     for run, _ in runs:
         if run.status == "ok":
             axes.plot(np.arange(1, len(run.r_factor) + 1), run.r_factor, label=run.label,
-                      linestyle="--" if run.code.startswith("cdtools") else "-")
+                      linestyle="-" if run.code == "ptybench" else "--")
     axes.set(xlabel="iteration (epoch for cdtools)", ylabel="R-factor of the returned model", yscale="log",
              title=f"{dataset}: R-factor per iteration")
     axes.legend(fontsize=8, ncol=2)
@@ -183,13 +240,19 @@ def table(runs: list[ScanRun], iterations: int) -> str:
 
 
 def study(dataset: str, iterations: int, out_dir: Path, threads: int = 1, with_cdtools: bool = True,
-          variants: tuple = VARIANTS) -> list[ScanRun]:
+          variants: tuple = VARIANTS, with_ptychi: bool = True) -> list[ScanRun]:
     out_dir.mkdir(parents=True, exist_ok=True)
     runs: list[tuple[ScanRun, np.ndarray | None]] = []
     for label, engine, modes, extra in variants:
         started = time.perf_counter()
         run, obj = run_ptybench(dataset, label, engine, modes, extra, iterations, threads)
         print(f"{label:<16} R {run.final_r:.4f}  ({time.perf_counter() - started:.0f} s)", flush=True)
+        runs.append((run, obj))
+    for engine in PTYCHI_ENGINES if with_ptychi else ():
+        started = time.perf_counter()
+        run, obj = run_ptychi(dataset, engine, iterations, threads, out_dir)
+        print(f"{run.label:<16} {run.status} {run.final_r or ''} {run.reason} "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)
         runs.append((run, obj))
     if with_cdtools:
         run, obj = run_cdtools(dataset, iterations, threads, out_dir)
@@ -207,11 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="p25-nearfield", help="a measured catalogue entry (default: %(default)s)")
     parser.add_argument("--iterations", type=int, default=50, help="iterations of every run (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="threads of every code (default: %(default)s)")
-    parser.add_argument("--no-cdtools", action="store_true", help="ptybench's engines only")
+    parser.add_argument("--no-cdtools", action="store_true", help="without cdtools")
+    parser.add_argument("--no-ptychi", action="store_true", help="without pty-chi")
     parser.add_argument("--out", type=Path, default=Path("reports/real"), help="folder (default: %(default)s)")
     args = parser.parse_args(argv)
     out = args.out / args.dataset
-    study(args.dataset, args.iterations, out, args.threads, not args.no_cdtools)
+    study(args.dataset, args.iterations, out, args.threads, not args.no_cdtools, with_ptychi=not args.no_ptychi)
     print(f"\n{(out / 'table.md').read_text()}\nfigures: {out / 'r-factor.png'}, {out / 'objects.png'}")
     return 0
 

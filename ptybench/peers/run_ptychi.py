@@ -18,6 +18,13 @@ Conventions mapped (ptybench -> pty-chi):
   centre − (Y−1)/2. ptybench's top-left corner c becomes the integer position c + Y//2 with the origin
   (Y−1)/2 − Y//2 (−0.5 for even frames): integer positions are never rounded or sub-pixel shifted.
 - The object is the export's own grid (1, A, B), so the result needs no crop.
+- Near field (the export's ``fresnel_number`` is finite): pty-chi propagates with its angular-spectrum
+  transfer function over the distance z = Δ²/(λF) with pixel Δ (for a cone beam these are the effective
+  distance z₂/M and pixel Δ/M of the Fresnel scaling, which is what F was derived from). Its
+  ``ifft2(H·fft2(ψ))`` is unitary like ptybench's Fresnel propagator and differs from it by the constant
+  phase exp(ikz) and terms of order (λ/Δ)⁴: data, mask and probe go in as they are (``fft_shift=False``).
+- ``keep_models`` in SETTINGS: OUTPUT also gets every epoch's object and probe (``objects``, ``probes``), so
+  ptybench can score each one with its own forward model.
 
 torchvision: pty-chi imports ``torchvision.transforms.GaussianBlur`` in ``ptychi.utils`` and uses it only
 to draw a random initial object, which is never asked for here; the PyPI torchvision does not load
@@ -47,27 +54,47 @@ def position_origin(frame_shape: tuple[int, int]) -> tuple[float, float]:
     return tuple(float((size - 1) / 2 - size // 2) for size in frame_shape)
 
 
+def is_nearfield(inputs: Any) -> bool:
+    return "fresnel_number" in inputs and bool(np.isfinite(float(inputs["fresnel_number"])))
+
+
+def propagation_distance_m(inputs: Any) -> float:
+    """pty-chi's free-space distance: infinite for far field, Δ²/(λF) for near field."""
+    if not is_nearfield(inputs):
+        return float("inf")
+    pixel = float(inputs["object_pixel_m"])
+    return pixel**2 / (float(inputs["wavelength_m"]) * float(inputs["fresnel_number"]))
+
+
+def _fft_order(array: np.ndarray, nearfield: bool) -> np.ndarray:
+    return array if nearfield else np.fft.ifftshift(array, axes=(-2, -1))
+
+
 def ptychi_inputs(inputs: Any) -> dict[str, np.ndarray]:
-    """The export in pty-chi's layout: FFT-order data and mask, centre positions, unnormalised-FFT probe."""
+    """The export in pty-chi's layout: far field FFT-order data and mask and an unnormalised-FFT probe, near
+    field as they are; centre positions."""
+    nearfield = is_nearfield(inputs)
     intensities = np.asarray(inputs["intensities"], dtype=np.float32)
     frame_shape = intensities.shape[-2:]
     corners = np.asarray(inputs["positions_px"], dtype=np.float64)
     probe = np.asarray(inputs["initial_probe"], dtype=np.complex64)
+    probe_norm = np.float32(1.0 if nearfield else np.sqrt(frame_shape[0] * frame_shape[1]))
     return {
-        "diffraction_data": np.fft.ifftshift(intensities, axes=(-2, -1)),
-        "valid_pixel_mask": np.fft.ifftshift(np.asarray(inputs["mask"], dtype=bool), axes=(-2, -1)),
+        "diffraction_data": _fft_order(intensities, nearfield),
+        "valid_pixel_mask": _fft_order(np.asarray(inputs["mask"], dtype=bool), nearfield),
         "probe_position_y_px": corners[:, 0] + frame_shape[0] // 2,
         "probe_position_x_px": corners[:, 1] + frame_shape[1] // 2,
         "object_data": np.asarray(inputs["initial_object"], dtype=np.complex64)[None],
-        "probe_data": (probe / np.float32(np.sqrt(frame_shape[0] * frame_shape[1])))[None, None],
+        "probe_data": (probe / probe_norm)[None, None],
         "position_origin": np.array(position_origin(frame_shape)),
     }
 
 
-def from_ptychi(obj: np.ndarray, probe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def from_ptychi(obj: np.ndarray, probe: np.ndarray, nearfield: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """pty-chi's (1, A, B) object and (1, M, Y, X) probe back to the export's grid and units."""
     probe = np.asarray(probe)[0, 0]
-    return np.asarray(obj)[0].astype(np.complex64), (probe * np.sqrt(probe.size)).astype(np.complex64)
+    norm = 1.0 if nearfield else np.sqrt(probe.size)
+    return np.asarray(obj)[0].astype(np.complex64), (probe * norm).astype(np.complex64)
 
 
 # --- running pty-chi --------------------------------------------------------------------------------
@@ -107,9 +134,9 @@ def build_options(api: Any, engine: str, settings: dict[str, Any], arrays: dict[
     reconstructor.default_dtype = api.Dtypes.FLOAT32
     reconstructor.random_seed = int(settings.get("seed", 0))
     data = options.data_options
-    data.free_space_propagation_distance_m = float("inf")
+    data.free_space_propagation_distance_m = float(settings["distance_m"])
     data.wavelength_m = float(settings["wavelength_m"])
-    data.fft_shift = False  # the data are in FFT order already (ptychi_inputs)
+    data.fft_shift = False  # far field: in FFT order already (ptychi_inputs); near field: real space
     obj = options.object_options
     obj.pixel_size_m = float(settings["object_pixel_m"])
     obj.determine_position_origin_coords_by = api.ObjectPosOriginCoordsMethods.SPECIFIED
@@ -134,23 +161,31 @@ def run(inputs: Any, settings: dict[str, Any]) -> dict[str, np.ndarray]:
     from ptychi.api.task import PtychographyTask
 
     arrays = ptychi_inputs(inputs)
+    nearfield = is_nearfield(inputs)
     settings = {**settings, "wavelength_m": float(inputs["wavelength_m"]),
-                "object_pixel_m": float(inputs["object_pixel_m"])}
+                "object_pixel_m": float(inputs["object_pixel_m"]), "distance_m": propagation_distance_m(inputs)}
     n_frames = arrays["diffraction_data"].shape[0]
     options = build_options(api, settings["engine"], settings, arrays, n_frames)
     task = PtychographyTask(
         options, diffraction_data=arrays["diffraction_data"], object_data=arrays["object_data"],
         probe_data=arrays["probe_data"], probe_position_x_px=arrays["probe_position_x_px"],
         probe_position_y_px=arrays["probe_position_y_px"], valid_pixel_mask=arrays["valid_pixel_mask"])
-    seconds = []
+    def model() -> tuple[np.ndarray, np.ndarray]:
+        return from_ptychi(task.get_data_to_cpu("object", as_numpy=True),
+                           task.get_data_to_cpu("probe", as_numpy=True), nearfield)
+
+    seconds, models = [], []
     for _ in range(int(settings["iterations"])):
         start = time.perf_counter()
         task.run(n_epochs=1)
         seconds.append(time.perf_counter() - start)
-    obj, probe = from_ptychi(task.get_data_to_cpu("object", as_numpy=True),
-                             task.get_data_to_cpu("probe", as_numpy=True))
+        if settings.get("keep_models"):
+            models.append(model())  # outside the timed part
+    obj, probe = model()
+    extra = {"objects": np.stack([o for o, _ in models]), "probes": np.stack([p for _, p in models])} \
+        if models else {}
     return {"object": obj, "probe": probe, "seconds": np.array(seconds),
-            "version": np.array(package_version("ptychi"))}
+            "version": np.array(package_version("ptychi")), **extra}
 
 
 def main(argv: list[str]) -> int:

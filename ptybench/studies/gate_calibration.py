@@ -1,13 +1,14 @@
 """How often does `ptybench compare` cry wolf, and how often does it catch a real slowdown, on this machine?
 
-    python -m ptybench.studies.gate_calibration --comparisons 20 --out reports/gate
+    python -m ptybench.studies.gate_calibration --comparisons 20 --processes 10 --first-look 5 --out reports/gate
 
-Each comparison is what a CI job does: PROCESSES fresh processes of BASE and of HEAD, interleaved, then
-``ptybench.gate``'s verdict. BASE is a built-in engine; HEAD is the same engine again (identical code: any
-"slower" or "faster" is a false alarm) or a plug-in that does 5, 10 or 25 % more work per iteration
-(``ptybench.studies.slower_engines``: detection). The variants of one comparison run round-robin, so a slow spell
-of the machine falls on all of them. Records go to one results file per variant in OUT (resumable: run again to
-continue), the table to OUT/calibration.md.
+Each comparison is what a CI job does: FIRST_LOOK fresh processes of BASE and of HEAD, interleaved, then
+``ptybench.gate``'s verdict; where that is "uncertain", a second look at PROCESSES a side (the first ones and as
+many again, measured after them), as ``ptybench compare`` takes on two git revisions. BASE is a built-in
+engine; HEAD is the same engine again (identical code: any "slower" or "faster" is a false alarm) or a
+plug-in that does 5, 10 or 25 % more work per iteration (``ptybench.studies.slower_engines``: detection). The
+variants of one comparison run round-robin, so a slow spell of the machine falls on all of them. Records go to
+one results file per variant in OUT (resumable: run again to continue), the table to OUT/calibration.md.
 """
 
 from __future__ import annotations
@@ -30,17 +31,18 @@ from ptybench.timing_stats import VERDICTS
 PLUGIN = "ptybench.studies.slower_engines"
 
 
-def variants(engine: str) -> dict[str, str]:
+def variants(engine: str, slowdowns: tuple[int, ...] = SLOWDOWNS) -> dict[str, str]:
     """Variant label -> engine name; "base" and "identical" are the same engine."""
     return {"base": engine, "identical": engine,
-            **{f"slower {percent} %": slower_name(engine, percent) for percent in SLOWDOWNS}}
+            **{f"slower {percent} %": slower_name(engine, percent) for percent in slowdowns}}
 
 
 def _file(out: Path, label: str) -> Path:
     return out / f"{label.replace(' %', '').replace(' ', '-')}.jsonl"
 
 
-def measure(out: Path, engine: str, dataset: str, comparisons: int, processes: int, iterations: int) -> float:
+def measure(out: Path, engine: str, dataset: str, comparisons: int, processes: int, iterations: int,
+            slowdowns: tuple[int, ...] = SLOWDOWNS) -> float:
     """Run every process of every comparison (round-robin over the variants); returns the wall seconds."""
     os.environ["PTYBENCH_ENGINE_MODULES"] = ",".join(
         filter(None, [os.environ.get("PTYBENCH_ENGINE_MODULES"), PLUGIN]))
@@ -48,7 +50,7 @@ def measure(out: Path, engine: str, dataset: str, comparisons: int, processes: i
     start = time.perf_counter()
     for comparison in range(comparisons):
         for process in range(processes):
-            for label, name in variants(engine).items():
+            for label, name in variants(engine, slowdowns).items():
                 point = Measurement(dataset=dataset, engine=name, iterations=iterations, warmup=2, threads=1,
                                     repeat=comparison * processes + process, fft_floor=False, timeout_s=300)
                 run_points([point], _file(out, label), progress=False)
@@ -56,33 +58,53 @@ def measure(out: Path, engine: str, dataset: str, comparisons: int, processes: i
     return time.perf_counter() - start
 
 
-def analyse(out: Path, engine: str, comparisons: int, processes: int) -> tuple[str, list[dict]]:
-    by_label = {label: {r["repeat"]: r for r in read_records(_file(out, label))} for label in variants(engine)}
+def _verdict(base: list[dict], head: list[dict]) -> tuple[str, float, gate.GateRow]:
+    (row,) = gate.compare(gate.samples_from_records(base), gate.samples_from_records(head))
+    return next(v for v in row.verdicts if v in VERDICTS), row.time.ratio, row  # the time verdict, as CI sees it
+
+
+def analyse(out: Path, engine: str, comparisons: int, processes: int, first_look: int | None = None,
+            slowdowns: tuple[int, ...] = SLOWDOWNS) -> tuple[str, list[dict]]:
+    """The gate's verdicts per variant under two rules: ``first_look`` processes a side, and the same with a
+    second look at all ``processes`` when the first is uncertain (as ``ptybench.asv_gate`` takes one; the extra
+    processes ran after the first ones, as a CI job's second look does)."""
+    first_look = first_look or processes
+    labels = variants(engine, slowdowns)
+    by_label = {label: {r["repeat"]: r for r in read_records(_file(out, label))} for label in labels}
     rows, details = [], []
-    for label in list(variants(engine))[1:]:
-        verdicts, ratios = [], []
+    for label in list(labels)[1:]:
+        outcomes = {"fixed": [], "second look": []}
+        ratios, looked_again = [], 0
         for comparison in range(comparisons):
             repeats = range(comparison * processes, (comparison + 1) * processes)
             base = [by_label["base"][r] for r in repeats if r in by_label["base"]]
             head = [dict(by_label[label][r], engine=engine) for r in repeats if r in by_label[label]]
             if len(base) < processes or len(head) < processes:
                 continue
-            (row,) = gate.compare(gate.samples_from_records(base), gate.samples_from_records(head))
-            verdict = next(v for v in row.verdicts if v in VERDICTS)  # the gate's time verdict, as CI sees it
-            verdicts.append(verdict)
-            ratios.append(row.time.ratio)
-            details.append({"variant": label, "comparison": comparison, "verdict": verdict,
-                            "ratio": row.time.ratio, "low": row.time.low, "high": row.time.high,
-                            "p": row.time.p_value})
-        if not verdicts:
+            verdict, ratio, row = _verdict(base[:first_look], head[:first_look])
+            outcomes["fixed"].append(verdict)
+            final = verdict
+            if verdict == "uncertain" and processes > first_look:
+                final, ratio, row = _verdict(base, head)
+                looked_again += 1
+            outcomes["second look"].append(final)
+            ratios.append(ratio)
+            details.append({"variant": label, "comparison": comparison, "verdict": verdict, "final": final,
+                            "ratio": ratio, "low": row.time.low, "high": row.time.high, "p": row.time.p_value})
+        if not ratios:
             continue
-        counts = {verdict: verdicts.count(verdict) for verdict in ("slower", "faster", "same", "uncertain")}
-        flagged = counts["slower"] + counts["faster"] if label == "identical" else counts["slower"]
-        rows.append([label, len(verdicts), f"{flagged}/{len(verdicts)}", counts["slower"], counts["faster"],
-                     counts["same"], counts["uncertain"], f"{statistics.median(ratios):.3f}",
-                     f"{min(ratios):.3f}–{max(ratios):.3f}"])
-    table = text_table(["HEAD", "comparisons", "false alarms / detected", "slower", "faster", "same", "uncertain",
-                        "median ratio", "ratio range"], rows, right=range(1, 9))
+        for rule, verdicts in outcomes.items():
+            if rule == "second look" and processes == first_look:
+                continue
+            counts = {verdict: verdicts.count(verdict) for verdict in ("slower", "faster", "same", "uncertain")}
+            flagged = counts["slower"] + counts["faster"] if label == "identical" else counts["slower"]
+            sides = (f"{first_look}" if rule == "fixed" else
+                     f"{first_look} (+{processes - first_look} in {looked_again})")
+            rows.append([label, rule, sides, len(verdicts), f"{flagged}/{len(verdicts)}", counts["slower"],
+                         counts["faster"], counts["same"], counts["uncertain"], f"{statistics.median(ratios):.3f}",
+                         f"{min(ratios):.3f}–{max(ratios):.3f}"])
+    table = text_table(["HEAD", "rule", "processes a side", "comparisons", "false alarms / detected", "slower",
+                        "faster", "same", "uncertain", "median ratio", "ratio range"], rows, right=range(3, 11))
     return table, details
 
 
@@ -92,23 +114,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="DM")
     parser.add_argument("--dataset", default="farfield-64-256")
     parser.add_argument("--comparisons", type=int, default=20)
-    parser.add_argument("--processes", type=int, default=5, help="fresh processes per side of one comparison")
+    parser.add_argument("--processes", type=int, default=10,
+                        help="fresh processes per side of one comparison, both looks (default: %(default)s)")
+    parser.add_argument("--first-look", type=int, default=5,
+                        help="processes a side of the first look (default: %(default)s)")
+    parser.add_argument("--slowdowns", type=lambda text: tuple(int(v) for v in text.split(",")),
+                        default=SLOWDOWNS, help="injected slowdowns in percent, of 5,10,25 (default: all)")
     parser.add_argument("--iterations", type=int, default=20, help="timed iterations per process")
     parser.add_argument("--out", type=Path, default=Path("reports/gate"))
     parser.add_argument("--analyse-only", action="store_true")
     args = parser.parse_args(argv)
+    if not 1 <= args.first_look <= args.processes:
+        parser.error(f"--first-look: expected 1..--processes ({args.processes}), got {args.first_look}")
+    unknown = set(args.slowdowns) - set(SLOWDOWNS)
+    if unknown:
+        parser.error(f"--slowdowns: expected some of {list(SLOWDOWNS)}, got {sorted(unknown)}")
     wall = None
     if not args.analyse_only:
-        wall = measure(args.out, args.engine, args.dataset, args.comparisons, args.processes, args.iterations)
-    table, details = analyse(args.out, args.engine, args.comparisons, args.processes)
+        wall = measure(args.out, args.engine, args.dataset, args.comparisons, args.processes, args.iterations,
+                       args.slowdowns)
+    table, details = analyse(args.out, args.engine, args.comparisons, args.processes, args.first_look,
+                             args.slowdowns)
     base = read_records(_file(args.out, "base"))
     process_wall = statistics.median(r["wall_seconds"] for r in base if r.get("wall_seconds"))
-    header = (f"# Gate calibration: {args.engine} on {args.dataset}, {args.processes} fresh processes a side, "
-              f"{args.iterations} iterations each, 1 thread\n\n"
-              f"One comparison's measuring costs 2 × {args.processes} processes of {process_wall:.1f} s (median "
-              f"wall each): {2 * args.processes * process_wall:.0f} s."
-              + (f" This study measured {len(variants(args.engine))} variants round-robin in {wall / 60:.1f} min."
-                 if wall else "") + "\n")
+    header = (f"# Gate calibration: {args.engine} on {args.dataset}, {args.first_look} fresh processes a side "
+              f"(a second look: {args.processes}), {args.iterations} iterations each, 1 thread\n\n"
+              f"One look costs 2 × {args.first_look} processes of {process_wall:.1f} s (median wall each): "
+              f"{2 * args.first_look * process_wall:.0f} s."
+              + (f" This study measured {len(variants(args.engine, args.slowdowns))} variants round-robin in "
+                 f"{wall / 60:.1f} min." if wall else "") + "\n")
     text = header + "\n```\n" + table + "\n```\n"
     (args.out / "calibration.md").write_text(text)
     import json

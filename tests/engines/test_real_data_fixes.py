@@ -47,6 +47,19 @@ def test_the_recorded_errors_are_those_of_the_returned_object_and_probe(tiny_arr
     assert result.final.err_fmag == pytest.approx(err_fmag, rel=4e-3)
 
 
+def test_a_model_from_elsewhere_is_scored_by_the_same_forward_model(tiny_arrays):
+    """How a peer's object and probe are scored: passed in as the initial guesses, kept at their scale, no
+    iteration run; the sums equal the definitions'."""
+    result = Reconstruction(**tiny_arrays, parameters={"engine": "ePIE", "iterations": 2}).run()
+    given = {**tiny_arrays, "initial_object": result.object, "initial_probe": result.probe}
+    scorer = Reconstruction(**given, parameters={"engine": "ePIE", "iterations": 1, "probe_power": "given"})
+    err_fmag, r_factor = scorer.model_quality()
+    assert not scorer.history
+    assert r_factor == pytest.approx(result.final.r_factor, rel=1e-4)
+    assert (err_fmag, r_factor) == pytest.approx(independent_errors(tiny_arrays, result.object, result.probe, {}),
+                                                 rel=4e-3)
+
+
 def test_evaluate_every_skips_evaluations_but_never_the_last(tiny_arrays):
     result = Reconstruction(**tiny_arrays, parameters={"engine": "DM", "iterations": 5, "evaluate_every": 2}).run()
     assert [r.r_factor is not None for r in result.history] == [False, True, False, True, True]

@@ -135,8 +135,60 @@ def test_asv_results_with_recorded_samples_are_read_as_samples(tmp_path):
     (tmp_path / machine / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))  # asv machine
     found = gate.samples_from_asv(str(tmp_path), machine, commit)
     dm, ml = found["QuickEngineIteration(DM, numpy)"], found["QuickEngineIteration(ML, numpy)"]
-    assert dm.seconds == [pytest.approx(samples[0])] and dm.memory == [1e8]
-    assert ml.seconds == [pytest.approx(samples[1])] and ml.failures
+    # Each round of a timing benchmark takes SAMPLES_PER_ROUND samples: 20 are two rounds, two processes.
+    assert dm.seconds == [pytest.approx(samples[0][:10]), pytest.approx(samples[0][10:])] and dm.memory == [1e8]
+    assert ml.seconds == [pytest.approx(samples[1][:10]), pytest.approx(samples[1][10:])] and ml.failures
+
+
+def test_a_second_look_selects_only_the_uncertain_parameter_combinations():
+    import re
+
+    from ptybench import asv_gate
+
+    pattern = asv_gate.timing_benchmarks(["QuickEngineIteration('DM', 'numpy', 'farfield-64-256')",
+                                          "QuickStrongScaling"])
+    grid = "('DM', 'numpy', 'farfield-64-256')"
+    names = [f"bench_engines.QuickEngineIteration.time_iteration{grid}",
+             f"bench_engines.QuickEngineIteration.time_iteration{grid.replace('DM', 'ML')}",
+             f"bench_engines.QuickEngineIteration.peakmem_iteration{grid}",
+             "bench_records.QuickStrongScaling.time_x", "bench_records.QuickStrongScaling.track_y"]
+    assert [name for name in names if re.search(pattern, name)] == [names[0], names[3]]
+
+
+def test_pooled_asv_samples_are_cut_into_rounds_only_where_the_count_divides():
+    assert gate.rounds_of([1.0, 2.0, 3.0, 4.0], 2) == [[1.0, 2.0], [3.0, 4.0]]
+    assert gate.rounds_of([1.0, 2.0, 3.0], 2) == [[1.0, 2.0, 3.0]]  # a --quick run: one group
+    assert gate.rounds_of([], 2) == [[]]
+
+
+def _side(rng, processes, scale=1.0):
+    return {"QuickEngineIteration(DM, numpy)": gate.Samples(
+        seconds=[list(scale * rng.lognormal(np.log(0.02), 0.02, 10)) for _ in range(processes)])}
+
+
+@pytest.mark.parametrize("first_processes", [1, 4])
+def test_an_uncertain_first_look_gets_a_second_look_of_the_timing_benchmarks(monkeypatch, first_processes):
+    """asv faked: one process a side cannot be judged (uncertain), so the gate runs as many rounds again of the
+    timing benchmarks only, appended, and judges all of them; a first look that can be judged is final."""
+    from ptybench import asv_gate
+
+    rng = np.random.default_rng(11)
+    looks = iter([(_side(rng, first_processes), _side(rng, first_processes, 1.25)),
+                  (_side(rng, 8), _side(rng, 8, 1.25))])
+    calls = []
+    monkeypatch.setattr(asv_gate, "revision", lambda text: text)
+    monkeypatch.setattr(asv_gate, "asv_executable", lambda: "asv")
+    monkeypatch.setattr(asv_gate.subprocess, "run", lambda *args, **kwargs: None)  # `asv machine --yes`
+    monkeypatch.setattr(asv_gate, "run_asv", lambda asv, base, head, bench, rounds, append=False:
+                        calls.append((bench, rounds, append)))
+    monkeypatch.setattr(asv_gate, "read_samples", lambda base, head: next(looks))
+    (row,) = asv_gate.compare_revisions("main", "HEAD", "Quick", 4)
+    assert row.verdicts == ["slower"]
+    if first_processes == 1:
+        assert calls == [("Quick", 4, False), (r"QuickEngineIteration\.time_\w+\(DM,\ numpy\)", 4, True)]
+        assert "second look: 8 rounds a side" in row.note
+    else:
+        assert calls == [("Quick", 4, False)] and "second look" not in row.note
 
 
 def test_a_results_file_with_a_broken_timing_is_one_line_naming_the_benchmark(tmp_path, capsys):
@@ -163,3 +215,37 @@ def test_a_run_on_an_emulated_host_or_over_another_launcher_is_its_own_benchmark
     labels = {gate.benchmark_label(as_record(r)) for r in (in_memory, small_host, networked)}
     assert len(labels) == 3 and any(label.endswith("on a 2 GB host") for label in labels)
     assert sorted(len(entries) for entries in series([in_memory, small_host, networked]).values()) == [1, 1, 1]
+
+
+def test_the_gate_study_judges_a_first_look_and_a_second_look_only_where_the_first_is_uncertain(tmp_path):
+    """The calibration study's analysis on written records (no measuring): comparison 0's first look has too
+    few fast processes on the slowed side to be judged; its second look (all ten) calls it slower; comparison 1
+    is called on its first look. Identical code is never called slower or faster."""
+    from ptybench.studies import gate_calibration
+
+    rng = np.random.default_rng(12)
+    slow_first = {0: [1, 2, 3, 4]}  # comparison -> processes of the 10 % HEAD that ran 1.6x slow (of the first 5)
+
+    def records(label_scale, label, comparisons=2, processes=10):
+        out = []
+        for comparison in range(comparisons):
+            for process in range(processes):
+                repeat = comparison * processes + process
+                factor = 1.6 if label == "slower 10 %" and process in slow_first.get(comparison, []) else 1.0
+                seconds = list(0.02 * label_scale * factor * rng.lognormal(0, 0.01, 20))
+                record = synthetic_record(64, 256, repeat=repeat)
+                record.update(engine=gate_calibration.slower_name("DM", 10) if label == "slower 10 %" else "DM",
+                              iteration_seconds=seconds, seconds_per_iteration=float(np.median(seconds)),
+                              wall_seconds=1.7)
+                out.append(record)
+        return out
+
+    for label, scale in (("base", 1.0), ("identical", 1.0), ("slower 10 %", 1.10)):
+        for record in records(scale, label):
+            results.append(gate_calibration._file(tmp_path, label), record)
+    table, details = gate_calibration.analyse(tmp_path, "DM", 2, 10, first_look=5, slowdowns=(10,))
+    slower = [d for d in details if d["variant"] == "slower 10 %"]
+    assert [(d["verdict"], d["final"]) for d in slower] == [("uncertain", "slower"), ("slower", "slower")]
+    identical = [d["final"] for d in details if d["variant"] == "identical"]
+    assert "slower" not in identical and "faster" not in identical
+    assert "5 (+5 in 1)" in table and "second look" in table

@@ -1,21 +1,51 @@
-"""The real-scan study: engines on the measured P25 scan, cdtools skipped with a reason when absent, figures
-carrying the data's attribution."""
+"""The real-scan study: engines on the measured P25 scan, cdtools and pty-chi skipped with a reason when absent,
+figures carrying the data's attribution; another code's model scored by ptybench's forward model."""
 
 from __future__ import annotations
 
 import json
+import sys
 
+import numpy as np
+import pytest
+
+from ptybench.datasets import load
+from ptybench.engines import Reconstruction
 from ptybench.peers import real_scan
 
 
 def test_the_study_writes_a_table_figures_and_runs(tmp_path, monkeypatch):
     monkeypatch.setenv(real_scan.CDTOOLS_ENV, str(tmp_path / "no-python"))
+    monkeypatch.setenv("PTYBENCH_PTYCHI_PYTHON", str(tmp_path / "no-python"))
     variants = (("ePIE", "ePIE", 1, {}), ("ML, 2 modes", "ML", 2, {}))
     runs = real_scan.study("p25-nearfield", 2, tmp_path, threads=1, variants=variants)
-    assert [run.status for run in runs] == ["ok", "ok", "skipped"]
-    assert "no Python at" in runs[-1].reason
+    assert [run.status for run in runs] == ["ok", "ok", "skipped", "skipped", "skipped"]
+    assert [run.label for run in runs[2:]] == ["pty-chi DM", "pty-chi LSQML", "cdtools"]
+    assert all("no Python at" in run.reason for run in runs[2:])
     assert all(len(run.r_factor) == 2 and 0 < run.final_r < 0.2 for run in runs[:2])
     table = (tmp_path / "table.md").read_text()
     assert "| ptybench | ML, 2 modes |" in table and "skipped" in table
     assert (tmp_path / "r-factor.png").stat().st_size > 10_000 and (tmp_path / "objects.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "runs.json").read_text())[0]["label"] == "ePIE"
+
+
+def test_another_codes_model_is_scored_as_ptybench_scores_its_own():
+    """A model handed over in photons (as the export gives it to pty-chi) scores what the run recorded."""
+    with load("p25-nearfield") as data:
+        arrays = data.arrays()
+        parameters = {**data.engine_parameters(), "engine": "ePIE", "iterations": 2}
+    result = Reconstruction(**arrays, parameters=parameters).run()
+    frames = arrays["diffraction_data"]
+    per_unit = real_scan.photon_scale(frames, np.issubdtype(frames.dtype, np.integer), None).photons_per_unit
+    ((r_factor, noise_ratio),) = real_scan.score_models(
+        "p25-nearfield", [(result.object[0], result.probe[0] * np.sqrt(per_unit))])
+    assert r_factor == pytest.approx(result.final.r_factor, rel=1e-4)
+    assert noise_ratio > 1
+
+
+def test_a_ptychi_that_cannot_run_is_a_failed_run_with_its_last_words(tmp_path, monkeypatch):
+    """This Python has no pty-chi: the run is 'failed', the reason says why, nothing is raised."""
+    monkeypatch.setenv("PTYBENCH_PTYCHI_PYTHON", sys.executable)
+    run, obj = real_scan.run_ptychi("p25-nearfield", "DM", 2, 1, tmp_path, timeout=120)
+    assert run.status == "failed" and obj is None
+    assert "No module named" in run.reason and (tmp_path / "ptychi-dm.log").is_file()
