@@ -52,12 +52,18 @@ def timing_benchmarks(labels: list[str]) -> str:
     return "|".join(patterns)
 
 
+#: Fresh processes per configuration of the record benchmarks (``track_*``) in a gate run: memory and accuracy
+#: come from there, time from the timing rounds (ptybench/benchmarks/bench_records.py, RUNS).
+RECORD_RUNS = 1
+
+
 def run_asv(asv: str, base_hash: str, head_hash: str, bench: str, rounds: int, append: bool = False) -> None:
     """``asv continuous`` on both commits, samples recorded, rounds interleaved between them (the timing
     benchmarks read their rounds from PTYBENCH_BENCH_ROUNDS: ptybench/benchmarks/common.py)."""
     command = [asv, "continuous", "--append-samples" if append else "--record-samples", "--interleave-rounds",
                "--factor", "1000", "--no-only-changed", "--bench", bench, base_hash, head_hash]
-    subprocess.run(command, check=False, env={**os.environ, "PTYBENCH_BENCH_ROUNDS": str(rounds)})
+    subprocess.run(command, check=False, env={**os.environ, "PTYBENCH_BENCH_ROUNDS": str(rounds),
+                                              "PTYBENCH_BENCH_RUNS": str(RECORD_RUNS)})
 
 
 def read_samples(base_hash: str, head_hash: str) -> tuple[dict[str, gate.Samples], dict[str, gate.Samples]]:
