@@ -32,6 +32,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def byte_size(text: str) -> int:
+    """``8MiB``, ``2GB``, ``1e6`` -> bytes (ptybench.memory_model.parse_bytes)."""
+    from ptybench.engines.errors import InputError
+    from ptybench.memory_model import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def comma_list(text: str) -> list[str]:
     """``a,b , c`` -> ["a", "b", "c"]; an empty list is an error."""
     items = [item.strip() for item in text.split(",") if item.strip()]

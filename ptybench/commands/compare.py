@@ -7,9 +7,9 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ptybench.commands.argtypes import positive_float, positive_int
+from ptybench.commands.argtypes import byte_size, positive_float, positive_int
 from ptybench.engines.errors import InputError
-from ptybench.gate import DEFAULT_ERROR_TOLERANCE, DEFAULT_MEMORY_FACTOR
+from ptybench.gate import DEFAULT_ERROR_TOLERANCE, DEFAULT_MEMORY_FACTOR, DEFAULT_MEMORY_FLOOR
 from ptybench.timing_stats import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT
 
 EXIT_REGRESSED = 1
@@ -21,18 +21,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Compare BASE with HEAD per benchmark and say, for each: faster, slower, same or uncertain "
                     "(time: ratio of medians HEAD/BASE with its 99 %% bootstrap interval; slower/faster needs both "
                     "the Mann–Whitney U test at p < --alpha and a change beyond --min-effect), memory growth "
-                    "(median measured footprint up by more than --memory-factor), accuracy loss (median object "
-                    "error, else R-factor, up by more than --error-tolerance) and failures. BASE and HEAD are "
-                    "results files written by ptybench (every record's per-iteration seconds are the samples, "
-                    "pooled over repeats: `ptybench sweep ... --repeats 3`), or "
-                    "two git revisions, which asv builds and runs with interleaved rounds and recorded samples. "
-                    "Exit status 1 when anything is slower, bigger, less accurate or failing; 0 otherwise.")
+                    "(median measured footprint up by more than --memory-factor and --memory-floor), accuracy loss "
+                    "(median object error, else R-factor, up by more than --error-tolerance) and failures. BASE "
+                    "and HEAD are results files written by ptybench (every record's per-iteration seconds are "
+                    "one process's samples: `ptybench sweep ... --repeats 5`), or two git revisions, which asv "
+                    "builds and runs in interleaved rounds of fresh processes with recorded samples, and a second "
+                    "look at a benchmark still uncertain. Exit status 1 when anything is slower, bigger, less "
+                    "accurate or failing; 0 otherwise.")
     parser.add_argument("base", help="BASE: a results file (JSON lines) or a git revision")
     parser.add_argument("head", help="HEAD: a results file or a git revision")
     parser.add_argument("--min-effect", type=positive_float, default=DEFAULT_MIN_EFFECT,
                         help="smallest time change that counts, as a fraction (default: %(default)s)")
     parser.add_argument("--alpha", type=positive_float, default=DEFAULT_ALPHA,
                         help="significance level of the Mann–Whitney U test (default: %(default)s, asv's)")
+    parser.add_argument("--memory-floor", type=byte_size, default=DEFAULT_MEMORY_FLOOR,
+                        help="memory growth smaller than this is not growth, whatever its ratio (default: 8MiB)")
     parser.add_argument("--memory-factor", type=positive_float, default=DEFAULT_MEMORY_FACTOR,
                         help="memory growth that fails the gate (default: %(default)s)")
     parser.add_argument("--error-tolerance", type=positive_float, default=DEFAULT_ERROR_TOLERANCE,
@@ -62,7 +65,7 @@ def run_compare(args: argparse.Namespace) -> int:
         raise InputError(f"compare: BASE and HEAD must both be results files or both git revisions, got "
                          f"{args.base!r} and {args.head!r}")
     judge = {"min_effect": args.min_effect, "alpha": args.alpha, "memory_factor": args.memory_factor,
-             "error_tolerance": args.error_tolerance}
+             "error_tolerance": args.error_tolerance, "memory_floor": args.memory_floor}
     if all(files):
         rows = gate.compare(gate.samples_from_records(read_records(args.base)),
                             gate.samples_from_records(read_records(args.head)), **judge)

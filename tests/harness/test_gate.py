@@ -249,3 +249,15 @@ def test_the_gate_study_judges_a_first_look_and_a_second_look_only_where_the_fir
     identical = [d["final"] for d in details if d["variant"] == "identical"]
     assert "slower" not in identical and "faster" not in identical
     assert "5 (+5 in 1)" in table and "second look" in table
+
+
+def test_memory_growth_must_beat_the_factor_and_the_floor():
+    """Identical code on torch-CPU measured 14.0 and 15.8 MB (1.13x): the factor alone cried wolf."""
+    def side(megabytes):
+        return {"bench": gate.Samples(memory=[megabytes * 1e6])}
+
+    assert gate.compare(side(14.0), side(15.8))[0].verdicts == ["no timings"]
+    assert gate.compare(side(14.0), side(25.0))[0].verdicts == ["memory"]
+    assert gate.compare(side(14.0), side(15.8), memory_floor=0)[0].verdicts == ["memory"]
+    with pytest.raises(InputError, match="--memory-floor"):
+        gate.compare(side(1), side(1), memory_floor=-1)
