@@ -57,13 +57,21 @@ def timing_benchmarks(labels: list[str]) -> str:
 RECORD_RUNS = 1
 
 
-def run_asv(asv: str, base_hash: str, head_hash: str, bench: str, rounds: int, append: bool = False) -> None:
-    """``asv continuous`` on both commits, samples recorded, rounds interleaved between them (the timing
-    benchmarks read their rounds from PTYBENCH_BENCH_ROUNDS: ptybench/benchmarks/common.py)."""
+#: Threads of every benchmark in a gate run. On the 2-core box, with 2 threads 5 of 8 processes a side ran more
+#: than 1.10x slower than the side's fastest and 13 of 14 timing comparisons of identical code stayed uncertain
+#: (one was called slower); the gate's false-alarm and detection rates were measured with one thread.
+GATE_THREADS = 1
+
+
+def run_asv(asv: str, base_hash: str, head_hash: str, bench: str, rounds: int, append: bool = False,
+            threads: int = GATE_THREADS) -> None:
+    """``asv continuous`` on both commits, samples recorded, rounds interleaved between them (the benchmarks read
+    their rounds, runs and threads from PTYBENCH_BENCH_*: ptybench/benchmarks/common.py)."""
     command = [asv, "continuous", "--append-samples" if append else "--record-samples", "--interleave-rounds",
                "--factor", "1000", "--no-only-changed", "--bench", bench, base_hash, head_hash]
     subprocess.run(command, check=False, env={**os.environ, "PTYBENCH_BENCH_ROUNDS": str(rounds),
-                                              "PTYBENCH_BENCH_RUNS": str(RECORD_RUNS)})
+                                              "PTYBENCH_BENCH_RUNS": str(RECORD_RUNS),
+                                              "PTYBENCH_BENCH_THREADS": str(threads)})
 
 
 def read_samples(base_hash: str, head_hash: str) -> tuple[dict[str, gate.Samples], dict[str, gate.Samples]]:
@@ -77,18 +85,19 @@ def read_samples(base_hash: str, head_hash: str) -> tuple[dict[str, gate.Samples
 
 
 def compare_revisions(base: str, head: str, bench: str, rounds: int, second_look: bool = True,
-                      **judge: Any) -> list[gate.GateRow]:
+                      threads: int = GATE_THREADS, **judge: Any) -> list[gate.GateRow]:
     """The gate's rows for two revisions; ``judge``: ``gate.compare``'s thresholds."""
     base_hash, head_hash = revision(base), revision(head)
     asv = asv_executable()
     subprocess.run([asv, "machine", "--yes"], check=True, capture_output=True)
-    run_asv(asv, base_hash, head_hash, bench, rounds)
+    run_asv(asv, base_hash, head_hash, bench, rounds, threads=threads)
     rows = gate.compare(*read_samples(base_hash, head_hash), **judge)
     uncertain = {row.benchmark for row in rows if "uncertain" in row.verdicts}
     if second_look and uncertain:
         print(f"second look: {len(uncertain)} benchmark(s) uncertain, {rounds} more rounds of the timing "
               f"benchmarks", flush=True)
-        run_asv(asv, base_hash, head_hash, timing_benchmarks(sorted(uncertain)), rounds, append=True)
+        run_asv(asv, base_hash, head_hash, timing_benchmarks(sorted(uncertain)), rounds, append=True,
+                threads=threads)
         rows = gate.compare(*read_samples(base_hash, head_hash), **judge)
         for row in rows:
             if row.benchmark in uncertain:

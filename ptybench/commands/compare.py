@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from ptybench.asv_gate import GATE_THREADS
 from ptybench.commands.argtypes import byte_size, positive_float, positive_int
 from ptybench.engines.errors import InputError
 from ptybench.gate import DEFAULT_ERROR_TOLERANCE, DEFAULT_MEMORY_FACTOR, DEFAULT_MEMORY_FLOOR
@@ -45,6 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=positive_int, default=4,
                         help="git revisions only: rounds of each timing benchmark, one fresh process each, "
                              "interleaved between the commits (default: %(default)s)")
+    parser.add_argument("--threads", type=positive_int, default=GATE_THREADS,
+                        help="git revisions only: threads of every benchmark (default: %(default)s; on a 2-core box "
+                             "two threads made most processes' timings unusable)")
     parser.add_argument("--second-look", action=argparse.BooleanOptionalAction, default=True,
                         help="git revisions only: when a benchmark's time is uncertain after the rounds, run as "
                              "many rounds again of the timing benchmarks and judge all of them (default: on)")
@@ -72,7 +76,8 @@ def run_compare(args: argparse.Namespace) -> int:
     else:
         from ptybench.asv_gate import compare_revisions
 
-        rows = compare_revisions(args.base, args.head, args.bench, args.rounds, args.second_look, **judge)
+        rows = compare_revisions(args.base, args.head, args.bench, args.rounds, args.second_look, args.threads,
+                                 **judge)
     if not rows:
         raise InputError(f"compare: no benchmarks in {args.base!r} or {args.head!r}")
     if args.json:

@@ -179,16 +179,16 @@ def test_an_uncertain_first_look_gets_a_second_look_of_the_timing_benchmarks(mon
     monkeypatch.setattr(asv_gate, "revision", lambda text: text)
     monkeypatch.setattr(asv_gate, "asv_executable", lambda: "asv")
     monkeypatch.setattr(asv_gate.subprocess, "run", lambda *args, **kwargs: None)  # `asv machine --yes`
-    monkeypatch.setattr(asv_gate, "run_asv", lambda asv, base, head, bench, rounds, append=False:
-                        calls.append((bench, rounds, append)))
+    monkeypatch.setattr(asv_gate, "run_asv", lambda asv, base, head, bench, rounds, append=False, threads=1:
+                        calls.append((bench, rounds, append, threads)))
     monkeypatch.setattr(asv_gate, "read_samples", lambda base, head: next(looks))
     (row,) = asv_gate.compare_revisions("main", "HEAD", "Quick", 4)
     assert row.verdicts == ["slower"]
     if first_processes == 1:
-        assert calls == [("Quick", 4, False), (r"QuickEngineIteration\.time_\w+\(DM,\ numpy\)", 4, True)]
+        assert calls == [("Quick", 4, False, 1), (r"QuickEngineIteration\.time_\w+\(DM,\ numpy\)", 4, True, 1)]
         assert "second look: 8 rounds a side" in row.note
     else:
-        assert calls == [("Quick", 4, False)] and "second look" not in row.note
+        assert calls == [("Quick", 4, False, 1)] and "second look" not in row.note
 
 
 def test_a_results_file_with_a_broken_timing_is_one_line_naming_the_benchmark(tmp_path, capsys):
