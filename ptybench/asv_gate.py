@@ -94,8 +94,8 @@ def compare_revisions(base: str, head: str, bench: str, rounds: int, second_look
     rows = gate.compare(*read_samples(base_hash, head_hash), **judge)
     uncertain = {row.benchmark for row in rows if "uncertain" in row.verdicts}
     if second_look and uncertain:
-        print(f"second look: {len(uncertain)} benchmark(s) uncertain, {rounds} more rounds of the timing "
-              f"benchmarks", flush=True)
+        print(f"second look: {len(uncertain)} benchmark(s) uncertain, {rounds} more rounds of their timing",
+              flush=True)
         run_asv(asv, base_hash, head_hash, timing_benchmarks(sorted(uncertain)), rounds, append=True,
                 threads=threads)
         rows = gate.compare(*read_samples(base_hash, head_hash), **judge)

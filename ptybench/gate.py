@@ -20,7 +20,7 @@ from ptybench.configurations import backend_label, threads_of
 from ptybench.engines.errors import InputError
 from ptybench.record import Record, as_record
 from ptybench.text_table import text_table
-from ptybench.timing_stats import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, Comparison, compare_samples
+from ptybench.timing_stats import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, Comparison, compare_samples, family_levels
 
 DEFAULT_MEMORY_FACTOR = 1.10
 #: Growth below this is not memory growth, whatever its ratio: identical code on torch-CPU measured 14.0 and
@@ -56,6 +56,9 @@ class GateRow:
     error_head: float | None = None
     error_name: str = ""
     note: str = ""
+    #: The levels this row's time was judged at (corrected for the timings judged together).
+    alpha: float | None = None
+    confidence: float | None = None
 
     @property
     def fails(self) -> bool:
@@ -120,14 +123,19 @@ def samples_from_records(records: Iterable[Record | Mapping[str, Any]]) -> dict[
 def compare(base: Mapping[str, Samples], head: Mapping[str, Samples], min_effect: float = DEFAULT_MIN_EFFECT,
             alpha: float = DEFAULT_ALPHA, memory_factor: float = DEFAULT_MEMORY_FACTOR,
             error_tolerance: float = DEFAULT_ERROR_TOLERANCE,
-            memory_floor: float = DEFAULT_MEMORY_FLOOR) -> list[GateRow]:
-    """One row per benchmark present on either side."""
+            memory_floor: float = DEFAULT_MEMORY_FLOOR, family: int | None = None) -> list[GateRow]:
+    """One row per benchmark present on either side. The timings are judged together: each at the levels
+    ``family_levels`` gives for their number (``family``, by default the benchmarks with timings on both
+    sides), so a gate over 14 benchmarks is no more likely to cry wolf than one over a single benchmark."""
     if memory_factor < 1:
         raise InputError(f"--memory-factor: expected a factor >= 1, got {memory_factor!r}")
     if memory_floor < 0:
         raise InputError(f"--memory-floor: expected bytes >= 0, got {memory_floor!r}")
     if error_tolerance < 0:
         raise InputError(f"--error-tolerance: expected a fraction >= 0, got {error_tolerance!r}")
+    timed = [name for name in base if name in head and len(base[name].seconds) >= MIN_PROCESSES
+             and len(head[name].seconds) >= MIN_PROCESSES]
+    row_alpha, row_confidence = family_levels(alpha, family if family is not None else len(timed))
     rows = []
     for name in sorted(set(base) | set(head)):
         if name not in base or name not in head:
@@ -142,7 +150,8 @@ def compare(base: Mapping[str, Samples], head: Mapping[str, Samples], min_effect
             row.note = (row.note + "; " if row.note else "") + (
                 f"left out as disturbed: {old.disturbed} BASE, {new.disturbed} HEAD process(es)")
         if len(old.seconds) >= MIN_PROCESSES and len(new.seconds) >= MIN_PROCESSES:
-            row.time = compare_samples(old.seconds, new.seconds, min_effect, alpha)
+            row.time = compare_samples(old.seconds, new.seconds, min_effect, row_alpha, confidence=row_confidence)
+            row.alpha, row.confidence = row_alpha, row_confidence
             kept = (len(old.seconds) - row.time.base_slow_processes, len(new.seconds) - row.time.head_slow_processes)
             if row.time.base_slow_processes or row.time.head_slow_processes:
                 row.note = (row.note + "; " if row.note else "") + (
@@ -185,13 +194,18 @@ def format_rows(rows: list[GateRow]) -> str:
 
 
 def summary(rows: list[GateRow]) -> str:
+    timed = [row for row in rows if row.time is not None and row.alpha is not None]
     counts: dict[str, int] = {}
     for row in rows:
         for verdict in row.verdicts:
             counts[verdict] = counts.get(verdict, 0) + 1
     failing = [row.benchmark for row in rows if row.fails]
     text = ", ".join(f"{count} {verdict}" for verdict, count in sorted(counts.items()))
-    return (f"{len(rows)} benchmarks: {text}. " + (f"FAIL: {len(failing)} regressed." if failing
+    levels = ""
+    if len(timed) > 1:
+        levels = (f" {len(timed)} timings judged together: each at p < {timed[0].alpha:.2g} and a "
+                  f"{100 * timed[0].confidence:.4g} % interval.")
+    return (f"{len(rows)} benchmarks: {text}.{levels} " + (f"FAIL: {len(failing)} regressed." if failing
                                                    else "PASS: nothing significantly slower, bigger or less accurate."))
 
 

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ptybench.asv_gate import GATE_THREADS
+from ptybench.asv_gate import GATE_THREADS, compare_revisions
 from ptybench.commands.argtypes import byte_size, positive_float, positive_int
 from ptybench.engines.errors import InputError
 from ptybench.gate import DEFAULT_ERROR_TOLERANCE, DEFAULT_MEMORY_FACTOR, DEFAULT_MEMORY_FLOOR
@@ -20,8 +20,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare", help="regression gate: BASE against HEAD (results files or git revisions), per benchmark",
         description="Compare BASE with HEAD per benchmark and say, for each: faster, slower, same or uncertain "
-                    "(time: ratio of medians HEAD/BASE with its 99 %% bootstrap interval; slower/faster needs both "
-                    "the Mann–Whitney U test at p < --alpha and a change beyond --min-effect), memory growth "
+                    "(time: ratio of medians HEAD/BASE with its 99 % bootstrap interval; slower/faster needs both "
+                    "the Mann–Whitney U test at p < --alpha and a change beyond --min-effect; with k timings each "
+                    "is judged at --alpha/k and a 1 - 0.01/k interval, Bonferroni), memory growth "
                     "(median measured footprint up by more than --memory-factor and --memory-floor), accuracy loss "
                     "(median object error, else R-factor, up by more than --error-tolerance) and failures. BASE "
                     "and HEAD are results files written by ptybench (every record's per-iteration seconds are "
@@ -51,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "two threads made most processes' timings unusable)")
     parser.add_argument("--second-look", action=argparse.BooleanOptionalAction, default=True,
                         help="git revisions only: when a benchmark's time is uncertain after the rounds, run as "
-                             "many rounds again of the timing benchmarks and judge all of them (default: on)")
+                             "many rounds again of that benchmark and judge all of them (default: on)")
     parser.add_argument("--json", action="store_true", help="one JSON object per benchmark instead of the table")
     parser.set_defaults(func=run_compare)
 
@@ -74,8 +75,6 @@ def run_compare(args: argparse.Namespace) -> int:
         rows = gate.compare(gate.samples_from_records(read_records(args.base)),
                             gate.samples_from_records(read_records(args.head)), **judge)
     else:
-        from ptybench.asv_gate import compare_revisions
-
         rows = compare_revisions(args.base, args.head, args.bench, args.rounds, args.second_look, args.threads,
                                  **judge)
     if not rows:

@@ -170,6 +170,7 @@ def run(inputs: Any, settings: dict[str, Any]) -> dict[str, np.ndarray]:
         options, diffraction_data=arrays["diffraction_data"], object_data=arrays["object_data"],
         probe_data=arrays["probe_data"], probe_position_x_px=arrays["probe_position_x_px"],
         probe_position_y_px=arrays["probe_position_y_px"], valid_pixel_mask=arrays["valid_pixel_mask"])
+
     def model() -> tuple[np.ndarray, np.ndarray]:
         return from_ptychi(task.get_data_to_cpu("object", as_numpy=True),
                            task.get_data_to_cpu("probe", as_numpy=True), nearfield)

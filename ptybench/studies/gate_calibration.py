@@ -58,16 +58,17 @@ def measure(out: Path, engine: str, dataset: str, comparisons: int, processes: i
     return time.perf_counter() - start
 
 
-def _verdict(base: list[dict], head: list[dict]) -> tuple[str, float, gate.GateRow]:
-    (row,) = gate.compare(gate.samples_from_records(base), gate.samples_from_records(head))
+def _verdict(base: list[dict], head: list[dict], family: int = 1) -> tuple[str, float, gate.GateRow]:
+    (row,) = gate.compare(gate.samples_from_records(base), gate.samples_from_records(head), family=family)
     return next(v for v in row.verdicts if v in VERDICTS), row.time.ratio, row  # the time verdict, as CI sees it
 
 
 def analyse(out: Path, engine: str, comparisons: int, processes: int, first_look: int | None = None,
-            slowdowns: tuple[int, ...] = SLOWDOWNS) -> tuple[str, list[dict]]:
+            slowdowns: tuple[int, ...] = SLOWDOWNS, family: int = 1) -> tuple[str, list[dict]]:
     """The gate's verdicts per variant under two rules: ``first_look`` processes a side, and the same with a
     second look at all ``processes`` when the first is uncertain (as ``ptybench.asv_gate`` takes one; the extra
-    processes ran after the first ones, as a CI job's second look does)."""
+    processes ran after the first ones, as a CI job's second look does). ``family``: judge the one benchmark at
+    the levels a gate over that many benchmarks uses for each (``timing_stats.family_levels``)."""
     first_look = first_look or processes
     labels = variants(engine, slowdowns)
     by_label = {label: {r["repeat"]: r for r in read_records(_file(out, label))} for label in labels}
@@ -81,11 +82,11 @@ def analyse(out: Path, engine: str, comparisons: int, processes: int, first_look
             head = [dict(by_label[label][r], engine=engine) for r in repeats if r in by_label[label]]
             if len(base) < processes or len(head) < processes:
                 continue
-            verdict, ratio, row = _verdict(base[:first_look], head[:first_look])
+            verdict, ratio, row = _verdict(base[:first_look], head[:first_look], family)
             outcomes["fixed"].append(verdict)
             final = verdict
             if verdict == "uncertain" and processes > first_look:
-                final, ratio, row = _verdict(base, head)
+                final, ratio, row = _verdict(base, head, family)
                 looked_again += 1
             outcomes["second look"].append(final)
             ratios.append(ratio)
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=20, help="timed iterations per process")
     parser.add_argument("--out", type=Path, default=Path("reports/gate"))
     parser.add_argument("--analyse-only", action="store_true")
+    parser.add_argument("--judged-together", type=int, default=1,
+                        help="judge at the levels of a gate over this many benchmarks (default: %(default)s; the "
+                             "Quick set has 14 timings)")
     args = parser.parse_args(argv)
     if not 1 <= args.first_look <= args.processes:
         parser.error(f"--first-look: expected 1..--processes ({args.processes}), got {args.first_look}")
@@ -134,11 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         wall = measure(args.out, args.engine, args.dataset, args.comparisons, args.processes, args.iterations,
                        args.slowdowns)
     table, details = analyse(args.out, args.engine, args.comparisons, args.processes, args.first_look,
-                             args.slowdowns)
+                             args.slowdowns, args.judged_together)
     base = read_records(_file(args.out, "base"))
     process_wall = statistics.median(r["wall_seconds"] for r in base if r.get("wall_seconds"))
     header = (f"# Gate calibration: {args.engine} on {args.dataset}, {args.first_look} fresh processes a side "
-              f"(a second look: {args.processes}), {args.iterations} iterations each, 1 thread\n\n"
+              f"(a second look: {args.processes}), {args.iterations} iterations each, 1 thread; judged at the "
+              f"levels of a gate over {args.judged_together} benchmark(s)\n\n"
               f"One look costs 2 × {args.first_look} processes of {process_wall:.1f} s (median wall each): "
               f"{2 * args.first_look * process_wall:.0f} s."
               + (f" This study measured {len(variants(args.engine, args.slowdowns))} variants round-robin in "

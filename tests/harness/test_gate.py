@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from synthetic_records import synthetic_record
 
-from ptybench import gate, results
+from ptybench import gate, results, timing_stats
 from ptybench.cli import main
 from ptybench.engines.errors import InputError
 from ptybench.timing_stats import compare_samples
@@ -261,3 +261,30 @@ def test_memory_growth_must_beat_the_factor_and_the_floor():
     assert gate.compare(side(14.0), side(15.8), memory_floor=0)[0].verdicts == ["memory"]
     with pytest.raises(InputError, match="--memory-floor"):
         gate.compare(side(1), side(1), memory_floor=-1)
+
+
+def test_timings_judged_together_are_each_judged_at_bonferroni_levels():
+    """14 benchmarks at p < 0.002 and 99 % intervals would call identical code slower or faster several times as
+    often as one; each is judged at alpha/14 and a 1 − 0.01/14 interval instead (the summary says so)."""
+    from ptybench.timing_stats import family_levels
+
+    assert family_levels(0.002, 14) == pytest.approx((0.002 / 14, 1 - 0.01 / 14))
+    assert family_levels(0.002, 0) == (0.002, pytest.approx(0.99))
+    rng = np.random.default_rng(13)
+    base = {f"bench {i}": gate.Samples(seconds=_processes(rng, 1.0, 4, 10)) for i in range(14)}
+    head = {f"bench {i}": gate.Samples(seconds=_processes(rng, 1.3 if i == 0 else 1.0, 4, 10)) for i in range(14)}
+    rows = gate.compare(base, head)
+    assert [row.alpha for row in rows] == [pytest.approx(0.002 / 14)] * 14
+    assert rows[0].verdicts == ["slower"]  # a 30 % slowdown still shows
+    assert "14 timings judged together" in gate.summary(rows) and "99.93 % interval" in gate.summary(rows)
+    (alone,) = gate.compare({"bench 1": base["bench 1"]}, {"bench 1": head["bench 1"]})
+    assert alone.alpha == 0.002 and alone.confidence == pytest.approx(0.99)
+    # The wider interval draws enough resamples for its tails: 20 at least in each.
+    low, high = timing_stats.ratio_interval(base["bench 1"].seconds, head["bench 1"].seconds, confidence=1 - 0.01 / 14)
+    narrow = timing_stats.ratio_interval(base["bench 1"].seconds, head["bench 1"].seconds)
+    assert low <= narrow[0] <= narrow[1] <= high
+
+
+def test_a_two_level_bootstrap_of_identical_processes_is_a_point():
+    groups = [np.full(10, 0.02), np.full(7, 0.02)]
+    assert timing_stats.ratio_interval(groups, [np.full(12, 0.03)]) == (pytest.approx(1.5), pytest.approx(1.5))
