@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 from typing import Any
 
 from ptybench.engines.registry import engine_names
@@ -23,6 +22,7 @@ from .common import (
     GPU_BACKENDS,
     QUICK_DATASETS,
     THREADS,
+    count_from_environment,
     parse_target,
     skip_reason,
 )
@@ -32,7 +32,7 @@ WARMUP = 2
 #: Fresh-process runs per configuration; figures take the best of them. The regression gate on git revisions
 #: sets 1 (PTYBENCH_BENCH_RUNS): it judges time on the timing benchmarks' rounds, and memory and accuracy, which
 #: it takes from here, vary a few percent at most between runs (inside its 10 % factor; accuracy is seeded).
-RUNS = int(os.environ.get("PTYBENCH_BENCH_RUNS", "3"))
+RUNS = count_from_environment("PTYBENCH_BENCH_RUNS", 3)
 
 
 def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -20,12 +20,23 @@ GPU_BACKENDS = ["cupy", "torch:cuda"]
 QUICK_DATASETS = ["farfield-64-256"]
 FULL_CPU_DATASETS = ["farfield-128-1024", "farfield-256-1024"]
 FULL_GPU_DATASETS = ["farfield-128-16384", "farfield-256-4096"]
+def count_from_environment(name: str, default: int) -> int:
+    """A whole number >= 1 from the environment variable ``name`` (``default`` when unset); anything else is a
+    clear error naming the variable, not a traceback from int() inside asv or a benchmark of 0 rounds."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{name}: expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 #: Threads for every benchmark: timings are comparable only with a fixed budget.
-THREADS = int(os.environ.get("PTYBENCH_BENCH_THREADS", "2"))
+THREADS = count_from_environment("PTYBENCH_BENCH_THREADS", 2)
 #: Rounds of each timing benchmark: asv runs one fresh process per round (interleaved between commits by
 #: ``asv continuous --interleave-rounds``). The gate needs several processes a side to tell how much a process
 #: varies (ptybench/timing_stats.py); ``ptybench compare --rounds`` sets it through this variable.
-ROUNDS = int(os.environ.get("PTYBENCH_BENCH_ROUNDS", "4"))
+ROUNDS = count_from_environment("PTYBENCH_BENCH_ROUNDS", 4)
 #: Samples (iterations) each round of a timing benchmark takes: fixed, so the gate can cut asv's pooled samples
 #: back into one group per process (``ptybench.gate.samples_from_asv``).
 SAMPLES_PER_ROUND = 10

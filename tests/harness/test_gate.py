@@ -217,11 +217,29 @@ def test_a_run_on_an_emulated_host_or_over_another_launcher_is_its_own_benchmark
     assert sorted(len(entries) for entries in series([in_memory, small_host, networked]).values()) == [1, 1, 1]
 
 
-def test_the_gate_study_judges_a_first_look_and_a_second_look_only_where_the_first_is_uncertain(tmp_path):
+@pytest.fixture
+def gate_study():
+    """The study module; importing it registers its slowed plug-in engines, which later tests must not see."""
+    import sys
+
+    from ptybench.engines.registry import engine_names, unregister
+
+    before = set(engine_names())
+    from ptybench.studies import gate_calibration
+
+    yield gate_calibration
+    for name in set(engine_names()) - before:
+        unregister(name)
+    sys.modules.pop("ptybench.studies.slower_engines", None)
+    sys.modules.pop("ptybench.studies.gate_calibration", None)
+
+
+def test_the_gate_study_judges_a_first_look_and_a_second_look_only_where_the_first_is_uncertain(tmp_path,
+                                                                                                 gate_study):
     """The calibration study's analysis on written records (no measuring): comparison 0's first look has too
     few fast processes on the slowed side to be judged; its second look (all ten) calls it slower; comparison 1
     is called on its first look. Identical code is never called slower or faster."""
-    from ptybench.studies import gate_calibration
+    gate_calibration = gate_study
 
     rng = np.random.default_rng(12)
     slow_first = {0: [1, 2, 3, 4]}  # comparison -> processes of the 10 % HEAD that ran 1.6x slow (of the first 5)
@@ -288,3 +306,22 @@ def test_timings_judged_together_are_each_judged_at_bonferroni_levels():
 def test_a_two_level_bootstrap_of_identical_processes_is_a_point():
     groups = [np.full(10, 0.02), np.full(7, 0.02)]
     assert timing_stats.ratio_interval(groups, [np.full(12, 0.03)]) == (pytest.approx(1.5), pytest.approx(1.5))
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_a_bad_benchmark_count_in_the_environment_is_a_clear_error(monkeypatch, value):
+    from ptybench.benchmarks.common import count_from_environment
+
+    monkeypatch.setenv("PTYBENCH_BENCH_ROUNDS", value)
+    with pytest.raises(ValueError, match=f"PTYBENCH_BENCH_ROUNDS: expected a whole number >= 1, got '{value}'"):
+        count_from_environment("PTYBENCH_BENCH_ROUNDS", 4)
+    monkeypatch.setenv("PTYBENCH_BENCH_ROUNDS", " 6 ")
+    assert count_from_environment("PTYBENCH_BENCH_ROUNDS", 4) == 6
+    monkeypatch.delenv("PTYBENCH_BENCH_ROUNDS")
+    assert count_from_environment("PTYBENCH_BENCH_ROUNDS", 4) == 4
+
+
+def test_a_bad_memory_floor_is_refused_while_parsing(capsys):
+    assert main(["compare", "a.jsonl", "b.jsonl", "--memory-floor", "8QB"]) == 2
+    err = capsys.readouterr().err
+    assert "--memory-floor" in err and "8QB" in err and "Traceback" not in err
