@@ -7,7 +7,9 @@ returns, Σ M | |D(P·O_j)| − √I_j | / Σ M √I_j, and by err_fmag over the
 (1 would be a perfect model). cdtools (``cdtools-py``, in its own venv: ``make peers``,
 ``PTYBENCH_CDTOOLS_PYTHON`` points elsewhere) reconstructs the same file with the settings of its own
 example for it (ptybench/peers/run_cdtools.py); its R-factor is that of its own forward model, which also
-fits a background, per-frame weights and refined positions, so it is reported beside ours, not as ours.
+fits a background, per-frame weights and refined sub-pixel positions, so it is reported beside ours, not as ours.
+Two ablations hold those at zero, one and the file's positions, the second with every frame at a whole pixel as
+ptybench places them: that row fits the model ptybench's engines fit, so it is the like-for-like comparison.
 pty-chi (``ptychi``, its own venv: ``make peers``, ``PTYBENCH_PTYCHI_PYTHON``) runs DM and LSQML from ptybench's
 start on the same whole-pixel positions (ptybench/peers/run_ptychi.py), and every epoch's object and probe is
 scored by ptybench's forward model, so its R-factors are ours to compare.
@@ -56,6 +58,15 @@ VARIANTS = (
     ("ML, 3 modes, positions refined", "ML", 3, {"position_refinement_start": 10}),
 )
 CDTOOLS_SCRIPT = Path(__file__).with_name("run_cdtools.py")
+#: (label, settings, what the model fits): cdtools' example as it is, and two ablations that hold what ptybench's
+#: engines do not fit, so one row compares like with like (ptybench/peers/run_cdtools.py, "fixed", "whole_pixels").
+_HELD = {"fixed": ["background", "weights", "translation_offsets"]}
+CDTOOLS_VARIANTS = (
+    ("cdtools", {}, "its own model: + background, per-frame weights, refined sub-pixel positions"),
+    ("cdtools, positions as given", _HELD, "no background, weights or position refinement; sub-pixel positions"),
+    ("cdtools, ptybench's model", {**_HELD, "whole_pixels": True},
+     "no background, weights or position refinement; whole-pixel positions, as ptybench places frames"),
+)
 #: Object images per row of the figure.
 IMAGES_PER_ROW = 7
 CDTOOLS_ENV = "PTYBENCH_CDTOOLS_PYTHON"
@@ -147,29 +158,31 @@ def cdtools_python() -> Path:
     return Path(os.environ.get(CDTOOLS_ENV) or Path.cwd() / ".venv-cdtools" / "bin" / "python")
 
 
-def run_cdtools(dataset: str, iterations: int, threads: int, out_dir: Path,
+def run_cdtools(dataset: str, iterations: int, threads: int, out_dir: Path, label: str = "cdtools",
+                extra: dict[str, Any] | None = None, fits: str = CDTOOLS_VARIANTS[0][2],
                 timeout: float = 3600.0) -> tuple[ScanRun, np.ndarray | None]:
-    """cdtools on the dataset's file; 'skipped' without its venv, 'failed' with its last words."""
+    """cdtools on the dataset's file (``extra`` settings for an ablation); 'skipped' without its venv, 'failed'
+    with its last words."""
     python = cdtools_python()
     if not python.is_file():
-        return ScanRun("cdtools", "cdtools", "skipped",
+        return ScanRun(label, "cdtools", "skipped",
                        reason=f"no Python at {python} (set {CDTOOLS_ENV} or run `make peers`)"), None
     geometry = ENTRIES[dataset].geometry if dataset in ENTRIES else {}
     settings = {"iterations": iterations, "threads": threads, "seed": 0,
-                "propagation_distance": geometry.get("focus_to_sample_m", 3.65e-3)}
-    settings_path, output = out_dir / "cdtools.json", out_dir / "cdtools.npz"
+                "propagation_distance": geometry.get("focus_to_sample_m", 3.65e-3), **(extra or {})}
+    stem = "cdtools" + "".join(f"-{part}" for part in sorted(extra or {}))
+    settings_path, output = out_dir / f"{stem}.json", out_dir / f"{stem}.npz"
     settings_path.write_text(json.dumps(settings))
     source = path_of(dataset) if dataset in ENTRIES else Path(dataset.partition("?")[0])
     failure = run_peer_script(python, CDTOOLS_SCRIPT, [str(source), str(settings_path), str(output)], threads,
-                              out_dir / "cdtools.log", output, timeout)
+                              out_dir / f"{stem}.log", output, timeout)
     if failure is not None:
-        return ScanRun("cdtools", "cdtools", "failed", reason=failure), None
+        return ScanRun(label, "cdtools", "failed", reason=failure), None
     with np.load(output) as result:
         version = str(result["cdtools_version"])
-        return (ScanRun("cdtools", f"cdtools {version}", "ok", [float(v) for v in result["r_factor"]],
-                        [float(s) for s in result["seconds"]],
-                        reason="its own model: + background, per-frame weights, refined positions, Adam, "
-                               "Poisson likelihood"), _crop_cdtools(result))
+        return (ScanRun(label, f"cdtools {version}", "ok", [float(v) for v in result["r_factor"]],
+                        [float(s) for s in result["seconds"]], reason=f"{fits}; Adam, Poisson likelihood"),
+                _crop_cdtools(result))
 
 
 def _crop_cdtools(result: Any) -> np.ndarray:
@@ -254,9 +267,9 @@ def study(dataset: str, iterations: int, out_dir: Path, threads: int = 1, with_c
         print(f"{run.label:<16} {run.status} {run.final_r or ''} {run.reason} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
         runs.append((run, obj))
-    if with_cdtools:
-        run, obj = run_cdtools(dataset, iterations, threads, out_dir)
-        print(f"{'cdtools':<16} {run.status} {run.final_r or ''} {run.reason}", flush=True)
+    for label, extra, fits in CDTOOLS_VARIANTS if with_cdtools else ():
+        run, obj = run_cdtools(dataset, iterations, threads, out_dir, label, extra, fits)
+        print(f"{label:<16} {run.status} {run.final_r or ''} {run.reason}", flush=True)
         runs.append((run, obj))
     figures(runs, dataset, out_dir)
     text = table([run for run, _ in runs], iterations)

@@ -28,6 +28,12 @@ SETTINGS (JSON object, every key optional):
   propagation_distance  focus-to-sample distance in m (default 3.65e-3; the CXI file does not store it)
   loss                  cdtools loss name (default "poisson_nll", as in the example)
   stages                explicit schedule [[epochs, lr, batch_size], ...] (overrides the 2:1 split)
+  fixed                 parameters held at their start for an ablation, any of "background" (held at
+                        zero), "weights" (the file's, here all 1), "translation_offsets" (the file's positions)
+                        (default none: cdtools' example fits all three)
+  whole_pixels          true: every frame at the nearest whole object pixel, as ptybench's engines place
+                        them (the translation offsets start at the rounding, so hold "translation_offsets"
+                        to keep them there); the sub-pixel placement's worth measured on cdtools itself
   r_factor_every        compute the amplitude R-factor with the current model every N epochs
                         (default 1; 0 = only after the last epoch). Done outside the timed region.
 
@@ -64,6 +70,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+FIXABLE = {"background": "background", "weights": "weights", "translation_offsets": "translation_offsets"}
+"""The parameters of cdtools' model an ablation may hold: a background is held at zero, the others at their start."""
 EXAMPLE_STAGES = ((100, 0.04, 10), (50, 0.005, 50))  # cdtools examples/near_field_ptycho.py
 
 TRANSLATION_NOTE = (
@@ -124,6 +132,18 @@ def run(cxi_path: str, settings: dict[str, Any]) -> dict[str, Any]:
         obj_view_crop=-35,
         loss=loss_name,
     )
+    if settings.get("whole_pixels"):
+        with t.no_grad():
+            pixels = (cdtools.tools.interactions.translations_to_pixel(
+                model.obj_basis, dataset.translations.to(t.float32), surface_normal=model.surface_normal)
+                - model.min_translation)
+            model.translation_offsets.copy_((t.round(pixels) - pixels) / model.translation_scale)
+    for name in settings.get("fixed", ()):
+        parameter = getattr(model, FIXABLE[name])
+        if name == "background":
+            with t.no_grad():
+                parameter.zero_()
+        parameter.requires_grad_(False)  # Adam skips a parameter that has no gradient
     recon = cdtools.reconstructors.AdamReconstructor(model, dataset)
 
     distance = float(dataset.detector_geometry["distance"])

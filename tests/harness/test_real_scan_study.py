@@ -19,8 +19,9 @@ def test_the_study_writes_a_table_figures_and_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("PTYBENCH_PTYCHI_PYTHON", str(tmp_path / "no-python"))
     variants = (("ePIE", "ePIE", 1, {}), ("ML, 2 modes", "ML", 2, {}))
     runs = real_scan.study("p25-nearfield", 2, tmp_path, threads=1, variants=variants)
-    assert [run.status for run in runs] == ["ok", "ok", "skipped", "skipped", "skipped"]
-    assert [run.label for run in runs[2:]] == ["pty-chi DM", "pty-chi LSQML", "cdtools"]
+    assert [run.status for run in runs] == ["ok", "ok"] + ["skipped"] * 5
+    assert [run.label for run in runs[2:]] == ["pty-chi DM", "pty-chi LSQML", "cdtools", "cdtools, positions as given",
+                                               "cdtools, ptybench's model"]
     assert all("no Python at" in run.reason for run in runs[2:])
     assert all(len(run.r_factor) == 2 and 0 < run.final_r < 0.2 for run in runs[:2])
     table = (tmp_path / "table.md").read_text()
@@ -49,3 +50,16 @@ def test_a_ptychi_that_cannot_run_is_a_failed_run_with_its_last_words(tmp_path, 
     run, obj = real_scan.run_ptychi("p25-nearfield", "DM", 2, 1, tmp_path, timeout=120)
     assert run.status == "failed" and obj is None
     assert "No module named" in run.reason and (tmp_path / "ptychi-dm.log").is_file()
+
+
+@pytest.mark.skipif(not real_scan.cdtools_python().is_file(), reason="cdtools' venv is absent (`make peers`)")
+def test_cdtools_ablation_holds_what_ptybench_does_not_fit(tmp_path):
+    """'ptybench's model': no background, weights as in the file, every frame at a whole pixel and kept there."""
+    label, extra, fits = real_scan.CDTOOLS_VARIANTS[2]
+    run, obj = real_scan.run_cdtools("p25-nearfield", 2, 1, tmp_path, label, extra, fits, timeout=300)
+    assert run.status == "ok" and run.label == label and obj is not None
+    with np.load(tmp_path / "cdtools-fixed-whole_pixels.npz") as result:
+        positions = result["translations_px"]
+        assert np.abs(positions - np.round(positions)).max() < 1e-3
+        assert np.abs(result["translations_px_initial"] - positions).max() > 0.1  # the file's are sub-pixel
+        assert np.all(result["background"] == 0) and np.all(result["weights"] == 1)
