@@ -10,11 +10,15 @@ from ptybench.commands.argtypes import add_target_options
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "forecast", help="forecast a target workload (time per projection, tomogram, devices, live verdict)",
-        description="Fit time per frame·iteration against detector size and N on the validated records "
-                    "(median over repeats) of each machine × backend × engine, and forecast the target: time per "
-                    "projection and for the tomogram, memory and devices needed (memory model), FOM-S and, per "
-                    "detector rate, whether one device keeps up or how many would. Every figure is an ESTIMATE: "
-                    "its ± is the hold-out error (refit without the largest measured size, predict it).")
+        description="Forecast the target workload from the validated records of each machine × backend × engine: "
+                    "time per projection and for the tomogram, memory and devices needed (memory model), FOM-S and, "
+                    "per detector rate, whether one device keeps up or how many would. Where runs at the target's "
+                    "own frame size exist (the quick profile makes them), time per iteration there is fitted as a "
+                    "cost per frame plus a cost per object pixel, so only N is extrapolated, and the interval is a "
+                    "95 % bootstrap over the repeats; otherwise a power law in (detector², N) over the ladder is "
+                    "used and its ± is the hold-out error (refit without the largest measured size, predict it). "
+                    "Where both exist the ladder's figure is printed beside the other as a cross-check. Every row "
+                    "says what was measured and what extrapolated; every figure is an ESTIMATE.")
     parser.add_argument("results", nargs="+", help="results files (JSON lines) or procure bundle folders")
     add_target_options(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per row instead of the table")

@@ -7,6 +7,18 @@ import argparse
 from ptybench.commands.argtypes import comma_list, positive_int
 
 
+def _profiles() -> str:
+    """The shipped workload's own profile descriptions: one place for what each profile runs and costs."""
+    import textwrap
+    import tomllib
+
+    from ptybench.workload import DEFAULT_WORKLOAD
+
+    profiles = tomllib.loads(DEFAULT_WORKLOAD.read_text())["profiles"]
+    return "\n".join(textwrap.fill(profile["description"], 100, initial_indent=f"  {name:<10}",
+                                    subsequent_indent=" " * 12) for name, profile in profiles.items())
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "procure", help="run the procurement workload: results, forecast, HTML report and manifest in one folder",
@@ -15,13 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "under the run rules: every configuration --repeats times, each in a fresh process, repeats "
                     "interleaved; every run validated against its engine's object-error threshold; the machine's "
                     "load recorded around each run and noisy runs flagged. Writes OUT/results.jsonl, "
-                    "OUT/forecast.json (the seed workload, with hold-out error), OUT/report.html and "
+                    "OUT/forecast.json (the seed workload: see `ptybench forecast --help`), OUT/report.html and "
                     "OUT/manifest.json (workload version, machine, versions, commit, tier, sha256 of every file). "
                     "Run it again to resume.",
-        epilog="profiles:\n"
-               "  quick     3 engines, detector 64-256, N 256-1024: about 5 min on 2 CPU cores\n"
-               "  standard  5 engines, detector 64-512, N 256-4096: about 33 min on 2 CPU cores\n"
-               "  full      5 engines up to 512² and N = 16384: for GPUs (--backends torch:cuda,cupy)\n\n"
+        epilog="profiles (ptybench/workloads/procure.toml):\n" + _profiles() + "\n\n"
                "run rules (the tier in every record): baseline = built-in engines and backends, tuned only "
                "through\nframes_per_block, threads and ranks; optimized = anything else (changed engine "
                "parameters,\nPTYBENCH_KERNELS/PTYBENCH_FFT, modified source), marked with the reasons.\n\n"

@@ -155,6 +155,39 @@ def test_a_second_look_selects_only_the_uncertain_parameter_combinations():
     assert [name for name in names if re.search(pattern, name)] == [names[0], names[3]]
 
 
+def test_the_gate_runs_every_quick_benchmark_but_peakmem_forked_from_a_preloaded_server(monkeypatch):
+    import re
+
+    from ptybench import asv_gate
+    from ptybench.benchmarks.common import PRELOAD_VARIABLE
+
+    pattern = asv_gate.gated_benchmarks("Quick")
+    grid = "('DM', 'numpy', 'farfield-64-256')"
+    names = [f"bench_engines.QuickEngineIteration.time_iteration{grid}",
+             f"bench_engines.QuickEngineIteration.peakmem_iteration{grid}",
+             f"bench_records.QuickMeasured.track_algorithm_memory{grid}",
+             f"bench_engines.FullEngineIteration.time_iteration{grid}"]
+    assert [name for name in names if re.search(pattern, name)] == [names[0], names[2]]
+    seen = {}
+    monkeypatch.setattr(asv_gate.subprocess, "run", lambda command, check, env: seen.update(command=command, env=env))
+    asv_gate.run_asv("asv", "a" * 40, "b" * 40, pattern, 3, threads=1)
+    command = seen["command"]
+    assert command[command.index("--launch-method") + 1] == "forkserver" and command[-2:] == ["a" * 40, "b" * 40]
+    assert seen["env"][PRELOAD_VARIABLE] == "1" and seen["env"]["PTYBENCH_BENCH_ROUNDS"] == "3"
+
+
+def test_the_preload_imports_the_engines_and_backends_without_running_anything():
+    import sys
+    import threading
+
+    from ptybench.benchmarks.common import preload
+
+    before = threading.active_count()
+    names = preload()
+    assert {"numpy", "numba", "ptybench.engines"} <= set(names) and all(name in sys.modules for name in names)
+    assert threading.active_count() == before  # no thread of its own: nothing for a fork to lose
+
+
 def test_pooled_asv_samples_are_cut_into_rounds_only_where_the_count_divides():
     assert gate.rounds_of([1.0, 2.0, 3.0, 4.0], 2) == [[1.0, 2.0], [3.0, 4.0]]
     assert gate.rounds_of([1.0, 2.0, 3.0], 2) == [[1.0, 2.0, 3.0]]  # a --quick run: one group
@@ -185,10 +218,11 @@ def test_an_uncertain_first_look_gets_a_second_look_of_the_timing_benchmarks(mon
     (row,) = asv_gate.compare_revisions("main", "HEAD", "Quick", 4)
     assert row.verdicts == ["slower"]
     if first_processes == 1:
-        assert calls == [("Quick", 4, False, 1), (r"QuickEngineIteration\.time_\w+\(DM,\ numpy\)", 4, True, 1)]
+        assert calls == [(asv_gate.gated_benchmarks("Quick"), 4, False, 1),
+                         (r"QuickEngineIteration\.time_\w+\(DM,\ numpy\)", 4, True, 1)]
         assert "second look: 8 rounds a side" in row.note
     else:
-        assert calls == [("Quick", 4, False, 1)] and "second look" not in row.note
+        assert calls == [(asv_gate.gated_benchmarks("Quick"), 4, False, 1)] and "second look" not in row.note
 
 
 def test_a_results_file_with_a_broken_timing_is_one_line_naming_the_benchmark(tmp_path, capsys):
