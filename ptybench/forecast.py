@@ -140,7 +140,7 @@ def target_points(records: Iterable[Record | Mapping[str, Any]], frame_pixels: i
         found.setdefault(setup_key(record), []).append({
             "frames": float(info["n_frames"]), "object_pixels": float(info["object_height"] * info["object_width"]),
             "seconds": float(record.seconds_per_iteration), "repeat": record.repeat, "machine": record.machine or {},
-            "device": record.device, "backend": record.backend, "disk": record.disk})
+            "device": record.device, "backend": record.backend, "disk": record.disk, "residency": record.residency})
     return found
 
 
@@ -233,6 +233,8 @@ def _forecast_row(setup: tuple, ladder: list[dict], own: list[dict], geometry: A
         method = "target frame size"
         measured = (f"{side}² at N = {', '.join(f'{n} ({runs[n]} runs)' for n in measured_frames)}"
                     + (f", {slow} slow run(s) left out" if slow else "")
+                    + (", per-frame arrays on disk (as the target needs here)"
+                       if all(p.get("residency") == "disk" for p in own) else "")
                     + ("; cost ∝ N assumed (one N)" if len(measured_frames) < 2 else ""))
         largest = max(measured_frames)
         extrapolated = (f"N {largest} → {int(n_target)} ({n_target / largest:.3g}×)" if n_target > largest

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ptybench.engines.backends import parse_target
+from ptybench.engines.backends import backend_descriptor, parse_target
 from ptybench.engines.errors import InputError
 from ptybench.engines.registry import engine_names
 from ptybench.measurement import Measurement
@@ -103,17 +103,36 @@ class Workload:
         """Timing runs at the target's frame size on subsets of its frames (no validation: the ladder validates)."""
         counts = self.table.get("target_runs", {"warmup": 1, "iterations": 4})
         points = []
-        for frames in chosen.get("target_frames", []):
+        frames_list = chosen.get("target_frames", [])
+        residency = {(engine, backend_text): self.target_residency(engine, *parse_target(backend_text))
+                     for engine in chosen["engines"] for backend_text in backends} if frames_list else {}
+        for frames in frames_list:
             for engine in chosen["engines"]:
                 for backend_text in backends:
                     backend, device = parse_target(backend_text)
+                    parameters = {"evaluate_every": 0}
+                    if residency[engine, backend_text] == "disk":
+                        parameters["residency"] = "disk"
                     points.append(Measurement(
                         dataset=self.target, dataset_changes={"n_frames": int(frames)}, engine=engine,
                         backend=backend, device=device, iterations=int(counts["iterations"]),
                         warmup=int(counts["warmup"]), threads=threads, target_error=None, noise_margin=None,
-                        fft_floor=False, timeout_s=timeout_s, repeat=repeat,
-                        parameters={"evaluate_every": 0}))
+                        fft_floor=False, timeout_s=timeout_s, repeat=repeat, parameters=parameters))
         return points
+
+    def target_residency(self, engine: str, backend: str, device: str | None) -> str:
+        """Where the engine would keep its per-frame arrays at the target's full N on this machine (the engines'
+        own rule for the host's free memory, engines/placement.py). The target-size runs use the same, so a target
+        that needs its exit waves on disk is measured with them on disk: the reads, writes and the reader thread's
+        share of the cores are then in the cost per frame the forecast carries to full N."""
+        from ptybench.engines.host_memory import host_available_bytes
+        from ptybench.memory_model import predict_memory
+        from ptybench.procure import target_geometry
+
+        if backend_descriptor(backend).is_device_memory(device):
+            return "device"
+        return predict_memory(target_geometry(self.target), engine, backend, device=device,
+                              available_bytes=host_available_bytes()).residency
 
     def _check(self) -> None:
         missing = [key for key in REQUIRED_KEYS if key not in self.table]

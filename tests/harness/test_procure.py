@@ -83,7 +83,8 @@ def test_the_first_repeat_keeps_its_old_key_and_later_repeats_get_their_own():
 
 
 # --- workload ---------------------------------------------------------------------------------------------
-def test_the_shipped_workload_is_complete_and_orders_repeats_outermost():
+def test_the_shipped_workload_is_complete_and_orders_repeats_outermost(monkeypatch):
+    monkeypatch.setattr("ptybench.engines.host_memory.host_available_bytes", lambda: 1 << 50)  # everything fits
     workload = Workload.load()
     assert set(workload.profiles) == {"quick", "standard", "full"}
     points = workload.measurements("quick", repeats=2)
@@ -99,6 +100,19 @@ def test_the_shipped_workload_is_complete_and_orders_repeats_outermost():
     assert {p.dataset_changes["n_frames"] for p in at_target} == set(quick["target_frames"])
     assert all(p.validation_threshold is None and p.parameters == {"evaluate_every": 0} for p in at_target)
     assert workload.threshold("DM", 512) == workload.threshold("DM", 256)  # the next smaller size listed
+
+
+def test_target_size_runs_keep_their_frames_where_the_full_target_would(monkeypatch):
+    """On a host whose free memory holds the seed's intensities but not DM's exit waves beside them, DM's runs on
+    16 and 48 of its frames put their exit waves on disk as DM on all 2552 would; ePIE and ML stay in memory."""
+    monkeypatch.setattr("ptybench.engines.host_memory.host_available_bytes", lambda: 12 << 30)
+    workload = Workload.load()
+    at_target = [p for p in workload.measurements("quick", repeats=1) if p.dataset_changes]
+    on_disk = {p.engine for p in at_target if p.parameters.get("residency") == "disk"}
+    assert on_disk == {"DM"} and len(at_target) == 2 * 3
+    assert workload.target_residency("DM", "numpy", None) == "disk"
+    monkeypatch.setattr("ptybench.engines.host_memory.host_available_bytes", lambda: 1 << 50)
+    assert workload.target_residency("DM", "numpy", None) == "resident"
 
 
 def test_a_bad_profile_or_workload_file_is_an_error_naming_it(tmp_path):
