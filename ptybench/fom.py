@@ -25,6 +25,9 @@ IMPLEMENTATION_VARIABLES = {"PTYBENCH_KERNELS": "fused", "PTYBENCH_FFT": "auto"}
 #: Parameters a baseline run may set: they describe the data (photons_per_unit) or what is measured around the
 #: algorithm (evaluate_every: how often the returned model is scored, timed apart), not a tuning of the algorithm.
 DATA_PARAMETERS = ("photons_per_unit", "evaluate_every")
+#: Where the per-frame arrays live: a placement choice like frames_per_block, which the engines also make
+#: themselves (the procurement workload measures a target at the edge of memory both ways), not a tuning.
+PLACEMENT_PARAMETERS = ("residency", "scratch_directory")
 BUILT_IN_BACKENDS = ("numpy", "torch", "cupy")
 
 
@@ -63,7 +66,7 @@ def run_rules_tier(engine: str, backend: str, parameters: dict[str, Any], machin
         reasons.append(f"engine {engine!r} is not built in")
     if backend not in BUILT_IN_BACKENDS:
         reasons.append(f"backend {backend!r} is not built in")
-    tuned = sorted(key for key in parameters if key not in DATA_PARAMETERS)
+    tuned = sorted(key for key in parameters if key not in DATA_PARAMETERS + PLACEMENT_PARAMETERS)
     if tuned:
         reasons.append(f"engine parameters changed: {', '.join(tuned)}")
     for name, default in IMPLEMENTATION_VARIABLES.items():

@@ -365,6 +365,11 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 86400:.3g} d"
 
 
+#: Where a run kept its per-frame arrays, in words.
+_PLACES = {"resident": "in memory", "disk": "with their arrays on disk", "streamed": "streamed to the device",
+           "device": "on the device"}
+
+
 def format_forecast(rows: list[dict[str, Any]]) -> str:
     """The text table, then for each row what was measured, what extrapolated, and the ladder's cross-check."""
     if not rows:
@@ -401,9 +406,9 @@ def format_forecast(rows: list[dict[str, Any]]) -> str:
             other = row["other_residency"]
             seconds = other["seconds_per_frame_iteration"]
             lines.append(f"  at the edge of this machine's memory (needs {row['memory_bytes'] / 1e9:.1f} GB of "
-                         f"{row['memory_capacity_bytes'] / 1e9:.1f}): the runs {row['residency']} give this row; "
-                         f"measured {other['residency']} as well, {seconds:.3g} s/frame·it "
-                         f"({seconds / row['seconds_per_frame_iteration']:.2f}×)")
+                         f"{row['memory_capacity_bytes'] / 1e9:.1f}), measured both ways: this row from the runs "
+                         f"{_PLACES[row['residency']]}, {seconds:.3g} s/frame·it from those "
+                         f"{_PLACES[other['residency']]} ({seconds / row['seconds_per_frame_iteration']:.2f}×)")
         check = row["hold_out"]
         if row["ladder_over_target"]:
             lines.append(f"  cross-check: the ladder's power law gives {row['ladder_seconds_per_frame_iteration']:.3g}"

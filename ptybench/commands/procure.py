@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "Run it again to resume.",
         epilog="profiles (ptybench/workloads/procure.toml):\n" + _profiles() + "\n\n"
                "run rules (the tier in every record): baseline = built-in engines and backends, tuned only "
-               "through\nframes_per_block, threads and ranks; optimized = anything else (changed engine "
+               "through\nframes_per_block, residency, threads and ranks; optimized = anything else (changed engine "
                "parameters,\nPTYBENCH_KERNELS/PTYBENCH_FFT, modified source), marked with the reasons.\n\n"
                "examples:\n"
                "  ptybench procure --profile quick --out reports/procure/this-machine\n"

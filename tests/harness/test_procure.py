@@ -40,6 +40,7 @@ def test_figures_of_merit_are_rates_and_count_only_validated_runs():
 def test_run_rules_tier_names_every_reason_for_optimized():
     assert run_rules_tier("DM", "numpy", {}, MACHINE, {}) == ("baseline", [])
     assert run_rules_tier("DM", "numpy", {"photons_per_unit": 2.0}, MACHINE, {})[0] == "baseline"
+    assert run_rules_tier("DM", "numpy", {"residency": "disk"}, MACHINE, {})[0] == "baseline"  # placement
     tier, reasons = run_rules_tier("DM", "numpy", {"pbound": 0.1}, {**MACHINE, "git_commit": "abc-dirty"},
                                    {"PTYBENCH_KERNELS": "reference"})
     assert tier == "optimized"
