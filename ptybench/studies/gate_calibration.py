@@ -64,12 +64,16 @@ def _verdict(base: list[dict], head: list[dict], family: int = 1) -> tuple[str, 
 
 
 def analyse(out: Path, engine: str, comparisons: int, processes: int, first_look: int | None = None,
-            slowdowns: tuple[int, ...] = SLOWDOWNS, family: int = 1) -> tuple[str, list[dict]]:
+            slowdowns: tuple[int, ...] = SLOWDOWNS, family: int = 1,
+            measured_processes: int | None = None) -> tuple[str, list[dict]]:
     """The gate's verdicts per variant under two rules: ``first_look`` processes a side, and the same with a
     second look at all ``processes`` when the first is uncertain (as ``ptybench.asv_gate`` takes one; the extra
     processes ran after the first ones, as a CI job's second look does). ``family``: judge the one benchmark at
-    the levels a gate over that many benchmarks uses for each (``timing_stats.family_levels``)."""
+    the levels a gate over that many benchmarks uses for each (``timing_stats.family_levels``).
+    ``measured_processes``: how many a side the study measured per comparison, when the analysis uses only the
+    first ``processes`` of them (what a gate with fewer rounds would have seen)."""
     first_look = first_look or processes
+    measured_processes = measured_processes or processes
     labels = variants(engine, slowdowns)
     by_label = {label: {r["repeat"]: r for r in read_records(_file(out, label))} for label in labels}
     rows, details = [], []
@@ -77,7 +81,7 @@ def analyse(out: Path, engine: str, comparisons: int, processes: int, first_look
         outcomes = {"fixed": [], "second look": []}
         ratios, looked_again = [], 0
         for comparison in range(comparisons):
-            repeats = range(comparison * processes, (comparison + 1) * processes)
+            repeats = range(comparison * measured_processes, comparison * measured_processes + processes)
             base = [by_label["base"][r] for r in repeats if r in by_label["base"]]
             head = [dict(by_label[label][r], engine=engine) for r in repeats if r in by_label[label]]
             if len(base) < processes or len(head) < processes:
@@ -124,10 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=20, help="timed iterations per process")
     parser.add_argument("--out", type=Path, default=Path("reports/gate"))
     parser.add_argument("--analyse-only", action="store_true")
+    parser.add_argument("--measured-processes", type=int, default=None,
+                        help="with --analyse-only: processes a side the study measured per comparison, when "
+                             "--processes uses only the first of them (default: --processes)")
     parser.add_argument("--judged-together", type=int, default=1,
                         help="judge at the levels of a gate over this many benchmarks (default: %(default)s; the "
                              "Quick set has 14 timings)")
     args = parser.parse_args(argv)
+    if args.measured_processes is not None and not (args.analyse_only and args.measured_processes >= args.processes):
+        parser.error(f"--measured-processes: expected, with --analyse-only, a count >= --processes "
+                     f"({args.processes}), got {args.measured_processes}")
     if not 1 <= args.first_look <= args.processes:
         parser.error(f"--first-look: expected 1..--processes ({args.processes}), got {args.first_look}")
     unknown = set(args.slowdowns) - set(SLOWDOWNS)
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = measure(args.out, args.engine, args.dataset, args.comparisons, args.processes, args.iterations,
                        args.slowdowns)
     table, details = analyse(args.out, args.engine, args.comparisons, args.processes, args.first_look,
-                             args.slowdowns, args.judged_together)
+                             args.slowdowns, args.judged_together, args.measured_processes)
     base = read_records(_file(args.out, "base"))
     process_wall = statistics.median(r["wall_seconds"] for r in base if r.get("wall_seconds"))
     header = (f"# Gate calibration: {args.engine} on {args.dataset}, {args.first_look} fresh processes a side "

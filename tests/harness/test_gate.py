@@ -301,6 +301,13 @@ def test_the_gate_study_judges_a_first_look_and_a_second_look_only_where_the_fir
     identical = [d["final"] for d in details if d["variant"] == "identical"]
     assert "slower" not in identical and "faster" not in identical
     assert "5 (+5 in 1)" in table and "second look" in table
+    # a gate of 3 + 3 rounds sees the first six of each comparison's ten: comparison 0's first look has one fast
+    # process of three on the slowed side (uncertain), its second look two of six (enough to call it)
+    table, details = gate_calibration.analyse(tmp_path, "DM", 2, 6, first_look=3, slowdowns=(10,),
+                                              measured_processes=10)
+    slower = [d for d in details if d["variant"] == "slower 10 %"]
+    assert [(d["verdict"], d["final"]) for d in slower] == [("uncertain", "slower"), ("slower", "slower")]
+    assert "3 (+3 in 1)" in table and len(details) == 4
 
 
 def test_memory_growth_must_beat_the_factor_and_the_floor():
