@@ -95,6 +95,9 @@ def schedule(settings: dict[str, Any]) -> list[tuple[int, float, int]]:
 
 
 def run(cxi_path: str, settings: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(settings.get("fixed", ())) - set(FIXABLE))
+    if unknown:
+        raise SystemExit(f"settings 'fixed': expected some of {sorted(FIXABLE)}, got {unknown}")
     threads = int(settings.get("threads", 1))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)

@@ -63,3 +63,9 @@ def test_cdtools_ablation_holds_what_ptybench_does_not_fit(tmp_path):
         assert np.abs(positions - np.round(positions)).max() < 1e-3
         assert np.abs(result["translations_px_initial"] - positions).max() > 0.1  # the file's are sub-pixel
         assert np.all(result["background"] == 0) and np.all(result["weights"] == 1)
+
+
+@pytest.mark.skipif(not real_scan.cdtools_python().is_file(), reason="cdtools' venv is absent (`make peers`)")
+def test_an_unknown_cdtools_parameter_to_hold_is_a_failed_run_naming_it(tmp_path):
+    run, obj = real_scan.run_cdtools("p25-nearfield", 1, 1, tmp_path, "held", {"fixed": ["bg"]}, "", timeout=120)
+    assert run.status == "failed" and obj is None and "expected some of" in run.reason and "bg" in run.reason
