@@ -126,6 +126,8 @@ class Workload:
         thread's share of the cores are in the cost per frame; in memory they are not. The edge is a need within
         10 % of the usable memory (engines/placement.py's safety factor of the free or of the total memory): DM on
         the seed needs 18.8 GB of the 24 GB box, and ran in memory or on disk depending on what else was held."""
+        import psutil
+
         from ptybench.engines.host_memory import host_available_bytes
         from ptybench.engines.placement import SAFETY
         from ptybench.memory_model import predict_memory
@@ -133,8 +135,6 @@ class Workload:
 
         if backend_descriptor(backend).is_device_memory(device):
             return ("device",)
-        import psutil
-
         need = predict_memory(target_geometry(self.target), engine, backend, device=device,
                               residency="resident").total_bytes
         usable = [SAFETY * host_available_bytes(), SAFETY * psutil.virtual_memory().total]
