@@ -96,8 +96,11 @@ def read_samples(base_hash: str, head_hash: str) -> tuple[dict[str, gate.Samples
 
 
 def compare_revisions(base: str, head: str, bench: str, rounds: int, second_look: bool = True,
-                      threads: int = GATE_THREADS, **judge: Any) -> list[gate.GateRow]:
-    """The gate's rows for two revisions; ``judge``: ``gate.compare``'s thresholds."""
+                      threads: int = GATE_THREADS, second_look_rounds: int | None = None,
+                      **judge: Any) -> list[gate.GateRow]:
+    """The gate's rows for two revisions; ``judge``: ``gate.compare``'s thresholds. The second look takes
+    ``second_look_rounds`` more rounds (default: as many as the first)."""
+    more = second_look_rounds or rounds
     base_hash, head_hash = revision(base), revision(head)
     asv = asv_executable()
     subprocess.run([asv, "machine", "--yes"], check=True, capture_output=True)
@@ -105,12 +108,12 @@ def compare_revisions(base: str, head: str, bench: str, rounds: int, second_look
     rows = gate.compare(*read_samples(base_hash, head_hash), **judge)
     uncertain = {row.benchmark for row in rows if "uncertain" in row.verdicts}
     if second_look and uncertain:
-        print(f"second look: {len(uncertain)} benchmark(s) uncertain, {rounds} more rounds of their timing",
+        print(f"second look: {len(uncertain)} benchmark(s) uncertain, {more} more rounds of their timing",
               flush=True)
-        run_asv(asv, base_hash, head_hash, timing_benchmarks(sorted(uncertain)), rounds, append=True,
+        run_asv(asv, base_hash, head_hash, timing_benchmarks(sorted(uncertain)), more, append=True,
                 threads=threads)
         rows = gate.compare(*read_samples(base_hash, head_hash), **judge)
         for row in rows:
             if row.benchmark in uncertain:
-                row.note = (row.note + "; " if row.note else "") + f"second look: {2 * rounds} rounds a side"
+                row.note = (row.note + "; " if row.note else "") + f"second look: {rounds + more} rounds a side"
     return rows

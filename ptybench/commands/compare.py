@@ -53,6 +53,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--second-look", action=argparse.BooleanOptionalAction, default=True,
                         help="git revisions only: when a benchmark's time is uncertain after the rounds, run as "
                              "many rounds again of that benchmark and judge all of them (default: on)")
+    parser.add_argument("--second-look-rounds", type=positive_int, default=None,
+                        help="git revisions only: rounds of the second look (default: as many as --rounds). On the "
+                             "2-core box 4 + 8 caught every 10 %% and 25 %% slowdown in 20 comparisons of each, 4 + 4 "
+                             "19 of 20 each (docs/guide.md, 'The regression gate'), at about twice the second "
+                             "look's time")
     parser.add_argument("--json", action="store_true", help="one JSON object per benchmark instead of the table")
     parser.set_defaults(func=run_compare)
 
@@ -76,7 +81,7 @@ def run_compare(args: argparse.Namespace) -> int:
                             gate.samples_from_records(read_records(args.head)), **judge)
     else:
         rows = compare_revisions(args.base, args.head, args.bench, args.rounds, args.second_look, args.threads,
-                                 **judge)
+                                 args.second_look_rounds, **judge)
     if not rows:
         raise InputError(f"compare: no benchmarks in {args.base!r} or {args.head!r}")
     if args.json:

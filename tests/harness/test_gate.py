@@ -215,12 +215,12 @@ def test_an_uncertain_first_look_gets_a_second_look_of_the_timing_benchmarks(mon
     monkeypatch.setattr(asv_gate, "run_asv", lambda asv, base, head, bench, rounds, append=False, threads=1:
                         calls.append((bench, rounds, append, threads)))
     monkeypatch.setattr(asv_gate, "read_samples", lambda base, head: next(looks))
-    (row,) = asv_gate.compare_revisions("main", "HEAD", "Quick", 4)
+    (row,) = asv_gate.compare_revisions("main", "HEAD", "Quick", 4, second_look_rounds=8)
     assert row.verdicts == ["slower"]
     if first_processes == 1:
         assert calls == [(asv_gate.gated_benchmarks("Quick"), 4, False, 1),
-                         (r"QuickEngineIteration\.time_\w+\(DM,\ numpy\)", 4, True, 1)]
-        assert "second look: 8 rounds a side" in row.note
+                         (r"QuickEngineIteration\.time_\w+\(DM,\ numpy\)", 8, True, 1)]
+        assert "second look: 12 rounds a side" in row.note
     else:
         assert calls == [(asv_gate.gated_benchmarks("Quick"), 4, False, 1)] and "second look" not in row.note
 
@@ -366,3 +366,13 @@ def test_a_bad_memory_floor_is_refused_while_parsing(capsys):
     assert main(["compare", "a.jsonl", "b.jsonl", "--memory-floor", "8QB"]) == 2
     err = capsys.readouterr().err
     assert "--memory-floor" in err and "8QB" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("arguments", [["--processes", "8", "--measured-processes", "10"],  # without --analyse-only
+                                       ["--processes", "8", "--measured-processes", "6", "--analyse-only"],
+                                       ["--processes", "4", "--first-look", "5"]])
+def test_the_gate_study_refuses_process_counts_that_do_not_fit_naming_the_option(gate_study, capsys, arguments):
+    with pytest.raises(SystemExit) as exit_info:
+        gate_study.main(arguments)
+    assert exit_info.value.code == 2
+    assert "--measured-processes" in capsys.readouterr().err or "--first-look" in arguments
