@@ -49,7 +49,7 @@ test: install-dev  ## run the test suite (parallel pass, then the machine-measur
 test-fast: install-dev  ## the suite without slow tests
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# Benchmarks (asv). BENCH selects a profile: Quick (every engine and backend here, < 5 min on 2 cores)
+# Benchmarks (asv). BENCH selects a profile: Quick (every engine and backend here, about 5 min on 2 cores)
 # or Full (large sizes; GPU sizes skip without a GPU). bench-check judges with `ptybench compare` (statistics
 # in ptybench/timing_stats.py).
 BENCH  ?= Quick

@@ -1,7 +1,7 @@
 """Shared pieces of the asv benchmarks: parameter grids, availability, datasets made once per process.
 
 Profiles are benchmark classes: ``Quick*`` covers every engine and backend here at a small size in
-under 5 minutes on a 2-core machine (``asv run --bench Quick``); ``Full*`` adds the large CPU sizes and
+about 5 minutes on a 2-core machine (``asv run --bench Quick``); ``Full*`` adds the large CPU sizes and
 the GPU sizes, which skip without a GPU. Every figure is oriented "larger is worse", asv's convention
 for regressions: seconds per frame·iteration rather than frames per second, serial fraction rather
 than parallel efficiency.
