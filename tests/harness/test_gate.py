@@ -376,3 +376,9 @@ def test_the_gate_study_refuses_process_counts_that_do_not_fit_naming_the_option
         gate_study.main(arguments)
     assert exit_info.value.code == 2
     assert "--measured-processes" in capsys.readouterr().err or "--first-look" in arguments
+
+
+def test_a_second_look_of_no_rounds_is_refused_while_parsing(capsys):
+    assert main(["compare", "main", "HEAD", "--second-look-rounds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--second-look-rounds" in err and "'0'" in err and "Traceback" not in err
