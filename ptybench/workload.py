@@ -126,9 +126,7 @@ class Workload:
         thread's share of the cores are in the cost per frame; in memory they are not. The edge is a need within
         10 % of the usable memory (engines/placement.py's safety factor of the free or of the total memory): DM on
         the seed needs 18.8 GB of the 24 GB box, and ran in memory or on disk depending on what else was held."""
-        import psutil
-
-        from ptybench.engines.host_memory import host_available_bytes
+        from ptybench.engines.host_memory import host_available_bytes, host_total_bytes
         from ptybench.engines.placement import SAFETY
         from ptybench.memory_model import predict_memory
         from ptybench.procure import target_geometry
@@ -137,7 +135,7 @@ class Workload:
             return ("device",)
         need = predict_memory(target_geometry(self.target), engine, backend, device=device,
                               residency="resident").total_bytes
-        usable = [SAFETY * host_available_bytes(), SAFETY * psutil.virtual_memory().total]
+        usable = [SAFETY * host_available_bytes(), SAFETY * host_total_bytes()]
         if all(need <= 0.9 * limit for limit in usable):
             return ("resident",)
         if all(need > 1.1 * limit for limit in usable):

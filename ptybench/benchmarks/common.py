@@ -65,7 +65,15 @@ def preload() -> list[str]:
     return names
 
 
-if os.environ.get(PRELOAD_VARIABLE) == "1":
+def preload_requested() -> bool:
+    """PTYBENCH_BENCH_PRELOAD: "1" preloads, "0" or unset does not; anything else is a clear error naming it."""
+    text = os.environ.get(PRELOAD_VARIABLE, "").strip()
+    if text not in ("", "0", "1"):
+        raise ValueError(f"{PRELOAD_VARIABLE}: expected 0 or 1, got {text!r}")
+    return text == "1"
+
+
+if preload_requested():
     preload()
 
 

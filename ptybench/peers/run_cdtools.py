@@ -70,8 +70,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-FIXABLE = {"background": "background", "weights": "weights", "translation_offsets": "translation_offsets"}
-"""The parameters of cdtools' model an ablation may hold: a background is held at zero, the others at their start."""
+#: The parameters of cdtools' model (its attribute names) an ablation may hold: a background is held at zero, the
+#: others at their start.
+FIXABLE = ("background", "weights", "translation_offsets")
 EXAMPLE_STAGES = ((100, 0.04, 10), (50, 0.005, 50))  # cdtools examples/near_field_ptycho.py
 
 TRANSLATION_NOTE = (
@@ -142,7 +143,7 @@ def run(cxi_path: str, settings: dict[str, Any]) -> dict[str, Any]:
                 - model.min_translation)
             model.translation_offsets.copy_((t.round(pixels) - pixels) / model.translation_scale)
     for name in settings.get("fixed", ()):
-        parameter = getattr(model, FIXABLE[name])
+        parameter = getattr(model, name)
         if name == "background":
             with t.no_grad():
                 parameter.zero_()

@@ -382,3 +382,15 @@ def test_a_second_look_of_no_rounds_is_refused_while_parsing(capsys):
     assert main(["compare", "main", "HEAD", "--second-look-rounds", "0"]) == 2
     err = capsys.readouterr().err
     assert "--second-look-rounds" in err and "'0'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("0", False), ("", False), ("yes", None)])
+def test_the_preload_variable_is_0_or_1_or_a_clear_error_naming_it(monkeypatch, value, expected):
+    from ptybench.benchmarks.common import PRELOAD_VARIABLE, preload_requested
+
+    monkeypatch.setenv(PRELOAD_VARIABLE, value)
+    if expected is None:
+        with pytest.raises(ValueError, match=f"{PRELOAD_VARIABLE}: expected 0 or 1, got 'yes'"):
+            preload_requested()
+    else:
+        assert preload_requested() is expected

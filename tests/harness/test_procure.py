@@ -104,10 +104,8 @@ def test_the_shipped_workload_is_complete_and_orders_repeats_outermost(monkeypat
 
 
 def _host(monkeypatch, available_gb: float, total_gb: float) -> None:
-    from types import SimpleNamespace
-
     monkeypatch.setattr("ptybench.engines.host_memory.host_available_bytes", lambda: int(available_gb * 2**30))
-    monkeypatch.setattr("psutil.virtual_memory", lambda: SimpleNamespace(total=int(total_gb * 2**30)))
+    monkeypatch.setattr("ptybench.engines.host_memory.host_total_bytes", lambda: int(total_gb * 2**30))
 
 
 @pytest.mark.parametrize(("available_gb", "total_gb", "dm"), [(12, 12, ("disk",)), (1 << 20, 1 << 20, ("resident",)),
