@@ -64,11 +64,15 @@ RECORD_RUNS = 1
 GATE_THREADS = 1
 
 
+#: The asv methods the gate judges (``gate.samples_from_asv``'s roles) less ``peakmem_``: the records' measured
+#: footprint is the memory it judges, and a forked benchmark's peak RSS also counts the modules its server
+#: preloaded. What it does not judge (FFT-floor ratios, the records' seconds, the 2-rank cost) is not run.
+JUDGED_METHODS = r"time_\w+|track_\w*memory\w*|track_object_error"
+
+
 def gated_benchmarks(bench: str) -> str:
-    """asv's --bench regular expression for ``bench`` less the ``peakmem_`` benchmarks: the gate takes memory from
-    the record benchmarks' measured footprint (``track_algorithm_memory``), and a forked benchmark's peak RSS also
-    counts the modules its server preloaded. Half a minute a commit on the Quick set."""
-    return rf"^(?!.*\.peakmem_).*(?:{bench})"
+    """asv's --bench regular expression for the benchmarks of ``bench`` that the gate judges (JUDGED_METHODS)."""
+    return rf"^(?=[\w.]*\.(?:{JUDGED_METHODS})\b).*(?:{bench})"
 
 
 def run_asv(asv: str, base_hash: str, head_hash: str, bench: str, rounds: int, append: bool = False,

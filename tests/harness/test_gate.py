@@ -155,7 +155,7 @@ def test_a_second_look_selects_only_the_uncertain_parameter_combinations():
     assert [name for name in names if re.search(pattern, name)] == [names[0], names[3]]
 
 
-def test_the_gate_runs_every_quick_benchmark_but_peakmem_forked_from_a_preloaded_server(monkeypatch):
+def test_the_gate_runs_the_quick_benchmarks_it_judges_forked_from_a_preloaded_server(monkeypatch):
     import re
 
     from ptybench import asv_gate
@@ -166,8 +166,12 @@ def test_the_gate_runs_every_quick_benchmark_but_peakmem_forked_from_a_preloaded
     names = [f"bench_engines.QuickEngineIteration.time_iteration{grid}",
              f"bench_engines.QuickEngineIteration.peakmem_iteration{grid}",
              f"bench_records.QuickMeasured.track_algorithm_memory{grid}",
-             f"bench_engines.FullEngineIteration.time_iteration{grid}"]
-    assert [name for name in names if re.search(pattern, name)] == [names[0], names[2]]
+             f"bench_engines.FullEngineIteration.time_iteration{grid}",
+             f"bench_records.QuickMeasured.track_object_error{grid}",
+             f"bench_records.QuickMeasured.track_fft_floor_ratio{grid}",
+             f"bench_records.QuickMeasured.track_seconds_per_frame_iteration{grid}",
+             "bench_records.QuickStrongScaling.track_two_rank_cost"]
+    assert [name for name in names if re.search(pattern, name)] == [names[0], names[2], names[4]]
     seen = {}
     monkeypatch.setattr(asv_gate.subprocess, "run", lambda command, check, env: seen.update(command=command, env=env))
     asv_gate.run_asv("asv", "a" * 40, "b" * 40, pattern, 3, threads=1)
