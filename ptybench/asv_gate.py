@@ -3,8 +3,8 @@ recorded, the timing benchmarks in interleaved rounds (one fresh process per rou
 judges the samples (``ptybench.gate``), asv's own verdict is not used.
 
 A benchmark whose time the first look cannot call (*uncertain*: too few undisturbed processes, or an interval
-too wide) gets a **second look**: as many rounds again of its timing benchmark (that parameter combination
-only), appended to the first, and the gate judges all of them. On the 2-core box a quarter of the processes
+too wide) gets a **second look**: twice as many rounds again of its timing benchmark (that parameter
+combination only), appended to the first, and the gate judges all of them. On the 2-core box a quarter of the processes
 run 1.3–2× slow with nothing visible in the guest (docs/guide.md, "The regression gate"): the second look turns
 those comparisons into a call without making every comparison pay for it.
 """
@@ -58,6 +58,12 @@ def timing_benchmarks(labels: list[str]) -> str:
 RECORD_RUNS = 1
 
 
+#: The second look's rounds per first-look round. On the 2-core box 4 + 8 rounds caught every 10 % and 25 %
+#: slowdown in 20 comparisons of each with no false alarm, 4 + 4 19 of 20 each (docs/guide.md, "The regression
+#: gate"); with each benchmark built once per process the 4 + 8 gate took 7.5 minutes, environments included.
+SECOND_LOOK_FACTOR = 2
+
+
 #: Threads of every benchmark in a gate run. On the 2-core box, with 2 threads 5 of 8 processes a side ran more
 #: than 1.10x slower than the side's fastest and 13 of 14 timing comparisons of identical code stayed uncertain
 #: (one was called slower); the gate's false-alarm and detection rates were measured with one thread.
@@ -103,8 +109,8 @@ def compare_revisions(base: str, head: str, bench: str, rounds: int, second_look
                       threads: int = GATE_THREADS, second_look_rounds: int | None = None,
                       **judge: Any) -> list[gate.GateRow]:
     """The gate's rows for two revisions; ``judge``: ``gate.compare``'s thresholds. The second look takes
-    ``second_look_rounds`` more rounds (default: as many as the first)."""
-    more = second_look_rounds or rounds
+    ``second_look_rounds`` more rounds (default: SECOND_LOOK_FACTOR times the first look's)."""
+    more = second_look_rounds or SECOND_LOOK_FACTOR * rounds
     base_hash, head_hash = revision(base), revision(head)
     asv = asv_executable()
     subprocess.run([asv, "machine", "--yes"], check=True, capture_output=True)

@@ -51,13 +51,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="git revisions only: threads of every benchmark (default: %(default)s; on a 2-core box "
                              "two threads made most processes' timings unusable)")
     parser.add_argument("--second-look", action=argparse.BooleanOptionalAction, default=True,
-                        help="git revisions only: when a benchmark's time is uncertain after the rounds, run as "
-                             "many rounds again of that benchmark and judge all of them (default: on)")
+                        help="git revisions only: when a benchmark's time is uncertain after the rounds, run more "
+                             "rounds of that benchmark (--second-look-rounds) and judge all of them (default: on)")
     parser.add_argument("--second-look-rounds", type=positive_int, default=None,
-                        help="git revisions only: rounds of the second look (default: as many as --rounds). On the "
-                             "2-core box 4 + 8 caught every 10 %% and 25 %% slowdown in 20 comparisons of each, 4 + 4 "
-                             "19 of 20 each (docs/guide.md, 'The regression gate'), at about twice the second "
-                             "look's time")
+                        help="git revisions only: rounds of the second look (default: twice --rounds). On the "
+                             "2-core box 4 + 8 caught every 10 %% and 25 %% slowdown in 20 comparisons of each with "
+                             "no false alarm, 4 + 4 19 of 20 each (docs/guide.md, 'The regression gate')")
     parser.add_argument("--json", action="store_true", help="one JSON object per benchmark instead of the table")
     parser.set_defaults(func=run_compare)
 

@@ -143,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.slowdowns) - set(SLOWDOWNS)
     if unknown:
         parser.error(f"--slowdowns: expected some of {list(SLOWDOWNS)}, got {sorted(unknown)}")
+    if args.analyse_only:
+        missing = [str(_file(args.out, label)) for label in variants(args.engine, args.slowdowns)
+                   if not _file(args.out, label).is_file()]
+        if missing:
+            parser.error(f"--analyse-only: expected the study's results in {args.out}, missing {', '.join(missing)}")
     wall = None
     if not args.analyse_only:
         wall = measure(args.out, args.engine, args.dataset, args.comparisons, args.processes, args.iterations,

@@ -203,10 +203,12 @@ def _side(rng, processes, scale=1.0):
         seconds=[list(scale * rng.lognormal(np.log(0.02), 0.02, 10)) for _ in range(processes)])}
 
 
-@pytest.mark.parametrize("first_processes", [1, 4])
-def test_an_uncertain_first_look_gets_a_second_look_of_the_timing_benchmarks(monkeypatch, first_processes):
-    """asv faked: one process a side cannot be judged (uncertain), so the gate runs as many rounds again of the
-    timing benchmarks only, appended, and judges all of them; a first look that can be judged is final."""
+@pytest.mark.parametrize(("first_processes", "second_look_rounds"), [(1, 8), (1, None), (4, None)])
+def test_an_uncertain_first_look_gets_a_second_look_of_the_timing_benchmarks(monkeypatch, first_processes,
+                                                                             second_look_rounds):
+    """asv faked: one process a side cannot be judged (uncertain), so the gate runs more rounds of the timing
+    benchmarks only (by default twice the first look's), appended, and judges all of them; a first look that can
+    be judged is final."""
     from ptybench import asv_gate
 
     rng = np.random.default_rng(11)
@@ -219,7 +221,7 @@ def test_an_uncertain_first_look_gets_a_second_look_of_the_timing_benchmarks(mon
     monkeypatch.setattr(asv_gate, "run_asv", lambda asv, base, head, bench, rounds, append=False, threads=1:
                         calls.append((bench, rounds, append, threads)))
     monkeypatch.setattr(asv_gate, "read_samples", lambda base, head: next(looks))
-    (row,) = asv_gate.compare_revisions("main", "HEAD", "Quick", 4, second_look_rounds=8)
+    (row,) = asv_gate.compare_revisions("main", "HEAD", "Quick", 4, second_look_rounds=second_look_rounds)
     assert row.verdicts == ["slower"]
     if first_processes == 1:
         assert calls == [(asv_gate.gated_benchmarks("Quick"), 4, False, 1),
@@ -398,3 +400,12 @@ def test_the_preload_variable_is_0_or_1_or_a_clear_error_naming_it(monkeypatch, 
             preload_requested()
     else:
         assert preload_requested() is expected
+
+
+def test_the_gate_study_analysing_a_folder_without_its_results_names_the_missing_files(gate_study, capsys,
+                                                                                     tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        gate_study.main(["--out", str(tmp_path), "--analyse-only", "--slowdowns", "10"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--analyse-only" in err and "Traceback" not in err
+    assert str(tmp_path / "base.jsonl") in err and str(tmp_path / "slower-10.jsonl") in err
