@@ -76,7 +76,7 @@ class MaximumLikelihoodEngine:
             with timer("exit_waves"):
                 waves = self._waves(problem.probe, problem.object, start, stop, "waves")
             with timer("propagation"):
-                detector = problem.propagator.forward(waves, overwrite=True)
+                detector = problem.forward(slice(start, stop), waves, overwrite=True)
             if problem.single_block:
                 with timer("exit_waves"):
                     self._forward_waves = problem.block_buffer("forward_waves", start, stop, detector.shape[1:],
@@ -90,11 +90,10 @@ class MaximumLikelihoodEngine:
                 if errors is not None:
                     errors.add(xp.sum(squared), xp.sum(absolute))
             with timer("propagation"):
-                chi = problem.propagator.backward(detector, overwrite=True)
+                chi = problem.backward(slice(start, stop), detector, overwrite=True)
             with timer("overlap_update"):
-                rows, cols = problem.rows[start:stop], problem.cols[start:stop]
-                problem.backend.add_object_terms(gradient_object, rows, cols, problem.probe, chi)
-                probe_terms, power_terms = problem.backend.probe_update_terms_at(problem.object, rows, cols, chi)
+                problem.add_object_terms(gradient_object, slice(start, stop), chi)
+                probe_terms, power_terms = problem.probe_update_terms(slice(start, stop), chi)
                 gradient_probe += probe_terms
                 object_power += power_terms
         with timer("communication"):
@@ -117,7 +116,7 @@ class MaximumLikelihoodEngine:
         shape = problem.shape
         out = problem.block_buffer(name, start, stop, (shape.probe_modes, shape.object_modes, *problem.frame_shape),
                                    problem.xp.complex64)
-        return problem.backend.overlap_waves(probe, obj, problem.rows[start:stop], problem.cols[start:stop], out)
+        return problem.waves_at(slice(start, stop), out, probe, obj)
 
     # --- conjugate directions ------------------------------------------------------------------
     def _dot(self, a: Any, b: Any) -> float:
@@ -186,7 +185,7 @@ class MaximumLikelihoodEngine:
                 self.previous_gradient = (first, mix(second))
         self._forward_waves = None
 
-    def frames_moved(self) -> None:
+    def frames_moved(self, frames: np.ndarray) -> None:
         """Position refinement moved frames: the likelihood changed under the search, so conjugate gradients
         restart, and the kept D(P·O) and object power are of the old places."""
         self.direction = self.previous_gradient = None
@@ -268,19 +267,19 @@ class MaximumLikelihoodEngine:
                 if moving_probe:
                     linear += self._waves(direction_probe, problem.object, start, stop, "quadratic")
             with timer("propagation"):
-                b = problem.propagator.forward(linear, overwrite=True)
+                b = problem.forward(slice(start, stop), linear, overwrite=True)
             c = None
             if moving_probe:
                 with timer("exit_waves"):
                     quadratic = self._waves(direction_probe, direction_object, start, stop, "quadratic")
                 with timer("propagation"):
-                    c = problem.propagator.forward(quadratic, overwrite=True)
+                    c = problem.forward(slice(start, stop), quadratic, overwrite=True)
             a = self._forward_waves
             if not kept:
                 with timer("exit_waves"):
                     waves = self._waves(problem.probe, problem.object, start, stop, "waves")
                 with timer("propagation"):
-                    a = problem.propagator.forward(waves, overwrite=True)
+                    a = problem.forward(slice(start, stop), waves, overwrite=True)
             with timer("line_search"):
                 total += kernels.line_search_polynomial(a, b, c, intensities, problem.mask, self.options.noise)
         with timer("communication"):

@@ -68,12 +68,8 @@ class MPICommunicator:
     def merge_weighted(self, problem: Any) -> None:
         """Object: Σ_r W_r·O_r / Σ_r W_r with W_r a rank's illumination Σ_j |P_r(r − r_j)|² over its own
         frames (pixels no rank lit keep their value, the same on every rank); probe: the mean."""
-        xp, backend = problem.xp, problem.backend
-        power = xp.sum(xp.real(problem.probe) ** 2 + xp.imag(problem.probe) ** 2, axis=0)
-        weight = backend.zeros((1, *problem.object.shape[1:]), xp.float32)
-        for start, stop in problem.blocks():
-            patches = xp.broadcast_to(power, (stop - start, 1, *power.shape))
-            backend.scatter_add_views(weight, problem.rows[start:stop], problem.cols[start:stop], patches)
+        xp = problem.xp
+        weight = problem.local_illumination()
         numerator = self.allreduce_sum(xp.astype(weight, xp.complex64) * problem.object)
         total = self.allreduce_sum(weight)
         lit = total > 1e-12 * float(xp.max(total))

@@ -100,6 +100,11 @@ class RunOptions:
         "after the last; 0 = after the last only. The evaluation is one forward propagation of every frame "
         "(and, when the frames are streamed to a device, one more pass of them over the link), timed apart "
         "from the iteration", _integer(0), "an integer >= 0")
+    positions: str = option(
+        "nearest", "where frames sit: 'nearest' puts each at the nearest whole pixel of its position (the fused "
+        "kernels' path); 'subpixel' also shifts each frame's probe by the remaining fraction of a pixel (a Fourier "
+        "shift: two more FFTs per frame and probe mode each way; engines/subpixel.py)",
+        _one_of("nearest", "subpixel"), "'nearest' or 'subpixel'")
     position_refinement_start: int | None = option(
         None, "refine every frame's position from this (global) iteration on, after each iteration's update "
         "(engines/positions.py); None: the positions as given. Measured scans' positions are often off by a "

@@ -83,18 +83,21 @@ class PIEEngine:
         row, col = (int(v) for v in problem.corners[frame])
         height, width = problem.frame_shape
         view = problem.object[:, row:row + height, col:col + width]  # a view: updated in place
-        probe = problem.probe
+        this_frame = np.array([frame])
+        probe = problem.probe if problem.subpixel is None else problem.subpixel.shifted(problem.probe, this_frame)[0]
         with timer("exit_waves"):
             old_view, waves, detector = kernels.frame_exit_waves(probe, view)
         with timer("propagation"):
-            detector = problem.propagator.forward(detector, overwrite=True)
+            detector = problem.forward(this_frame, detector, overwrite=True)
         with timer("fourier_projection"):
             squared, absolute = kernels.fourier_projection(detector, intensity, problem.mask, self.pbound)
         with timer("propagation"):
-            projected = problem.propagator.backward(detector, overwrite=True)
+            projected = problem.backward(this_frame, detector, overwrite=True)
         with timer("overlap_update"):
             new_probe = kernels.pie_update(view, old_view, probe, projected[0], waves[0], self.options.alpha,
                                            self.options.beta if update_probe else None, self.rpie_alpha)
+            if new_probe is not None and problem.subpixel is not None:  # the step, moved back onto the probe
+                new_probe = problem.probe + problem.subpixel.adjoint_sum((new_probe - probe)[None], this_frame)
             if new_probe is not None:
                 problem.probe = new_probe
         return squared[0], absolute[0]

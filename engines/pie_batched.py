@@ -76,8 +76,7 @@ class BatchedPIEEngine:
     def _update_batch(self, frames: np.ndarray, update_probe: bool) -> tuple[Any, Any]:
         problem, xp, backend, timer = self.problem, self.problem.xp, self.problem.backend, self.problem.timer
         device_frames = backend.index_array(frames)
-        rows, cols = problem.rows[device_frames], problem.cols[device_frames]
-        probe, obj = problem.probe, problem.object
+        probe = problem.probe
         probe_power = xp.sum(xp.real(probe) ** 2 + xp.imag(probe) ** 2, axis=0)
         self._object_numerator[...] = 0
         self._illumination[...] = 0
@@ -87,28 +86,26 @@ class BatchedPIEEngine:
         tail = (problem.shape.probe_modes, problem.shape.object_modes, *problem.frame_shape)
         for start in range(0, len(frames), problem.frames_per_block):
             stop = min(start + problem.frames_per_block, len(frames))
-            block_rows, block_cols = rows[start:stop], cols[start:stop]
+            block = frames[start:stop]
             with timer("transfer"):
                 intensities = problem.intensities.gather(frames[start:stop], device_frames[start:stop])
             with timer("exit_waves"):
-                waves = backend.overlap_waves(probe, obj, block_rows, block_cols,
-                                              problem.block_buffer("waves", start, stop, tail, xp.complex64))
+                waves = problem.waves_at(block, problem.block_buffer("waves", start, stop, tail, xp.complex64))
                 detector = problem.block_buffer("detector", start, stop, tail, xp.complex64)
                 detector[...] = waves
             with timer("propagation"):
-                detector = problem.propagator.forward(detector, overwrite=True)
+                detector = problem.forward(block, detector, overwrite=True)
             with timer("fourier_projection"):
                 squared, absolute = backend.kernels.fourier_projection(detector, intensities,
                                                                        problem.mask, self.pbound)
             with timer("propagation"):
-                delta = problem.propagator.backward(detector, overwrite=True)
+                delta = problem.backward(block, detector, overwrite=True)
             with timer("overlap_update"):
                 delta -= waves
-                backend.add_object_terms(self._object_numerator, block_rows, block_cols, probe, delta)
-                patches = xp.broadcast_to(probe_power, (stop - start, 1, *probe_power.shape))
-                backend.scatter_add_views(self._illumination, block_rows, block_cols, patches)
+                problem.add_object_terms(self._object_numerator, block, delta)
+                problem.add_illumination(self._illumination, block)
                 if update_probe:
-                    numerator, object_power = backend.probe_update_terms_at(obj, block_rows, block_cols, delta)
+                    numerator, object_power = problem.probe_update_terms(block, delta)
                     probe_numerator += numerator
                     self._object_power += object_power
             squared_sum, absolute_sum = squared_sum + xp.sum(squared), absolute_sum + xp.sum(absolute)

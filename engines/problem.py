@@ -8,12 +8,14 @@ FrameStores, resident on the device or streamed block by block from the host (fr
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from . import subpixel
 from .backends import backend_descriptor, get_backend
 from .backends.base import Backend
 from .communication import SerialCommunicator
@@ -138,6 +140,10 @@ class Problem:
         self.corners = frame_corners(self.positions)
         self.rows = self.backend.index_array(self.corners[:, 0])
         self.cols = self.backend.index_array(self.corners[:, 1])
+        #: Each frame's probe shifted by its position's fraction of a pixel (engines/subpixel.py), or None: whole
+        #: pixels, the backends' fused kernels.
+        self.subpixel = subpixel.SubpixelShifts(self.backend, self.frame_shape, self.positions - self.corners) \
+            if run.positions == "subpixel" else None
 
         internal_mask = self.propagator.to_internal(np.asarray(mask, dtype=bool))
         self.mask = self.backend.asarray(internal_mask)
@@ -301,12 +307,10 @@ class Problem:
         """Scale the probe so Σ Î = Σ I on the ``picked`` frames of every rank (``measured``: this rank's Σ I
         there); returns the amplitude factor applied (1 when the model has no counts to compare)."""
         xp, kernels = self.xp, self.backend.kernels
-        rows = self.backend.index_array(self.corners[picked, 0])
-        cols = self.backend.index_array(self.corners[picked, 1])
         model = 0.0
         for start in range(0, len(picked), 8):
-            waves = self.backend.overlap_waves(self.probe, self.object, rows[start:start + 8], cols[start:start + 8])
-            intensity = kernels.mode_intensity(self.propagator.forward(waves, overwrite=True))
+            waves = self.waves_at(picked[start:start + 8])
+            intensity = kernels.mode_intensity(self.forward(picked[start:start + 8], waves, overwrite=True))
             # float64 sums: the factor must agree between backends to float32 rounding (DM amplifies 1e-7)
             model += float(xp.sum(xp.where(self.mask, intensity, xp.zeros_like(intensity)), dtype=xp.float64))
         measured, model = self.comm.allreduce_scalars([measured, model])
@@ -361,7 +365,8 @@ class Problem:
                 sum(store.bytes_written for store in self.scratch_stores))
 
     def move_frames(self, positions: np.ndarray) -> bool:
-        """Place this rank's frames at ``positions`` (sub-pixel, kept); True when a frame changed pixel."""
+        """Place this rank's frames at ``positions`` (sub-pixel, kept); True when a frame moved where the engines
+        see it: to another pixel, or (sub-pixel placement) by any fraction."""
         self.positions = np.asarray(positions, dtype=np.float64)
         corners = frame_corners(self.positions)
         moved = bool(np.any(corners != self.corners))
@@ -369,6 +374,10 @@ class Problem:
             self.corners = corners
             self.rows = self.backend.index_array(corners[:, 0])
             self.cols = self.backend.index_array(corners[:, 1])
+        if self.subpixel is not None:
+            fractions = self.positions - self.corners
+            moved = moved or bool(np.any(fractions != self.subpixel.fractions))
+            self.subpixel.move(fractions)
         return moved
 
     @property
@@ -382,8 +391,123 @@ class Problem:
 
     def overlap_waves(self, start: int, stop: int, out: Any = None) -> Any:
         """P·O_j of frames start..stop, (n, M_p, M_o, Y, X), without a gathered copy where the backend can."""
-        return self.backend.overlap_waves(self.probe, self.object, self.rows[start:stop], self.cols[start:stop],
-                                          out)
+        return self.waves_at(slice(start, stop), out)
+
+    # --- what the engines compute per frame, where the frames are placed -------------------------------------
+    # ``frames``: a slice of this rank's frames or a host array of their indices. On whole pixels each method is
+    # the backend's (fused where it can); with sub-pixel placement it is the reference product with each
+    # frame's shifted probe (engines/subpixel.py).
+    def _rows_cols(self, frames: slice | np.ndarray) -> tuple[Any, Any]:
+        if isinstance(frames, slice):
+            return self.rows[frames], self.cols[frames]
+        index = self.backend.index_array(frames)
+        return self.rows[index], self.cols[index]
+
+    def waves_at(self, frames: slice | np.ndarray, out: Any = None, probe: Any = None, obj: Any = None) -> Any:
+        """``probe``·``obj`` (default: the problem's) of the selected frames, (n, M_p, M_o, Y, X), into ``out``
+        if given."""
+        return self._waves(*self._rows_cols(frames), frames, None, out, probe, obj)
+
+    def waves_placed(self, positions: np.ndarray) -> Any:
+        """P·O of frames placed at ``positions`` ((n, 2), object pixels; not the problem's own): how the data would
+        fit there (position refinement's test of a move)."""
+        corners = frame_corners(positions)
+        rows, cols = self.backend.index_array(corners[:, 0]), self.backend.index_array(corners[:, 1])
+        return self._waves(rows, cols, slice(None), np.asarray(positions) - corners)
+
+    def _waves(self, rows: Any, cols: Any, frames: slice | np.ndarray, fractions: np.ndarray | None,
+               out: Any = None, probe: Any = None, obj: Any = None) -> Any:
+        probe = self.probe if probe is None else probe
+        obj = self.object if obj is None else obj
+        if self.subpixel is None:
+            return self.backend.overlap_waves(probe, obj, rows, cols, out)
+        waves = subpixel.exit_waves(self.subpixel.shifted(probe, frames, fractions),
+                                    self.backend.gather_views(obj, rows, cols, self.frame_shape))
+        if out is None:
+            return waves
+        out[...] = waves
+        return out
+
+    def forward(self, frames: slice | np.ndarray, waves: Any, overwrite: bool = False,
+                fractions: np.ndarray | None = None) -> Any:
+        """The selected frames' exit waves propagated to the detector (with sub-pixel placement in the near field,
+        each hologram moved back by its frame's fraction: engines/subpixel.py)."""
+        moves = self._detector_moves(frames, fractions)
+        if moves is None:
+            return self.propagator.forward(waves, overwrite=overwrite)
+        return self.propagator.forward(waves, overwrite=overwrite, moved=moves)
+
+    def backward(self, frames: slice | np.ndarray, waves: Any, overwrite: bool = False) -> Any:
+        """The adjoint of ``forward``: detector waves of the selected frames back to the sample."""
+        moves = self._detector_moves(frames)
+        if moves is None:
+            return self.propagator.backward(waves, overwrite=overwrite)
+        return self.propagator.backward(waves, overwrite=overwrite, moved=moves)
+
+    def _detector_moves(self, frames: slice | np.ndarray, fractions: np.ndarray | None = None) -> Any:
+        if self.subpixel is None or self.propagator.kind == "farfield":
+            return None
+        return self.subpixel.detector_moves(frames, fractions)
+
+    @property
+    def difference_map_scratch(self) -> bool:
+        """Whether DM/RAAR keep P·O_j in a scratch block between the halves of their update."""
+        return self.subpixel is not None or self.backend.difference_map_scratch
+
+    def mixed_overlap_waves(self, frames: slice, waves: Any, c: float, a: float, b: float, out: Any,
+                            scratch: Any = None) -> Any:
+        """c·P·O_j + (1 − c)·ψ into ``out`` (``Backend.mixed_overlap_waves``)."""
+        if self.subpixel is None:
+            rows, cols = self._rows_cols(frames)
+            return self.backend.mixed_overlap_waves(self.probe, self.object, rows, cols, waves, c, a, b, out, scratch)
+        return self._reference_kernels.linear_mix(self.waves_at(frames, scratch), waves, c, out)
+
+    def difference_map_update(self, frames: slice, waves: Any, projected: Any, a: float, b: float,
+                              scratch: Any = None) -> Any:
+        """ψ ← (1 − a − b)·ψ + b·Π_M + a·P·O_j in place (``Backend.difference_map_update_at``)."""
+        if self.subpixel is None:
+            rows, cols = self._rows_cols(frames)
+            return self.backend.difference_map_update_at(self.probe, self.object, rows, cols, waves, projected, a, b,
+                                                         scratch)
+        return self._reference_kernels.difference_map_update(waves, projected, scratch, a, b)
+
+    def add_object_terms(self, target: Any, frames: slice | np.ndarray, waves: Any, probe: Any = None) -> None:
+        """target += Σ_k P_k* ψ_jk scattered to each frame's window (``Backend.add_object_terms``)."""
+        probe = self.probe if probe is None else probe
+        rows, cols = self._rows_cols(frames)
+        if self.subpixel is None:
+            self.backend.add_object_terms(target, rows, cols, probe, waves)
+            return
+        terms = subpixel.object_terms(self.xp, self.subpixel.shifted(probe, frames), waves)
+        self.backend.scatter_add_views(target, rows, cols, terms)
+
+    def probe_update_terms(self, frames: slice | np.ndarray, waves: Any) -> tuple[Any, Any]:
+        """Σ_jl O_l,j* ψ_jkl (M_p, Y, X) and Σ_jl |O_l,j|² (Y, X) (``Backend.probe_update_terms_at``); with
+        sub-pixel placement the numerator's per-frame terms are moved back onto the shared probe."""
+        rows, cols = self._rows_cols(frames)
+        if self.subpixel is None:
+            return self.backend.probe_update_terms_at(self.object, rows, cols, waves)
+        views = self.backend.gather_views(self.object, rows, cols, self.frame_shape)
+        numerator, denominator = subpixel.probe_terms(self.xp, views, waves)
+        return self.subpixel.adjoint_sum(numerator, frames), denominator
+
+    def add_illumination(self, target: Any, frames: slice | np.ndarray, probe: Any = None) -> None:
+        """target (1, A, B) += Σ_k |P_k(r − r_j)|² of the selected frames."""
+        xp = self.xp
+        probe = self.probe if probe is None else probe
+        rows, cols = self._rows_cols(frames)
+        if self.subpixel is None:
+            power = xp.sum(xp.real(probe) ** 2 + xp.imag(probe) ** 2, axis=0)
+            patches = xp.broadcast_to(power, (len(rows), 1, *power.shape))
+        else:
+            patches = subpixel.probe_power(xp, self.subpixel.shifted(probe, frames))
+        self.backend.scatter_add_views(target, rows, cols, patches)
+
+    @functools.cached_property
+    def _reference_kernels(self) -> Any:
+        from .kernels import Kernels
+
+        return Kernels(self.xp)
 
     @property
     def single_block(self) -> bool:
@@ -414,14 +538,16 @@ class Problem:
     def illumination(self, blocks: Any = None) -> Any:
         """Σ_j Σ_k |P_k(r − r_j)|² on the object grid, (1, A, B), over the frames of ``blocks`` (default:
         all) and every rank: DM's object denominator and ML's object preconditioner."""
-        xp = self.xp
-        power = xp.sum(xp.real(self.probe) ** 2 + xp.imag(self.probe) ** 2, axis=0)
-        illumination = self.backend.zeros((1, *self.object.shape[1:]), xp.float32)
-        for start, stop in self.blocks() if blocks is None else blocks:
-            patches = xp.broadcast_to(power, (stop - start, 1, *power.shape))
-            self.backend.scatter_add_views(illumination, self.rows[start:stop], self.cols[start:stop], patches)
+        illumination = self.local_illumination(blocks)
         with self.timer("communication"):
             return self.comm.allreduce_sum(illumination)
+
+    def local_illumination(self, blocks: Any = None) -> Any:
+        """Σ_j Σ_k |P_k(r − r_j)|² over this rank's frames of ``blocks`` (default: all), (1, A, B)."""
+        illumination = self.backend.zeros((1, *self.object.shape[1:]), self.xp.float32)
+        for start, stop in self.blocks() if blocks is None else blocks:
+            self.add_illumination(illumination, slice(start, stop))
+        return illumination
 
     def model_error_sums(self) -> FourierErrorSums:
         """Σ M (|D(P·O_j)| − √I)² and Σ M |D(P·O_j)| − √I| of the current object and probe over this rank's
@@ -436,7 +562,7 @@ class Problem:
             intensities = self.intensities.read(block_start, block_stop)
             for start in range(block_start, block_stop, step):
                 stop = min(start + step, block_stop)
-                detector = self.propagator.forward(self.overlap_waves(start, stop), overwrite=True)
+                detector = self.forward(slice(start, stop), self.overlap_waves(start, stop), overwrite=True)
                 squared, absolute = kernels.amplitude_errors(
                     kernels.mode_intensity(detector), intensities[start - block_start:stop - block_start], self.mask)
                 errors.add(xp.sum(squared), xp.sum(absolute))

@@ -37,10 +37,13 @@ class FarFieldPropagator:
         self.backend = backend
         self.frame_shape = tuple(frame_shape)
 
-    def forward(self, exit_waves: Any, overwrite: bool = False) -> Any:
+    def forward(self, exit_waves: Any, overwrite: bool = False, moved: Any = None) -> Any:
+        """``moved``: per-frame factors on the exit waves' spectra that move each frame's image on the detector
+        (sub-pixel placement, engines/subpixel.py); a far-field pattern does not move with the exit wave, so
+        it is not used."""
         return self.backend.fft2(exit_waves, overwrite=overwrite)
 
-    def backward(self, detector_waves: Any, overwrite: bool = False) -> Any:
+    def backward(self, detector_waves: Any, overwrite: bool = False, moved: Any = None) -> Any:
         return self.backend.ifft2(detector_waves, overwrite=overwrite)
 
     @staticmethod
@@ -75,14 +78,20 @@ class NearFieldPropagator:
         self._transfer = backend.asarray(transfer)
         self._transfer_conj = backend.asarray(np.conj(transfer))
 
-    def forward(self, exit_waves: Any, overwrite: bool = False) -> Any:
+    def forward(self, exit_waves: Any, overwrite: bool = False, moved: Any = None) -> Any:
+        """``moved``: per-frame factors (n, 1, 1, Y, X) on the spectra that move each frame's hologram across the
+        detector (sub-pixel placement, engines/subpixel.py): a near-field image moves with the exit wave."""
         spectrum = self.backend.fft2(exit_waves, overwrite=overwrite)
         spectrum *= self._transfer
+        if moved is not None:
+            spectrum *= moved
         return self.backend.ifft2(spectrum, overwrite=True)
 
-    def backward(self, detector_waves: Any, overwrite: bool = False) -> Any:
+    def backward(self, detector_waves: Any, overwrite: bool = False, moved: Any = None) -> Any:
         spectrum = self.backend.fft2(detector_waves, overwrite=overwrite)
         spectrum *= self._transfer_conj
+        if moved is not None:
+            spectrum *= self.backend.xp.conj(moved)
         return self.backend.ifft2(spectrum, overwrite=True)
 
     @staticmethod

@@ -174,9 +174,10 @@ class Reconstruction:
     def _refine_positions(self, engine: Any) -> None:
         """Every frame moved towards where its pattern puts it (engines/positions.py); an engine that keeps
         state tied to the frames' places (cached illumination, a search direction) is told."""
-        moved = self.problem.comm.allreduce_scalars([float(refine(self.problem))])[0]
+        frames = refine(self.problem)
+        moved = self.problem.comm.allreduce_scalars([float(len(frames))])[0]
         if moved and hasattr(engine, "frames_moved"):  # on every rank: what it recomputes may be a reduction
-            engine.frames_moved()
+            engine.frames_moved(frames)
 
     @property
     def positions(self) -> np.ndarray:
