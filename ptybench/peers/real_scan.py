@@ -56,6 +56,17 @@ VARIANTS = (
     ("ePIE, positions refined", "ePIE", 1, {"position_refinement_start": 10}),
     ("ML, positions refined", "ML", 1, {"position_refinement_start": 10}),
     ("ML, 3 modes, positions refined", "ML", 3, {"position_refinement_start": 10}),
+    # Sub-pixel placement (engines/subpixel.py): the file's positions kept to the fraction, then refined to it.
+    ("DM α=0.5, sub-pixel", "DM", 1, {"alpha": 0.5, "positions": "subpixel"}),
+    ("RAAR, sub-pixel", "RAAR", 1, {"positions": "subpixel"}),
+    ("ePIE, sub-pixel", "ePIE", 1, {"positions": "subpixel"}),
+    ("ML, sub-pixel", "ML", 1, {"positions": "subpixel"}),
+    ("DM α=0.5, sub-pixel, refined", "DM", 1, {"alpha": 0.5, "positions": "subpixel", "position_refinement_start": 10}),
+    ("RAAR, sub-pixel, refined", "RAAR", 1, {"positions": "subpixel", "position_refinement_start": 10}),
+    ("ePIE, sub-pixel, refined", "ePIE", 1, {"positions": "subpixel", "position_refinement_start": 10}),
+    ("ePIE, 3 modes, sub-pixel, refined", "ePIE", 3, {"positions": "subpixel", "position_refinement_start": 10}),
+    ("ML, sub-pixel, refined", "ML", 1, {"positions": "subpixel", "position_refinement_start": 10}),
+    ("ML, 3 modes, sub-pixel, refined", "ML", 3, {"positions": "subpixel", "position_refinement_start": 10}),
 )
 CDTOOLS_SCRIPT = Path(__file__).with_name("run_cdtools.py")
 #: (label, settings, what the model fits): cdtools' example as it is, and two ablations that hold what ptybench's

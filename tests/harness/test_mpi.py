@@ -78,10 +78,11 @@ def test_two_ranks_equal_serial_after_five_iterations(engine, tmp_path):
 
 @needs_mpi
 @pytest.mark.mpi
-def test_position_refinement_on_two_ranks_equals_serial(tmp_path):
-    """Each rank refines its own frames (engines/positions.py needs no communication): the same moves, the same
-    object as one process."""
-    parameters = {"position_refinement_start": 1}
+@pytest.mark.parametrize("positions", ["nearest", "subpixel"])
+def test_position_refinement_on_two_ranks_equals_serial(tmp_path, positions):
+    """Each rank refines its own frames (engines/positions.py; with sub-pixel placement the scan's affine part
+    is taken out of every rank's moves together): the same moves, the same object as one process."""
+    parameters = {"position_refinement_start": 1, "positions": positions}
     _, obj, probe = distributed("DM", 2, tmp_path, parameters=parameters, **HIGH_DOSE)
     data = load(get_spec("farfield-64-256").with_changes(**HIGH_DOSE))
     serial_object, serial_probe = ptychography(**data.arrays(), parameters={"engine": "DM", "iterations": 5,
