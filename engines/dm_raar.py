@@ -156,12 +156,15 @@ class ProjectionEngine:
             close()
 
     def frames_moved(self, frames: np.ndarray) -> None:
-        """Position refinement moved ``frames`` (this rank's): the illumination map is of the old places, and their
-        exit waves are of the old windows, so they start again from P·O where the frames are now. (Kept, they
-        pulled each moved frame's window the old way: with sub-pixel moves every iteration the tests' scan drifted
-        to 4 pixels rms; restarted, it came within 0.11 pixels of the truth.)"""
+        """Position refinement moved ``frames`` (this rank's): the illumination map is of the old places. With
+        sub-pixel placement their exit waves start again from P·O where the frames are now: kept, they pulled
+        each frame back the old way, and with moves every iteration the tests' scan drifted to 4 pixels RMS
+        (restarted: within 0.11 pixels of the truth). Whole-pixel moves are rare and keep theirs: restarted, DM
+        on farfield-64-256 1.5 pixels off ended at object error 0.054 instead of 0.038."""
         self._illumination = None
         problem = self.problem
+        if problem.subpixel is None:
+            return
         for start, stop in problem.blocks():
             inside = frames[(frames >= start) & (frames < stop)]
             if not len(inside):
