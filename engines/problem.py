@@ -189,7 +189,8 @@ class Problem:
         descriptor = backend_descriptor(self.run.backend)
         specs = [engine_spec(stage.engine) for stage in stages] if stages else [engine_spec("DM")]
         costs = frame_costs(self.frame_shape, self.shape.object_shape, self.shape.probe_modes,
-                            self.shape.object_modes, specs, descriptor.fused_kernels(self.run.device))
+                            self.shape.object_modes, specs, descriptor.fused_kernels(self.run.device),
+                            self.run.positions == "subpixel")
         requested = None if self.run.frames_per_block in (None, "auto") else int(self.run.frames_per_block)
         available = self.backend.available_memory_bytes() if self.backend.is_device_memory else \
             host_available_bytes()

@@ -106,6 +106,12 @@ class Measurement:
                              f"({', '.join(MEASUREMENT_KEYS[key] for key in clashes)}); give them there, not in "
                              f"--parameters, so one value is measured and recorded")
 
+    @property
+    def subpixel(self) -> bool:
+        """Frames placed to the fraction of a pixel (``"positions": "subpixel"``): the memory model adds its
+        temporaries."""
+        return self.parameters.get("positions") == "subpixel"
+
     def engine_parameters(self) -> dict[str, Any]:
         parameters = {**self.parameters, "engine": self.engine, "backend": self.backend,
                       "iterations": self.warmup + self.iterations}
@@ -176,7 +182,8 @@ def require_memory_limit(measurement: Measurement) -> None:
     on_host = not backend_descriptor(measurement.backend).is_device_memory(measurement.device)
     prediction = predict_memory(geometry, measurement.engine, measurement.backend, measurement.frames_per_block,
                                 measurement.ranks, measurement.device,
-                                available_bytes=measurement.memory_limit_bytes if on_host else None)
+                                available_bytes=measurement.memory_limit_bytes if on_host else None,
+                                subpixel=measurement.subpixel)
     needed = prediction.total_bytes + sum(prediction.host_terms.values())
     if needed > measurement.memory_limit_bytes:
         raise InputError(f"--memory-limit: {measurement.memory_limit_bytes / 1e6:.1f} MB is below what the memory "
@@ -276,7 +283,7 @@ def measure(measurement: Measurement, comm: Any, arrays_path: str | None = None)
     prediction = predict_memory(geometry, measurement.engine, measurement.backend,
                                 placement.frames_per_block if placement else measurement.frames_per_block,
                                 comm.size, device, residency=placement.residency if placement else "auto",
-                                placement=placement)
+                                placement=placement, subpixel=measurement.subpixel)
     record = Record.of(measurement, ranks=comm.size, status=status, message=message,
                        target_error=measurement.target_error, dataset_info=data.describe(measurement.dataset),
                        backend_info={**backend.describe(), "kernels": type(backend.kernels).__name__})

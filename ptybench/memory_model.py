@@ -20,7 +20,7 @@ from typing import Any
 
 from ptybench.engines.backends import backend_descriptor
 from ptybench.engines.errors import InputError, InputTypeError
-from ptybench.engines.placement import Placement, choose_placement, frame_costs
+from ptybench.engines.placement import Placement, choose_placement, frame_costs, subpixel_temporaries
 from ptybench.engines.problem import evaluation_step
 from ptybench.engines.registry import engine_spec
 
@@ -83,13 +83,15 @@ class MemoryPrediction:
 
 def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per_block: int | None = None,
                    ranks: int = 1, device: str | None = None, residency: str = "auto",
-                   available_bytes: int | None = None, placement: Placement | None = None) -> MemoryPrediction:
+                   available_bytes: int | None = None, placement: Placement | None = None,
+                   subpixel: bool = False) -> MemoryPrediction:
     """Predicted peak footprint of one rank running ``engine`` on ``dataset``.
 
     ``backend`` is a registered backend name; whether ``device`` is device memory is the backend
     descriptor's call. Residency and block follow the engines' own choice (engines/placement.py) for
     ``available_bytes`` of free memory (None: unlimited), unless ``frames_per_block`` / ``residency``
-    state them. ``placement``: the one a run chose (a record's prediction uses what the run did).
+    state them. ``placement``: the one a run chose (a record's prediction uses what the run did). ``subpixel``:
+    the run places frames to the fraction of a pixel (engines/subpixel.py), which adds block temporaries.
     """
     spec = engine_spec(engine)
     descriptor = backend_descriptor(backend)
@@ -101,7 +103,7 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
     if frames_per_block is not None and frames_per_block < 1:
         raise InputError(f"frames_per_block: expected a positive integer, got {frames_per_block!r}")
     costs = frame_costs(geometry.frame_shape, geometry.object_shape, geometry.probe_modes, geometry.object_modes,
-                        [spec], descriptor.fused_kernels(device))
+                        [spec], descriptor.fused_kernels(device), subpixel)
     if placement is None:
         placement = choose_placement(n_local, costs, on_device, available_bytes, frames_per_block, residency,
                                      spec.largest_useful_block())  # with the engine's default options
@@ -127,6 +129,7 @@ def predict_memory(dataset: Any, engine: str, backend: str = "numpy", frames_per
     host_terms = {f"pinned_{name}": size * n_local for name, size in per_frame.items()} if streaming else {}
 
     wave_blocks, view_blocks = spec.memory.fused if descriptor.fused_kernels(device) else spec.memory.reference
+    wave_blocks += subpixel_temporaries(spec, subpixel)
     per_frame_temporaries = wave_blocks * frame_waves + view_blocks * frame_views
     if spec.one_frame_at_a_time:  # the R-factor's first sum reads one block
         terms["block_temporaries"] = int(per_frame_temporaries + block * frame_intensity)
