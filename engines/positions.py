@@ -10,11 +10,12 @@ the gradient form of position correction (Odstrčil, Menzel & Guizar-Sicairos 20
 
 Its direction is good but its size is not: the modulus projection restores only part of the change a shift
 makes (measured on farfield-64-256 with the true object and probe: δ ≈ 0.35 × the true offset, correlation
-0.9), so a position set from δ alone stops about a pixel short. Frames sit at whole pixels
-(``validation.frame_corners``), so the refinement takes δ as a direction only: each axis whose |δ| exceeds
-DIRECTION_THRESHOLD proposes a one-pixel move that way, and the data decide: a frame moves only when its
-Fourier error at the proposed corner is lower than where it is. That costs one more forward propagation of
-the frames that propose a move, and it never makes a frame fit worse.
+0.9), so a position set from δ alone stops about a pixel short. On whole pixels (``validation.frame_corners``)
+the refinement takes δ as a direction only: each axis whose |δ| exceeds DIRECTION_THRESHOLD proposes a one-pixel
+move that way. With sub-pixel placement (engines/subpixel.py) a frame is proposed δ itself, less the scan's affine
+part, and repeated refinements close the undershoot. Either way the data decide: a frame moves only when its
+Fourier error at the proposed place is lower than where it is. That costs one more forward propagation of the
+frames that propose a move, and it never makes a frame fit worse.
 
 Written once on the backend's array namespace and run after an iteration on the object and probe that
 iteration returned, so every engine, backend and rank count refines the same way (each rank its own frames).
