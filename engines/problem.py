@@ -144,6 +144,7 @@ class Problem:
         #: pixels, the backends' fused kernels.
         self.subpixel = subpixel.SubpixelShifts(self.backend, self.frame_shape, self.positions - self.corners) \
             if run.positions == "subpixel" else None
+        self._last_corners: tuple[np.ndarray, Any, Any] | None = None  # _rows_cols's last index array
 
         internal_mask = self.propagator.to_internal(np.asarray(mask, dtype=bool))
         self.mask = self.backend.asarray(internal_mask)
@@ -375,6 +376,7 @@ class Problem:
             self.corners = corners
             self.rows = self.backend.index_array(corners[:, 0])
             self.cols = self.backend.index_array(corners[:, 1])
+        self._last_corners = None
         if self.subpixel is not None:
             fractions = self.positions - self.corners
             moved = moved or bool(np.any(fractions != self.subpixel.fractions))
@@ -399,10 +401,16 @@ class Problem:
     # the backend's (fused where it can); with sub-pixel placement it is the reference product with each
     # frame's shifted probe (engines/subpixel.py).
     def _rows_cols(self, frames: slice | np.ndarray) -> tuple[Any, Any]:
+        """The corners of the selected frames on the backend. An index array's are kept for the next call with
+        the same array: a batched PIE block asks four times, and on a device each would be a transfer."""
         if isinstance(frames, slice):
             return self.rows[frames], self.cols[frames]
+        kept = self._last_corners
+        if kept is not None and kept[0] is frames:
+            return kept[1], kept[2]
         index = self.backend.index_array(frames)
-        return self.rows[index], self.cols[index]
+        self._last_corners = (frames, self.rows[index], self.cols[index])
+        return self._last_corners[1], self._last_corners[2]
 
     def waves_at(self, frames: slice | np.ndarray, out: Any = None, probe: Any = None, obj: Any = None) -> Any:
         """``probe``·``obj`` (default: the problem's) of the selected frames, (n, M_p, M_o, Y, X), into ``out``

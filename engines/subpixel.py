@@ -41,13 +41,13 @@ class SubpixelShifts:
 
     def ramps(self, frames: slice | np.ndarray, fractions: np.ndarray | None = None) -> Any:
         """exp(−2πi (f_y k_y + f_x k_x)), the spectrum's factor that moves an image by +f, of the selected frames
-        (or of ``fractions``, (n, 2), when given), (n, 1, Y, X) complex64, built on the host from two small
-        phase vectors per frame, then moved to the backend."""
+        (or of ``fractions``, (n, 2), when given), (n, 1, Y, X) complex64. Its two phase vectors per frame are
+        made on the host and multiplied out on the backend: n·(Y + X) values cross to a device, not n·Y·X."""
         fractions = self.fractions[frames] if fractions is None else np.asarray(fractions, dtype=np.float64)
-        along_rows = np.exp(-2j * np.pi * fractions[:, 0, None] * self._ky[None, :])
-        along_cols = np.exp(-2j * np.pi * fractions[:, 1, None] * self._kx[None, :])
-        ramps = (along_rows[:, :, None] * along_cols[:, None, :]).astype(np.complex64)
-        return self.backend.asarray(ramps[:, None])
+        along_rows = np.exp(-2j * np.pi * fractions[:, 0, None] * self._ky[None, :]).astype(np.complex64)
+        along_cols = np.exp(-2j * np.pi * fractions[:, 1, None] * self._kx[None, :]).astype(np.complex64)
+        rows, cols = self.backend.asarray(along_rows), self.backend.asarray(along_cols)
+        return (rows[:, :, None] * cols[:, None, :])[:, None]
 
     def shifted(self, probe: Any, frames: slice | np.ndarray, fractions: np.ndarray | None = None) -> Any:
         """S_j P of the selected frames (or for ``fractions`` of a pixel), (n, M_p, Y, X)."""
