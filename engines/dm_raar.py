@@ -22,7 +22,7 @@ from .registry import MemoryTerms, register
 #: Fused: the mix block (FFTs in place: it becomes the detector side and then Π_M) and about one more wave of
 #: FFT workspace (fitted: docs/design.md, "Memory model"); reference kernels allocate every intermediate
 #: (amplitudes, masks, products) and a P·O_j scratch block. Object buffers: numerator, new object, illumination.
-_MEMORY = MemoryTerms(fused=(1, 1), reference=(16.5, 1), object_buffers=2.5)
+_MEMORY = MemoryTerms(fused=(1, 1), reference=(16.5, 1), object_buffers=2.5, subpixel=5.5)
 #: Exit waves are read twice per iteration once the probe is refined (probe_update_start, default 2): the update
 #: reads and writes them, and the probe's update reads them again with the new object (overlap_updates = 1).
 _FORM = dict(memory=_MEMORY, propagations_per_frame=2, keeps_exit_waves=True, distributed="exact",

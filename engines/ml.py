@@ -29,7 +29,8 @@ DEFAULT_PRECONDITIONER = 0.1
 
 
 @register("ML", options=MLOptions, propagations_per_frame=5, keeps_exit_waves=False, distributed="exact",
-          memory=MemoryTerms(fused=(3.5, 0), reference=(12.5, 3), object_buffers=7.0), intensity_reads_per_iteration=2)
+          memory=MemoryTerms(fused=(3.5, 0), reference=(12.5, 3), object_buffers=7.0, subpixel=4.5),
+          intensity_reads_per_iteration=2)
 class MaximumLikelihoodEngine:
     """Keeps gradients and directions (≈ 3× object + 3× probe) and one block of exit waves.
     Propagations per frame: gradient forward and back; line search D(P·O), D(P·h_O + h_P·O), D(h_P·h_O).

@@ -25,7 +25,8 @@ from .registry import MemoryTerms, register
 #: intensities (half a view); the reference path (torch) adds its out-of-place FFTs, gathers and the Fourier
 #: projection's intermediates. Object buffers: numerator, illumination, the weights' temporaries and what
 #: every run holds besides. Counted, then fitted to peaks measured on NumPy and torch-CPU (docs/design.md).
-_FORM = dict(memory=MemoryTerms(fused=(2, 0.5), reference=(8, 1.5), object_buffers=4.5), propagations_per_frame=2,
+_FORM = dict(memory=MemoryTerms(fused=(2, 0.5), reference=(8, 1.5), object_buffers=4.5, subpixel=5.5),
+             propagations_per_frame=2,
              keeps_exit_waves=False, distributed="merged", block_limit=lambda options: options.batch_frames)
 
 

@@ -113,16 +113,10 @@ def _host_placement(n_frames: int, costs: FrameCosts, available_bytes: int | Non
                      intensities_on_disk=intensities)
 
 
-#: Per-frame temporaries of sub-pixel placement (engines/subpixel.py) beyond the whole-pixel ones, in exit waves
-#: of one frame: the moved probes, their spectra, the reference products. Measured on farfield-64-256 and
-#: farfield-128-256 (NumPy, 2 threads, the probe's update included): DM 6.3, ML 5.1–5.5, batched ePIE 4.8–5.7;
-#: ePIE, one frame at a time, none to speak of.
-SUBPIXEL_WAVES = 6.5
-
-
 def subpixel_temporaries(spec: Any, subpixel: bool) -> float:
-    """Exit waves of one frame that sub-pixel placement adds per frame of a block (SUBPIXEL_WAVES)."""
-    return SUBPIXEL_WAVES if subpixel and not spec.one_frame_at_a_time else 0.0
+    """Exit waves of one frame that sub-pixel placement adds per frame of a block (the engine's
+    ``MemoryTerms.subpixel``; ePIE, one frame at a time, adds none to speak of)."""
+    return spec.memory.subpixel if subpixel and not spec.one_frame_at_a_time else 0.0
 
 
 def frame_costs(frame_shape: tuple[int, int], object_shape: tuple[int, int], probe_modes: int, object_modes: int,

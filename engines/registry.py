@@ -36,12 +36,15 @@ DISTRIBUTED_FORMS = ("exact", "merged")
 class MemoryTerms:
     """Frame-sized arrays alive at the engine's peak, per frame of a block, as (exit-wave-sized,
     view-sized) counts, for fused kernels (numba on a CPU: NumPy, torch-CPU) and for the reference ones (GPU);
-    ``object_buffers``: object-sized complex64 arrays held besides the object. Counted in the engine
-    code and fitted to measured peaks (docs/design.md, "Memory model")."""
+    ``object_buffers``: object-sized complex64 arrays held besides the object; ``subpixel``: exit waves of one
+    frame that sub-pixel placement adds per frame of a block (engines/subpixel.py: the moved probes, their
+    spectra, the reference products). Counted in the engine code and fitted to measured peaks (docs/design.md,
+    "Memory model")."""
 
     fused: tuple[float, float]
     reference: tuple[float, float]
     object_buffers: float
+    subpixel: float = 0.0
 
 
 @dataclass(frozen=True)

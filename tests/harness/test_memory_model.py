@@ -29,7 +29,7 @@ def test_memory_model_is_within_tolerance_of_the_measured_footprint(dataset, eng
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["DM", "ePIE-batched", "ML"])
 def test_memory_model_counts_subpixel_placement(engine):
-    """Sub-pixel placement's moved probes and reference products (engines/placement.py, SUBPIXEL_WAVES) are in the
+    """Sub-pixel placement's moved probes and reference products (``MemoryTerms.subpixel``) are in the
     model: without them it was 1.8x under the measured footprint of DM and ML."""
     # four iterations: the probe's update, whose moved-back terms are part of the peak, starts at the third
     record = run_isolated(Measurement(dataset="farfield-128-256", engine=engine, iterations=2, warmup=2, threads=2,
@@ -52,9 +52,9 @@ def test_memory_model_holds_on_torch_cpu(engine, tolerance):
 
 def test_subpixel_placement_adds_its_block_temporaries_except_one_frame_at_a_time():
     from ptybench.datasets import get_spec
-    from ptybench.engines.placement import SUBPIXEL_WAVES
+    from ptybench.engines.registry import engine_spec
 
-    for engine, added in (("DM", SUBPIXEL_WAVES), ("ePIE", 0.0)):
+    for engine, added in (("DM", engine_spec("DM").memory.subpixel), ("ePIE", 0.0)):
         whole = predict_memory(get_spec("farfield-64-256"), engine, frames_per_block=32)
         placed = predict_memory(get_spec("farfield-64-256"), engine, frames_per_block=32, subpixel=True)
         extra = placed.terms["block_temporaries"] - whole.terms["block_temporaries"]
