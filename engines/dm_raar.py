@@ -62,7 +62,7 @@ class ProjectionEngine:
         for start, stop in problem.blocks():
             with timer("transfer"):
                 waves = self.exit_waves.read(start, stop)
-                intensities = problem.intensities.read(start, stop)
+                intensities = problem.coherent_part(problem.intensities.read(start, stop))
             frames = slice(start, stop)
             # P·O_j between the two halves, where the backend keeps it there (not on the fused CPU path)
             overlap = self._buffer("overlap", start, stop) if problem.difference_map_scratch else None

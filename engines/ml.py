@@ -73,7 +73,7 @@ class MaximumLikelihoodEngine:
         loss = 0.0
         for start, stop in self._blocks(blocks):
             with timer("transfer"):
-                intensities = problem.intensities.read(start, stop)
+                intensities = problem.coherent_part(problem.intensities.read(start, stop))
             with timer("exit_waves"):
                 waves = self._waves(problem.probe, problem.object, start, stop, "waves")
             with timer("propagation"):
@@ -262,7 +262,7 @@ class MaximumLikelihoodEngine:
                 and self._forward_of[1] is problem.probe)
         for start, stop in self._blocks(blocks):
             with timer("transfer"):
-                intensities = problem.intensities.read(start, stop)
+                intensities = problem.coherent_part(problem.intensities.read(start, stop))
             with timer("exit_waves"):
                 linear = self._waves(problem.probe, direction_object, start, stop, "linear")
                 if moving_probe:

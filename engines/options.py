@@ -112,6 +112,16 @@ class RunOptions:
     position_refinement_every: int = option(
         1, "refine positions every this many iterations (each refinement costs about one evaluation: a forward "
         "and a backward propagation of every frame)", _integer(1), "an integer >= 1")
+    background_start: int | None = option(
+        None, "fit an incoherent detector background (one value per pixel, shared by every frame) from this "
+        "(global) iteration on, after each iteration's update: the model becomes Σ|ψ|² + b (engines/background.py; "
+        "each fit costs one forward propagation of every frame); None: no background. Measured scans often carry "
+        "counts no exit wave explains", _optional(_integer(0)), "an integer >= 0 or None")
+    background_penalty: float = option(
+        0.5, "the background fit's penalty λ on b² (a prior that the background is small): b = mean residual / "
+        "(1 + λ). With λ = 0 the fit is exact but drifts where the exit waves systematically fall short of the "
+        "data (a bright focus): each fit adds the shortfall and the coherent model, fitted to what is left, "
+        "falls short again (docs/algorithms.md, \"Background\")", _number(0), "a number >= 0")
     stage_timings: bool | str = option(
         "auto", "time stages (a device sync per stage on GPUs); 'auto': on, except on a GPU for the engines "
         "that work one frame or one small batch at a time (ePIE, rPIE and their batched forms), where five "

@@ -67,8 +67,8 @@ class PIEEngine:
                         problem.intensities.gather_ahead(following)
                     chunk_intensities = problem.intensities.gather(frames, None)
             for index, frame in enumerate(frames.tolist()):
-                intensity = (block_intensities[frame:frame + 1] if block_intensities is not None
-                             else chunk_intensities[index:index + 1])
+                intensity = problem.coherent_part(block_intensities[frame:frame + 1] if block_intensities is not None
+                                                  else chunk_intensities[index:index + 1])
                 squared, absolute = self._update_frame(frame, intensity, update_probe)
                 # Summed where they are: reading a device scalar per frame would stall the GPU each frame.
                 squared_total, absolute_total = squared_total + squared, absolute_total + absolute

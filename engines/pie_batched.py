@@ -89,7 +89,8 @@ class BatchedPIEEngine:
             stop = min(start + problem.frames_per_block, len(frames))
             block = frames[start:stop]
             with timer("transfer"):
-                intensities = problem.intensities.gather(frames[start:stop], device_frames[start:stop])
+                gathered = problem.intensities.gather(frames[start:stop], device_frames[start:stop])
+                intensities = problem.coherent_part(gathered)
             with timer("exit_waves"):
                 waves = problem.waves_at(block, problem.block_buffer("waves", start, stop, tail, xp.complex64))
                 detector = problem.block_buffer("detector", start, stop, tail, xp.complex64)

@@ -52,7 +52,7 @@ def _steps(problem: Any, frames: np.ndarray | None = None) -> Any:
     for block_start, block_stop in problem.blocks():
         if frames is not None and not np.any((frames >= block_start) & (frames < block_stop)):
             continue
-        intensities = problem.intensities.read(block_start, block_stop)
+        intensities = problem.coherent_part(problem.intensities.read(block_start, block_stop))
         for start in range(block_start, block_stop, step):
             stop = min(start + step, block_stop)
             yield start, stop, intensities[start - block_start:stop - block_start]

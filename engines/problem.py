@@ -169,6 +169,9 @@ class Problem:
         probe_scale = np.float32(np.sqrt(self.photon_scale.photons_per_unit))
         self.probe = self.backend.asarray(np.asarray(initial_probe, dtype=np.complex64) * probe_scale)
         self._require_probe_power_on_valid_pixels(initial_probe, internal_mask)
+        #: The incoherent background per detector pixel (photons, internal order; engines/background.py), or None
+        #: until one is fitted.
+        self.background: Any = None
         self.initial_probe_scale = self._match_probe_power(picked, measured_power) if run.probe_power == "data" \
             else 1.0
 
@@ -558,24 +561,42 @@ class Problem:
             self.add_illumination(illumination, slice(start, stop))
         return illumination
 
-    def model_error_sums(self) -> FourierErrorSums:
-        """Σ M (|D(P·O_j)| − √I)² and Σ M |D(P·O_j)| − √I| of the current object and probe over this rank's
-        frames: the quality of what a run returns. (An engine's own sums are of something else: DM's and
-        RAAR's of the Fourier projection's input, ePIE's of a sweep whose object moves frame by frame,
-        ML's of the model before its step.)"""
-        xp, kernels = self.xp, self.backend.kernels
+    def model_intensities(self, with_background: bool = True) -> Iterator[tuple[Any, Any]]:
+        """(measured I, model Î) of this rank's frames, an evaluation step at a time, for the current object and
+        probe: Î = Σ_k |D(P_k·O_j)|², plus the background where one is fitted and ``with_background``."""
+        kernels = self.backend.kernels
         step = evaluation_step(self.frames_per_block, self.shape.probe_modes * self.shape.object_modes,
                                self.frame_shape)
-        errors = FourierErrorSums()
         for block_start, block_stop in self.blocks():
             intensities = self.intensities.read(block_start, block_stop)
             for start in range(block_start, block_stop, step):
                 stop = min(start + step, block_stop)
                 detector = self.forward(slice(start, stop), self.overlap_waves(start, stop), overwrite=True)
-                squared, absolute = kernels.amplitude_errors(
-                    kernels.mode_intensity(detector), intensities[start - block_start:stop - block_start], self.mask)
-                errors.add(xp.sum(squared), xp.sum(absolute))
+                model = kernels.mode_intensity(detector)
+                if with_background and self.background is not None:
+                    model += self.background
+                yield intensities[start - block_start:stop - block_start], model
+
+    def model_error_sums(self) -> FourierErrorSums:
+        """Σ M (|D(P·O_j)| − √I)² and Σ M |D(P·O_j)| − √I| of the current object and probe (and background)
+        over this rank's frames: the quality of what a run returns. (An engine's own sums are of something
+        else: DM's and RAAR's of the Fourier projection's input, ePIE's of a sweep whose object moves frame by
+        frame, ML's of the model before its step.)"""
+        xp, kernels = self.xp, self.backend.kernels
+        errors = FourierErrorSums()
+        for intensities, model in self.model_intensities():
+            squared, absolute = kernels.amplitude_errors(model, intensities, self.mask)
+            errors.add(xp.sum(squared), xp.sum(absolute))
         return errors
+
+    def coherent_part(self, intensities: Any) -> Any:
+        """What the exit waves must explain of measured ``intensities``: (I − b)₊ with a fitted background b
+        (engines/background.py), else I itself (no copy)."""
+        if self.background is None:
+            return intensities
+        remainder = intensities - self.background
+        remainder *= remainder > 0  # in place: one float32 frame and a mask per frame, not three frames
+        return remainder
 
     def measured_amplitude_sum(self) -> float:
         """Σ_j Σ M √I_j over all ranks: the R-factor's denominator, a constant of the data."""

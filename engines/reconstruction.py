@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .background import fit_background
 from .errors import InputError
 from .metrics import ObjectErrorMetric, illuminated_region
 from .modes import mix_modes, orthogonalising_matrix
@@ -57,12 +58,13 @@ class IterationRecord:
 @dataclass
 class ReconstructionResult:
     """``positions``: this rank's frame positions at the end (refined when ``position_refinement_start`` is
-    set, else as given)."""
+    set, else as given); ``background``: the fitted detector background (``background_start``), else None."""
 
     object: np.ndarray
     probe: np.ndarray
     history: list[IterationRecord] = field(default_factory=list)
     positions: np.ndarray | None = None
+    background: np.ndarray | None = None
 
     @property
     def final(self) -> IterationRecord | None:
@@ -130,7 +132,7 @@ class Reconstruction:
         with self.problem.backend.thread_limit(self.plan.run.threads):
             while self.step() is not None:
                 pass
-        return ReconstructionResult(self.object, self.probe, list(self.history), self.positions)
+        return ReconstructionResult(self.object, self.probe, list(self.history), self.positions, self.background)
 
     def step(self) -> IterationRecord | None:
         """One iteration of the current stage (starting the next stage when one is done); None when
@@ -203,6 +205,10 @@ class Reconstruction:
         if self._refine_positions_after(iteration):
             with problem.timer("position_refinement"):
                 self._refine_positions(engine)
+        start_background = self.plan.run.background_start
+        if start_background is not None and iteration >= start_background:
+            with problem.timer("background"):
+                fit_background(problem)
         with problem.timer("communication"):
             squared, absolute = problem.comm.allreduce_scalars([errors.squared, errors.absolute])
         problem.backend.sync()
@@ -280,6 +286,16 @@ class Reconstruction:
     @property
     def object(self) -> np.ndarray:
         return self.problem.backend.to_numpy(self.problem.object).astype(np.complex64, copy=False)
+
+    @property
+    def background(self) -> np.ndarray | None:
+        """The fitted incoherent background per detector pixel (detector order, in the input data's units), or
+        None when none is fitted (``background_start``)."""
+        problem = self.problem
+        if problem.background is None:
+            return None
+        internal = problem.backend.to_numpy(problem.background).astype(np.float32, copy=False)
+        return problem.propagator.to_detector(internal) / np.float32(problem.photon_scale.photons_per_unit)
 
     @property
     def probe(self) -> np.ndarray:

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +39,8 @@ from ptybench.engines.photons import photon_scale
 from ptybench.engines.validation import frame_corners
 from ptybench.peers.compare import PEERS, export_inputs, peer_python, run_peer_script
 
+#: Sub-pixel placement, refined positions and a fitted background, from iteration 10: ptybench's fullest model.
+_FULL = {"positions": "subpixel", "position_refinement_start": 10, "background_start": 10}
 #: (label, engine, probe modes, extra parameters): each engine at its defaults, and the variants that the
 #: real-scan study found to matter (more probe modes; DM with α = 0.5, which does not wander on P25; refined
 #: positions).
@@ -67,6 +70,12 @@ VARIANTS = (
     ("ePIE, 3 modes, sub-pixel, refined", "ePIE", 3, {"positions": "subpixel", "position_refinement_start": 10}),
     ("ML, sub-pixel, refined", "ML", 1, {"positions": "subpixel", "position_refinement_start": 10}),
     ("ML, 3 modes, sub-pixel, refined", "ML", 3, {"positions": "subpixel", "position_refinement_start": 10}),
+    # The full model: + an incoherent detector background fitted from iteration 10 (engines/background.py).
+    ("DM α=0.5, sub-pixel, refined, background", "DM", 1, {"alpha": 0.5, **_FULL}),
+    ("RAAR, sub-pixel, refined, background", "RAAR", 1, _FULL),
+    ("ePIE, sub-pixel, refined, background", "ePIE", 1, _FULL),
+    ("ePIE, 3 modes, sub-pixel, refined, background", "ePIE", 3, _FULL),
+    ("ML, sub-pixel, refined, background", "ML", 1, _FULL),
 )
 CDTOOLS_SCRIPT = Path(__file__).with_name("run_cdtools.py")
 #: (label, settings, what the model fits): cdtools' example as it is, and two ablations that hold what ptybench's
@@ -239,7 +248,7 @@ def figures(runs: list[tuple[ScanRun, np.ndarray | None]], dataset: str, out_dir
         view = obj[0][rows, cols]  # cdtools' object was cropped to ptybench's grid (_crop_cdtools)
         phase = np.angle(view * np.exp(-1j * np.angle(np.mean(view))))
         ax.imshow(phase, cmap="gray", vmin=np.percentile(phase, 1), vmax=np.percentile(phase, 99))
-        ax.set_title(f"{run.label}\nR {run.final_r:.4f}", fontsize=8)
+        ax.set_title(f"{textwrap.fill(run.label, 30)}\nR {run.final_r:.4f}", fontsize=8)  # wrapped: no overlap
         ax.set_axis_off()
     images.supxlabel(f"Data: {credit}", fontsize=5)
     paths = [out_dir / "r-factor.png", out_dir / "objects.png"]

@@ -22,3 +22,13 @@ def tiny_arrays(tiny):
 @pytest.fixture(scope="session")
 def tiny_nearfield():
     return load(TINY.with_changes(kind="nearfield", n_frames=24, photons=1e6))
+
+
+#: Photons per pixel added to every frame of ``tiny_with_background`` (the pattern's median pixel holds about 4).
+TINY_BACKGROUND = 3.0
+
+
+@pytest.fixture(scope="session")
+def tiny_with_background():
+    """The tiny far-field scan with TINY_BACKGROUND photons per pixel in every frame (Poisson counts)."""
+    return load(TINY.with_changes(background=TINY_BACKGROUND))

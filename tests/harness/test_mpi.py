@@ -78,11 +78,13 @@ def test_two_ranks_equal_serial_after_five_iterations(engine, tmp_path):
 
 @needs_mpi
 @pytest.mark.mpi
-@pytest.mark.parametrize("positions", ["nearest", "subpixel"])
-def test_position_refinement_on_two_ranks_equals_serial(tmp_path, positions):
+@pytest.mark.parametrize("parameters", [{"position_refinement_start": 1, "positions": "nearest"},
+                                        {"position_refinement_start": 1, "positions": "subpixel"},
+                                        {"background_start": 1}], ids=["refined", "subpixel-refined", "background"])
+def test_refinement_and_background_on_two_ranks_equal_serial(tmp_path, parameters):
     """Each rank refines its own frames (engines/positions.py; with sub-pixel placement the scan's affine part
-    is taken out of every rank's moves together): the same moves, the same object as one process."""
-    parameters = {"position_refinement_start": 1, "positions": positions}
+    is taken out of every rank's moves together), and the background is fitted to every rank's frames
+    (engines/background.py): the same moves and background, the same object as one process."""
     _, obj, probe = distributed("DM", 2, tmp_path, parameters=parameters, **HIGH_DOSE)
     data = load(get_spec("farfield-64-256").with_changes(**HIGH_DOSE))
     serial_object, serial_probe = ptychography(**data.arrays(), parameters={"engine": "DM", "iterations": 5,
