@@ -116,11 +116,15 @@ class Reconstruction:
 
     def calibration(self) -> dict[str, Any]:
         """How the data were read: photons per unit and its source, the Poisson noise floor (photons),
-        and each stage's data-derived constants (known once ``run`` has started the stage)."""
-        scale = self.problem.photon_scale
+        each stage's data-derived constants (known once ``run`` has started the stage), and the fitted
+        background's mean over valid pixels in photons (None when none is fitted)."""
+        problem = self.problem
+        scale = problem.photon_scale
+        background = None if problem.background is None else \
+            float(problem.xp.sum(problem.background)) / max(problem.valid_pixels, 1)
         return {"photons_per_unit": scale.photons_per_unit, "photons_per_unit_source": scale.source,
-                "noise_floor": self.problem.noise_floor, "saturated_pixels_masked": self.problem.saturated_pixels,
-                "initial_probe_scale": self.problem.initial_probe_scale,
+                "noise_floor": problem.noise_floor, "saturated_pixels_masked": problem.saturated_pixels,
+                "initial_probe_scale": problem.initial_probe_scale, "background_photons": background,
                 "stages": list(self.stage_constants)}
 
     @property

@@ -30,11 +30,13 @@ def _truth_on_exact_data(dataset, **parameters):
 @pytest.mark.parametrize("penalty", [0.0, 1.0])
 def test_the_fit_finds_the_background_the_truth_leaves_shrunk_by_its_penalty(lifted, penalty):
     reconstruction = _truth_on_exact_data(lifted, background_start=0, background_penalty=penalty)
+    assert reconstruction.calibration()["background_photons"] is None
     fit_background(reconstruction.problem)
     background = reconstruction.background
     valid = lifted.mask
     np.testing.assert_allclose(background[valid], BACKGROUND / (1.0 + penalty), rtol=1e-3)
     assert np.all(background[~valid] == 0.0)
+    assert reconstruction.calibration()["background_photons"] == pytest.approx(BACKGROUND / (1.0 + penalty), rel=1e-3)
 
 
 def test_the_evaluation_scores_the_model_with_its_background(lifted):
