@@ -88,7 +88,8 @@ def test_torch_agrees_with_numpy_with_a_background(lifted, engine):
 
 
 @pytest.mark.parametrize(("key", "value"), [("background_start", -1), ("background_start", 2.5),
-                                            ("background_penalty", -0.1), ("background_penalty", "big")])
+                                            ("background_penalty", -0.1), ("background_penalty", "big"),
+                                            ("background_penalty", float("nan")), ("background_penalty", True)])
 def test_a_bad_background_setting_is_refused_naming_it(tiny, key, value):
     with pytest.raises(ParameterError, match=key):
         Reconstruction(**tiny.arrays(), parameters={"engine": "DM", "iterations": 1, key: value})

@@ -306,7 +306,7 @@ def test_a_bundle_that_cannot_be_verified_is_refused(tmp_path, manifest, message
 def test_bad_target_frames_in_a_workload_are_refused_naming_the_key(tmp_path, frames):
     from ptybench.workload import DEFAULT_WORKLOAD
 
-    text = DEFAULT_WORKLOAD.read_text().replace("target_frames = [16, 48]", f"target_frames = {frames}")
+    text = DEFAULT_WORKLOAD.read_text().replace("target_frames = [48, 256]", f"target_frames = {frames}")
     path = tmp_path / "w.toml"
     path.write_text(text)
     with pytest.raises(ValueError, match=r"profiles\.quick\.target_frames: expected a list of whole numbers"):
