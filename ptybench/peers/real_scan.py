@@ -43,7 +43,7 @@ from ptybench.peers.compare import PEERS, export_inputs, peer_python, run_peer_s
 _FULL = {"positions": "subpixel", "position_refinement_start": 10, "background_start": 10}
 #: (label, engine, probe modes, extra parameters): each engine at its defaults, and the variants that the
 #: real-scan study found to matter (more probe modes; DM with α = 0.5, which does not wander on P25; refined
-#: positions).
+#: positions; sub-pixel placement; a fitted background).
 VARIANTS = (
     ("DM", "DM", 1, {}),
     ("DM α=0.5", "DM", 1, {"alpha": 0.5}),
