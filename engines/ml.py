@@ -12,6 +12,7 @@ likelihood the step is one Newton step on L(t) from the same quartic (as in PtyP
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -30,7 +31,7 @@ DEFAULT_PRECONDITIONER = 0.1
 
 @register("ML", options=MLOptions, propagations_per_frame=5, keeps_exit_waves=False, distributed="exact",
           memory=MemoryTerms(fused=(3.5, 0), reference=(12.5, 3), object_buffers=7.0, subpixel=4.5),
-          intensity_reads_per_iteration=2)
+          intensity_reads_per_iteration=2, block_limit=lambda options: options.batch_frames)
 class MaximumLikelihoodEngine:
     """Keeps gradients and directions (≈ 3× object + 3× probe) and one block of exit waves.
     Propagations per frame: gradient forward and back; line search D(P·O), D(P·h_O + h_P·O), D(h_P·h_O).
@@ -137,17 +138,21 @@ class MaximumLikelihoodEngine:
         return errors
 
     def batches(self) -> list[list[tuple[int, int]] | None]:
-        """Every K-th compute block per batch, so each batch spans the whole scan; K is capped by the number
-        of blocks of the whole data set (the same on every rank; a rank may have none in a batch)."""
+        """About N/batch_frames batches of about batch_frames frames, the same count on every rank (a rank may
+        have none in a batch). A batch takes every K-th piece, so it spans the scan; the pieces are the compute
+        blocks, cut smaller where a block holds more frames than a batch (a requested large block never makes
+        the batches fewer than asked)."""
         problem, batch_frames = self.problem, self.options.batch_frames
         if batch_frames is None:
             return [None]
-        total_blocks = -(-problem.n_frames_total // problem.frames_per_block)
-        count = min(max(1, round(problem.n_frames_total / batch_frames)), total_blocks)
+        count = max(1, round(problem.n_frames_total / batch_frames))
         if count == 1:
             return [None]
-        blocks = list(problem.blocks())
-        return [blocks[b::count] for b in range(count)]
+        pieces = list(problem.blocks())
+        largest = max(1, problem.n_frames // count)
+        if largest < problem.frames_per_block:
+            pieces = [piece for block in pieces for piece in _cut(block, largest)]
+        return [pieces[b::count] for b in range(count)]
 
     def _update(self, iteration: int, errors: FourierErrorSums, blocks: list[tuple[int, int]] | None) -> None:
         """One step on the frames of ``blocks`` (all when None): gradient, direction, exact line search."""
@@ -336,6 +341,14 @@ class MaximumLikelihoodEngine:
         return amplitude * np.array([self._dot(rows, rows) + self._dot(cols, cols),
                                      2.0 * (self._dot(rows, step_rows) + self._dot(cols, step_cols)),
                                      self._dot(step_rows, step_rows) + self._dot(step_cols, step_cols)])
+
+
+def _cut(block: tuple[int, int], largest: int) -> list[tuple[int, int]]:
+    """``block`` as near-equal pieces of at most ``largest`` frames."""
+    start, stop = block
+    parts = -(-(stop - start) // largest)
+    bounds = [start + (stop - start) * k // parts for k in range(parts + 1)]
+    return list(itertools.pairwise(bounds))
 
 
 def minimise_polynomial(coefficients: np.ndarray) -> float:

@@ -239,7 +239,8 @@ class MLOptions(StageOptions):
                                  _one_of(True, False), "true or false")
     batch_frames: int | None = option(
         None, "frames per mini-batch: None = full-gradient conjugate gradients over all frames; a number = about "
-        "N/batch_frames preconditioned steepest-descent updates per pass, each on every K-th compute block",
+        "N/batch_frames preconditioned steepest-descent updates per pass, each on pieces spread over the scan "
+        "(an automatic compute block is no larger than a batch; on real scans 5 took ML from 0.068 to 0.058)",
         _optional(_integer(1)), "an integer >= 1 or None")
     preconditioner: float | None = option(
         None, "diagonal preconditioner: gradients divided by the illumination Σ|P|² (object) and Σ|O|² (probe) "

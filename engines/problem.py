@@ -183,7 +183,8 @@ class Problem:
             return bool(requested)
         from .registry import engine_spec
 
-        small_steps = any(engine_spec(stage.engine).one_frame_at_a_time or engine_spec(stage.engine).block_limit
+        small_steps = any(engine_spec(stage.engine).one_frame_at_a_time
+                          or engine_spec(stage.engine).largest_useful_block(stage.options) is not None
                           for stage in stages)
         return not (self.backend.is_device_memory and small_steps)
 

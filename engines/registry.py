@@ -61,7 +61,7 @@ class EngineSpec:
     distributed: str
     #: The most frames one compute block can use, from the stage's options (a batched engine computes no
     #: more than a batch at once; None: no limit). The placement caps an automatic block with it.
-    block_limit: Callable[[Any], int] | None = None
+    block_limit: Callable[[Any], int | None] | None = None
     #: Passes over the intensities per iteration (ML: the gradient and the line search), the disk reads of
     #: residency "disk" the plan prices.
     intensity_reads_per_iteration: int = 1
@@ -73,7 +73,8 @@ class EngineSpec:
         """``block_limit`` of ``options`` (default: the engine's default options), None when unlimited."""
         if self.block_limit is None:
             return None
-        return int(self.block_limit(self.options_class() if options is None else options))
+        limit = self.block_limit(self.options_class() if options is None else options)
+        return None if limit is None else int(limit)
 
     @property
     def one_frame_at_a_time(self) -> bool:
@@ -86,7 +87,7 @@ _loaded = False
 
 def register(name: str, *, options: type, memory: MemoryTerms, propagations_per_frame: int,
              keeps_exit_waves: bool, distributed: str, frames_per_fft_batch: int | None = None,
-             block_limit: Callable[[Any], int] | None = None,
+             block_limit: Callable[[Any], int | None] | None = None,
              intensity_reads_per_iteration: int = 1, wave_reads_per_iteration: int = 1) -> Callable[[type], type]:
     """Class decorator: ``@register("DM", options=DMOptions, ...)``. A class may register several names."""
     if distributed not in DISTRIBUTED_FORMS:

@@ -43,7 +43,7 @@ from ptybench.peers.compare import PEERS, export_inputs, peer_python, run_peer_s
 _FULL = {"positions": "subpixel", "position_refinement_start": 10, "background_start": 10}
 #: (label, engine, probe modes, extra parameters): each engine at its defaults, and the variants that the
 #: real-scan study found to matter (more probe modes; DM with α = 0.5, which does not wander on P25; refined
-#: positions; sub-pixel placement; a fitted background).
+#: positions; sub-pixel placement; a fitted background; ML in mini-batches).
 VARIANTS = (
     ("DM", "DM", 1, {}),
     ("DM α=0.5", "DM", 1, {"alpha": 0.5}),
@@ -76,6 +76,9 @@ VARIANTS = (
     ("ePIE, sub-pixel, refined, background", "ePIE", 1, _FULL),
     ("ePIE, 3 modes, sub-pixel, refined, background", "ePIE", 3, _FULL),
     ("ML, sub-pixel, refined, background", "ML", 1, _FULL),
+    # ML in mini-batches of 5 frames: 40 steps per pass where the full-gradient CG makes one (engines/ml.py).
+    ("ML, batches of 5, sub-pixel, refined, background", "ML", 1, {"batch_frames": 5, **_FULL}),
+    ("ML, 3 modes, batches of 5, sub-pixel, refined, background", "ML", 3, {"batch_frames": 5, **_FULL}),
 )
 CDTOOLS_SCRIPT = Path(__file__).with_name("run_cdtools.py")
 #: (label, settings, what the model fits): cdtools' example as it is, and two ablations that hold what ptybench's

@@ -220,13 +220,29 @@ def test_ml_batches_cover_every_frame_once_per_pass_and_span_the_scan(tiny, tiny
     reconstruction.step()
     engine, n = reconstruction._engine, reconstruction.problem.n_frames
     batches = engine.batches()
-    assert len(batches) == min(round(n / 8), -(-n // 4))
+    assert len(batches) == round(n / 8)
     frames = sorted(f for batch in batches for start, stop in batch for f in range(start, stop))
     assert frames == list(range(n))
     assert all(batch[-1][1] - batch[0][0] > n // 2 for batch in batches)  # every batch reaches across the scan
     full = Reconstruction(**tiny_arrays, parameters={"engine": "ML", "iterations": 1})
     full.step()
     assert full._engine.batches() == [None]
+
+
+def test_ml_batches_stay_as_small_as_asked_whatever_the_block(tiny, tiny_arrays):
+    """A block larger than a batch is cut into pieces, so the batches are as many as batch_frames asks (they
+    were capped at the number of blocks); an automatic block is no larger than a batch."""
+    asked = Reconstruction(**tiny_arrays, parameters={"engine": "ML", "iterations": 1, "batch_frames": 3,
+                                                      "frames_per_block": 24})
+    asked.step()
+    n = asked.problem.n_frames
+    batches = asked._engine.batches()
+    assert len(batches) == round(n / 3)
+    frames = sorted(f for batch in batches for start, stop in batch for f in range(start, stop))
+    assert frames == list(range(n))
+    assert max(sum(stop - start for start, stop in batch) for batch in batches) <= 4
+    automatic = Reconstruction(**tiny_arrays, parameters={"engine": "ML", "iterations": 1, "batch_frames": 5})
+    assert automatic.problem.frames_per_block == 5
 
 
 @pytest.mark.slow

@@ -217,6 +217,17 @@ def test_stage_timings_auto_spares_per_frame_engines_the_device_syncs(requested,
     assert Problem._stage_timings(problem, requested, plan_stages) is expected
 
 
+def test_ml_in_mini_batches_is_a_small_step_engine_for_the_stage_timers():
+    from types import SimpleNamespace
+
+    from ptybench.engines.options import MLOptions
+    from ptybench.engines.problem import Problem
+
+    problem = SimpleNamespace(backend=SimpleNamespace(is_device_memory=True))
+    batched = [SimpleNamespace(engine="ML", options=MLOptions(batch_frames=8))]
+    assert Problem._stage_timings(problem, "auto", batched) is False
+
+
 def test_the_object_error_summed_in_steps_over_the_region_box_equals_the_host_formula():
     """ObjectErrorMetric keeps one cropped truth and sums OBJECT_STEP_ROWS rows at a time (no object-sized
     temporaries): the same number as the one-shot host formula, for a region spanning several steps."""
