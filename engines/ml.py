@@ -81,7 +81,7 @@ class MaximumLikelihoodEngine:
                 waves = self._waves(problem.probe, problem.object, start, stop, "waves")
             with timer("propagation"):
                 detector = problem.forward(slice(start, stop), waves, overwrite=True)
-            if problem.single_block:
+            if problem.single_block and blocks is None:  # a mini-batch's pieces may share the one block
                 with timer("exit_waves"):  # kept for the line search; the gradient works on a copy in the buffer
                     self._forward_waves = detector  # the line search overwrites next ("linear"): no extra block
                     self._forward_of = (problem.object, problem.probe)

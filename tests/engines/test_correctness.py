@@ -245,6 +245,22 @@ def test_ml_batches_stay_as_small_as_asked_whatever_the_block(tiny, tiny_arrays)
     assert automatic.problem.frames_per_block == 5
 
 
+def test_ml_batches_cut_from_one_block_compute_what_the_same_batches_as_blocks_do(tiny_arrays):
+    """Pieces of one whole-scan block are the same batches as blocks of that size, so the result is the same (the
+    whole-scan block's kept D(P·O) is the full gradient's, never a piece's)."""
+    n = tiny_arrays["diffraction_data"].shape[0]
+    assert n == 48  # batches of 10: 5 batches of 6 pieces of 8 frames, so some batches take two pieces
+    base = {"engine": "ML", "iterations": 3, "batch_frames": 10}
+    cut, whole = (Reconstruction(**tiny_arrays, parameters={**base, "frames_per_block": block}) for block in (48, 8))
+    cut.step()
+    whole.step()
+    assert cut._engine.batches() == whole._engine.batches()
+    assert max(len(batch) for batch in cut._engine.batches()) == 2
+    cut.run()
+    whole.run()
+    np.testing.assert_allclose(cut.object, whole.object, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_ml_mini_batches_then_full_gradients_meet_the_ml_bar(farfield_small, farfield_arrays):
     """The plan the README suggests: 20 passes in mini-batches, 80 in full gradients (measured 0.016)."""
