@@ -131,6 +131,7 @@ class MaximumLikelihoodEngine:
     def iterate(self, iteration: int) -> FourierErrorSums:
         errors = FourierErrorSums()
         batches = self.batches()
+        self._share = 1.0 / len(batches)  # the regulariser's share per update: the same on every rank
         if len(batches) == 1:
             self._update(iteration, errors, None)
         else:
@@ -140,26 +141,27 @@ class MaximumLikelihoodEngine:
         return errors
 
     def batches(self) -> list[list[tuple[int, int]] | None]:
-        """About N/batch_frames batches of about batch_frames frames, the same count on every rank (a rank may
-        have none in a batch). A batch takes every K-th piece, so it spans the scan; the pieces are the compute
-        blocks, cut smaller where a block holds more frames than a batch (a requested large block never makes
-        the batches fewer than asked)."""
+        """About N/batch_frames batches of about batch_frames frames, the same count on every rank, and no more
+        than the largest rank has frames (so no batch is empty on every rank; a rank may have none in one). A batch
+        takes every K-th piece, so it spans the scan; the pieces are the compute blocks, cut into near-equal parts
+        only where there are fewer blocks than batches (a requested large block never makes the batches fewer
+        than asked, and an automatic one, capped at a batch, is left whole for the read-ahead)."""
         problem, batch_frames = self.problem, self.options.batch_frames
         if batch_frames is None:
             return [None]
-        count = max(1, round(problem.n_frames_total / batch_frames))
+        largest_rank = -(-problem.n_frames_total // problem.comm.size)
+        count = min(max(1, round(problem.n_frames_total / batch_frames)), largest_rank)
         if count == 1:
             return [None]
         pieces = list(problem.blocks())
-        largest = max(1, problem.n_frames // count)
-        if largest < problem.frames_per_block:
+        if len(pieces) < count:
+            largest = max(1, problem.n_frames // count)
             pieces = [piece for block in pieces for piece in _cut(block, largest)]
         return [pieces[b::count] for b in range(count)]
 
     def _update(self, iteration: int, errors: FourierErrorSums, blocks: list[tuple[int, int]] | None) -> None:
         """One step on the frames of ``blocks`` (all when None): gradient, direction, exact line search."""
         xp = self.problem.xp
-        self._share = 1.0 if blocks is None else len(blocks) / max(1, len(list(self.problem.blocks())))
         gradient_object, gradient_probe, _ = self.gradients(errors, blocks)
         update_probe = iteration >= self.options.probe_update_start
         if not update_probe:

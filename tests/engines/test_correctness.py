@@ -247,10 +247,11 @@ def test_ml_batches_stay_as_small_as_asked_whatever_the_block(tiny, tiny_arrays)
 
 def test_ml_batches_cut_from_one_block_compute_what_the_same_batches_as_blocks_do(tiny_arrays):
     """Pieces of one whole-scan block are the same batches as blocks of that size, so the result is the same (the
-    whole-scan block's kept D(P·O) is the full gradient's, never a piece's)."""
+    whole-scan block's kept D(P·O) is the full gradient's, never a piece's; the regulariser's share is one batch's,
+    not the pieces' count over the blocks')."""
     n = tiny_arrays["diffraction_data"].shape[0]
     assert n == 48  # batches of 10: 5 batches of 6 pieces of 8 frames, so some batches take two pieces
-    base = {"engine": "ML", "iterations": 3, "batch_frames": 10}
+    base = {"engine": "ML", "iterations": 3, "batch_frames": 10, "regularizer": 0.1}  # its share is per batch
     cut, whole = (Reconstruction(**tiny_arrays, parameters={**base, "frames_per_block": block}) for block in (48, 8))
     cut.step()
     whole.step()
@@ -259,6 +260,20 @@ def test_ml_batches_cut_from_one_block_compute_what_the_same_batches_as_blocks_d
     cut.run()
     whole.run()
     np.testing.assert_allclose(cut.object, whole.object, rtol=1e-4, atol=1e-5)
+
+
+def test_ml_makes_no_more_batches_than_the_largest_rank_has_frames(tiny_arrays, monkeypatch):
+    """A batch empty on every rank would divide by a zero illumination: with 8 ranks of 6 frames, batches of one
+    frame are 6, not 48, and the rank with the most frames has a piece in every one (automatic blocks stay whole)."""
+    reconstruction = Reconstruction(**tiny_arrays, parameters={"engine": "ML", "iterations": 1, "batch_frames": 1})
+    reconstruction.step()
+    engine = reconstruction._engine
+    monkeypatch.setattr(reconstruction.problem.comm, "size", 8)
+    batches = engine.batches()
+    assert len(batches) == 6 and all(batch for batch in batches)
+    whole = Reconstruction(**tiny_arrays, parameters={"engine": "ML", "iterations": 1, "batch_frames": 10})
+    whole.step()
+    assert whole._engine.batches() == [[block] for block in whole.problem.blocks()]
 
 
 @pytest.mark.slow
