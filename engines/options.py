@@ -240,7 +240,8 @@ class MLOptions(StageOptions):
     batch_frames: int | None = option(
         None, "frames per mini-batch: None = full-gradient conjugate gradients over all frames; a number = about "
         "N/batch_frames preconditioned steepest-descent updates per pass, each on pieces spread over the scan "
-        "(an automatic compute block is no larger than a batch; on real scans 5 took ML from 0.068 to 0.058)",
+        "(an automatic compute block is no larger than a batch; on a real scan with refined positions and a fitted "
+        "background 5 beat full gradients, 0.0585 against 0.0619)",
         _optional(_integer(1)), "an integer >= 1 or None")
     preconditioner: float | None = option(
         None, "diagonal preconditioner: gradients divided by the illumination Σ|P|² (object) and Σ|O|² (probe) "
