@@ -231,18 +231,25 @@ def figures(runs: list[tuple[ScanRun, np.ndarray | None]], dataset: str, out_dir
     from matplotlib.figure import Figure
 
     credit = ENTRIES[dataset].attribution + "; " + ENTRIES[dataset].licence if dataset in ENTRIES else dataset
-    curves = Figure(figsize=(7, 4.5), layout="constrained")
-    axes = curves.add_subplot()
-    for run, _ in runs:
-        if run.status == "ok":
-            axes.plot(np.arange(1, len(run.r_factor) + 1), run.r_factor, label=run.label,
+    credit = textwrap.fill(f"Data: {credit}", 160)  # wrapped: the attribution is shown whole
+    ok = [run for run, _ in runs if run.status == "ok"]
+    panels = [("each engine at its defaults, and pty-chi", [run for run in ok if run.code.startswith("pty-chi") or (
+                   run.code == "ptybench" and "," not in run.label)]),
+              ("each engine's fullest model, and cdtools", [run for run in ok if run.code.startswith("cdtools") or (
+                   run.code == "ptybench" and "background" in run.label)])]
+    curves = Figure(figsize=(12, 6), layout="constrained")
+    for index, (title, shown_runs) in enumerate(panels):
+        axes = curves.add_subplot(1, 2, index + 1)
+        for run in shown_runs:
+            axes.plot(np.arange(1, len(run.r_factor) + 1), run.r_factor, label=textwrap.fill(run.label, 45),
                       linestyle="-" if run.code == "ptybench" else "--")
-    axes.set(xlabel="iteration (epoch for cdtools)", ylabel="R-factor of the returned model", yscale="log",
-             title=f"{dataset}: R-factor per iteration")
-    axes.legend(fontsize=8, ncol=2)
-    curves.supxlabel(f"Data: {credit}", fontsize=5)
+        axes.set(xlabel="iteration (epoch for cdtools)", ylabel="R-factor of the returned model", yscale="log",
+                 title=title)
+        axes.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    curves.suptitle(f"{dataset}: R-factor per iteration (every run: the table)")
+    curves.supxlabel(credit, fontsize=6)
     shown = [(run, obj) for run, obj in runs if obj is not None]
-    columns = min(len(shown), IMAGES_PER_ROW)
+    columns = max(1, min(len(shown), IMAGES_PER_ROW))
     lines = max(1, -(-len(shown) // columns))
     images = Figure(figsize=(2.4 * columns, 2.9 * lines), layout="constrained")
     rows, cols = scanned_region(dataset)
@@ -253,7 +260,7 @@ def figures(runs: list[tuple[ScanRun, np.ndarray | None]], dataset: str, out_dir
         ax.imshow(phase, cmap="gray", vmin=np.percentile(phase, 1), vmax=np.percentile(phase, 99))
         ax.set_title(f"{textwrap.fill(run.label, 30)}\nR {run.final_r:.4f}", fontsize=8)  # wrapped: no overlap
         ax.set_axis_off()
-    images.supxlabel(f"Data: {credit}", fontsize=5)
+    images.supxlabel(credit, fontsize=6)
     paths = [out_dir / "r-factor.png", out_dir / "objects.png"]
     curves.savefig(paths[0], dpi=110)
     images.savefig(paths[1], dpi=80)
