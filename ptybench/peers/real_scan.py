@@ -245,7 +245,8 @@ def figures(runs: list[tuple[ScanRun, np.ndarray | None]], dataset: str, out_dir
                       linestyle="-" if run.code == "ptybench" else "--")
         axes.set(xlabel="iteration (epoch for cdtools)", ylabel="R-factor of the returned model", yscale="log",
                  title=title)
-        axes.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+        if shown_runs:
+            axes.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     curves.suptitle(f"{dataset}: R-factor per iteration (every run: the table)")
     curves.supxlabel(credit, fontsize=6)
     shown = [(run, obj) for run, obj in runs if obj is not None]
