@@ -76,7 +76,8 @@ VARIANTS = (
     ("ePIE, sub-pixel, refined, background", "ePIE", 1, _FULL),
     ("ePIE, 3 modes, sub-pixel, refined, background", "ePIE", 3, _FULL),
     ("ML, sub-pixel, refined, background", "ML", 1, _FULL),
-    # ML in mini-batches of 5 frames: 40 steps per pass where the full-gradient CG makes one (engines/ml.py).
+    # ML in mini-batches of 5 frames: 40 steps per pass where the full-gradient CG makes one, and no conjugacy to
+    # lose when refinement and the background change the likelihood every iteration (docs/algorithms.md, ML).
     ("ML, batches of 5, sub-pixel, refined, background", "ML", 1, {"batch_frames": 5, **_FULL}),
     ("ML, 3 modes, batches of 5, sub-pixel, refined, background", "ML", 3, {"batch_frames": 5, **_FULL}),
 )
