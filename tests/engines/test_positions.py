@@ -88,7 +88,8 @@ def test_refinement_recovers_positions_off_by_pixels(farfield_small, farfield_ar
 
 def test_ml_keeps_its_conjugate_direction_when_frames_move(tiny_arrays):
     """A refinement moves frames a little: ML drops only the D(P·O) it kept, not its direction (restarting made
-    the full-gradient CG a steepest descent from the first refinement on; docs/algorithms.md, ML)."""
+    the full-gradient CG a steepest descent from the first refinement on; docs/algorithms.md, ML); the Poisson
+    likelihood, whose line search is one Newton step, restarts."""
     reconstruction = Reconstruction(**perturbed(tiny_arrays, 1.0), parameters={"engine": "ML", "iterations": 3,
                                                                               "frames_per_block": 48})
     reconstruction.step()
@@ -99,6 +100,13 @@ def test_ml_keeps_its_conjugate_direction_when_frames_move(tiny_arrays):
     engine._forward_waves = object()
     engine.frames_moved(np.arange(3))
     assert engine.direction is direction and engine._forward_waves is None
+    poisson = Reconstruction(**perturbed(tiny_arrays, 1.0), parameters={"engine": "ML", "iterations": 3,
+                                                                       "noise": "poisson"})
+    poisson.step()
+    poisson.step()
+    assert poisson._engine.direction is not None
+    poisson._engine.frames_moved(np.arange(3))  # one Newton step per line: a stale direction stalls it
+    assert poisson._engine.direction is None
 
 
 def test_torch_refines_as_numpy_does(tiny_arrays):
