@@ -262,6 +262,15 @@ def test_ml_batches_cut_from_one_block_compute_what_the_same_batches_as_blocks_d
     np.testing.assert_allclose(cut.object, whole.object, rtol=1e-4, atol=1e-5)
 
 
+def test_ml_batches_larger_than_the_scan_are_the_full_gradient(tiny_arrays):
+    """batch_frames beyond N asks for one batch: the full-gradient CG, with the block as the data allow."""
+    huge = Reconstruction(**tiny_arrays, parameters={"engine": "ML", "iterations": 1, "batch_frames": 10**9})
+    huge.step()
+    assert huge._engine.batches() == [None]
+    assert huge.problem.frames_per_block == tiny_arrays["diffraction_data"].shape[0]
+    assert np.all(np.isfinite(huge.object))
+
+
 def test_ml_makes_no_more_batches_than_the_largest_rank_has_frames(tiny_arrays, monkeypatch):
     """A batch empty on every rank would divide by a zero illumination: with 8 ranks of 6 frames, batches of one
     frame are 6, not 48, and the rank with the most frames has a piece in every one (automatic blocks stay whole)."""
